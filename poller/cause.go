@@ -1,0 +1,36 @@
+package poller
+
+// Cause says why a connection closed. Every close is counted by cause so an
+// operator can tell slow consumers from protocol errors from idle reaping.
+type Cause uint8
+
+// Causes.
+const (
+	CausePeerGone         Cause = iota // TCP closed or reset without a close frame
+	CausePeerClose                     // the peer sent a close frame
+	CauseServerClose                   // the application called Close
+	CauseProtocol                      // the peer broke RFC 6455/7692
+	CauseTooBig                        // a frame or message over the limit (1009)
+	CauseIdle                          // no traffic for IdleTimeout
+	CauseHandshakeTimeout              // no complete upgrade request in time
+	CauseHandshakeRejected             // upgrade refused with an HTTP error
+	CauseSlowConsumer                  // outbound queue over its cap
+	CauseInboundOverflow               // reads paused and unread input over its cap
+	CauseShutdown                      // server shutting down (1001)
+	CausePanic                         // a handler panicked (1011)
+	CauseOverCapacity                  // over MaxConns: 503 before the upgrade
+	NumCauses
+)
+
+var causeNames = [NumCauses]string{
+	"peer_gone", "peer_close", "server_close", "protocol_error", "too_big", "idle",
+	"handshake_timeout", "handshake_rejected", "slow_consumer", "inbound_overflow",
+	"shutdown", "panic", "over_capacity",
+}
+
+func (c Cause) String() string {
+	if c < NumCauses {
+		return causeNames[c]
+	}
+	return "unknown"
+}

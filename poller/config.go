@@ -1,0 +1,89 @@
+package poller
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+// Policy is what happens when a connection's outbound queue passes its cap.
+type Policy uint8
+
+const (
+	// PolicyClose closes the connection with 1008 (reliable feeds: the
+	// client reconnects and recovers from history).
+	PolicyClose Policy = iota
+	// PolicyDrop drops the messages that do not fit (lossy feeds).
+	PolicyDrop
+)
+
+// Config is the engine's configuration. Zero fields take the defaults in
+// the comments; the struct is copied by New and read-only afterwards.
+type Config struct {
+	Upgrader codec.Upgrader // handshake limits, subprotocols, Origin hook, deflate
+	Limits   codec.Limits   // 0: frame 16 MiB, message 16 MiB
+	Flate    *codec.Flate   // nil: made from Upgrader.Deflate when enabled
+
+	MaxConns         int           // 0: RLIMIT_NOFILE minus a reserve
+	HandshakeTimeout time.Duration // 0: 10 s
+	IdleTimeout      time.Duration // 0: none (<0 also none)
+	PingInterval     time.Duration // 0: none; pings a conn silent this long
+	CloseTimeout     time.Duration // 0: 5 s to wait for the peer's close
+	MaxOutboundBytes int           // 0: 4 MiB queued per conn
+	SlowPolicy       Policy        // PolicyClose by default
+	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
+	DeflateThreshold int           // 0: 64; smaller messages go uncompressed
+
+	Loops         int  // 0: one per core
+	ReadBufferCap int  // 0: 64 KiB per loop
+	TCPKeepAlive  time.Duration
+	Logger        *slog.Logger // nil: slog.Default()
+}
+
+const (
+	defaultMaxMessage = 16 << 20
+	defaultOutbound   = 4 << 20
+)
+
+func (c *Config) setDefaults() {
+	if c.Limits.MaxMessage == 0 {
+		c.Limits.MaxMessage = defaultMaxMessage
+	}
+	if c.Limits.MaxFrame == 0 {
+		c.Limits.MaxFrame = c.Limits.MaxMessage
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = 5 * time.Second
+	}
+	if c.MaxOutboundBytes == 0 {
+		c.MaxOutboundBytes = defaultOutbound
+	}
+	if c.MaxInboundBytes == 0 {
+		c.MaxInboundBytes = int(c.Limits.MaxMessage) + 1<<20
+	}
+	if c.DeflateThreshold == 0 {
+		c.DeflateThreshold = 64
+	}
+	if c.Upgrader.Deflate.Enabled && c.Flate == nil {
+		c.Flate = codec.NewFlate(c.Upgrader.Deflate)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns(FileLimit())
+	}
+}
+
+// secs converts a timeout to whole seconds of the sweep clock, rounding up;
+// 0 means disabled.
+func secs(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	return uint32((d + time.Second - 1) / time.Second)
+}

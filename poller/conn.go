@@ -1,0 +1,259 @@
+package poller
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+// ErrClosed is returned by Send after the connection started closing.
+var ErrClosed = errors.New("poller: connection closed")
+
+// ErrSlowConsumer is returned by Send when the outbound cap was hit and the
+// policy dropped the message or closed the connection.
+var ErrSlowConsumer = errors.New("poller: outbound queue full (slow consumer)")
+
+type connState uint8
+
+const (
+	stateHandshake connState = iota
+	stateOpen
+	stateClosing // our close frame is out; waiting for the peer's
+	stateClosed
+)
+
+// Conn is one connection. Its loop-side fields are touched only on the
+// connection's event loop; the outbound batch is guarded by mu so that any
+// goroutine can Send.
+type Conn struct {
+	gc      gnet.Conn
+	eng     *Engine
+	loop    *loop
+	session Session
+	flate   *codec.FlateContext // non-nil only with context takeover
+	msg     *Buf                // message being assembled (nil when none)
+	remote  netip.AddrPort
+	id      uint64
+	rd      codec.Reader
+
+	// Loop-owned.
+	idx        int32  // position in loop.conns
+	since      uint32 // loop clock (s) of the last read or of accept
+	state      connState
+	paused     bool
+	pingOut    bool // a keepalive ping is unanswered
+	deflate    bool
+	closeCode  uint16
+	closeCause Cause
+	closeText  string // reason of the close frame that ended the conn
+
+	resume atomic.Bool
+
+	mu       sync.Mutex
+	out      *Buf  // pending frames this conn encoded, back to back
+	shared   []seg // frames shared with other conns, placed between own bytes
+	dirty    bool // queued on the loop's dirty list
+	inLoop   bool // the loop is in a callback for this conn and flushes after
+	closeOut bool // a close frame is queued or sent: Send refuses more
+	closeReq uint16
+	closeWhy Cause
+}
+
+// ID is unique per Engine. Safe from any goroutine.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr is the peer's address as accepted. Safe from any goroutine.
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+
+// Compressed reports whether permessage-deflate was negotiated. Safe from
+// any goroutine after the upgrade.
+func (c *Conn) Compressed() bool { return c.deflate }
+
+// seg is a shared frame placed after the first ownEnd bytes of out.
+type seg struct {
+	b      []byte
+	ownEnd int
+}
+
+// Send queues a whole message. It is encoded (and compressed if negotiated)
+// on the caller's goroutine and written by the loop. Safe from any
+// goroutine; messages from one goroutine go out in order.
+func (c *Conn) Send(op codec.OpCode, payload []byte) error {
+	e := c.eng
+	var z *Buf
+	body, rsv1 := payload, false
+	if c.deflate && len(payload) >= e.cfg.DeflateThreshold && c.flate == nil {
+		z = e.bufs.Get(len(payload)/2 + 64)
+		z.B = e.cfg.Flate.Deflate(z.B, payload, nil)
+		body, rsv1 = z.B, true
+	}
+	c.mu.Lock()
+	if c.closeOut {
+		c.mu.Unlock()
+		e.bufs.Put(z)
+		return ErrClosed
+	}
+	if c.deflate && c.flate != nil && len(payload) >= e.cfg.DeflateThreshold {
+		// Context takeover: the compressor is this conn's, used under mu so
+		// frames leave in the order their bytes entered it.
+		z = e.bufs.Get(len(payload)/2 + 64)
+		z.B = e.cfg.Flate.Deflate(z.B, payload, c.flate)
+		body, rsv1 = z.B, true
+	}
+	if c.out == nil {
+		c.out = e.bufs.Get(len(body) + codec.MaxHeaderLen)
+	} else {
+		c.out = e.bufs.Grow(c.out, len(body)+codec.MaxHeaderLen)
+	}
+	c.out.B = codec.AppendHeader(c.out.B, op, true, rsv1, len(body))
+	c.out.B = append(c.out.B, body...)
+	err := c.admitLocked(len(body))
+	c.mu.Unlock()
+	e.bufs.Put(z)
+	return err
+}
+
+// Prepared is a message encoded once for many connections (broadcast). Its
+// bytes are immutable and shared by every queue they are put on.
+type Prepared struct {
+	op    codec.OpCode
+	plain []byte
+	once  sync.Once
+	flate []byte
+	raw   []byte
+}
+
+// Prepare encodes payload once. Safe from any goroutine.
+func (e *Engine) Prepare(op codec.OpCode, payload []byte) *Prepared {
+	return &Prepared{op: op, plain: codec.AppendFrame(nil, op, true, payload), raw: payload}
+}
+
+func (p *Prepared) deflated(e *Engine) []byte {
+	p.once.Do(func() {
+		body := e.cfg.Flate.Deflate(nil, p.raw, nil)
+		f := codec.AppendHeader(make([]byte, 0, len(body)+codec.MaxHeaderLen), p.op, true, true, len(body))
+		p.flate = append(f, body...)
+	})
+	return p.flate
+}
+
+// SendPrepared queues a prepared message without copying it. Safe from any
+// goroutine.
+func (c *Conn) SendPrepared(p *Prepared) error {
+	if c.deflate && c.flate != nil {
+		return c.Send(p.op, p.raw) // takeover: this conn's own compressor
+	}
+	frame := p.plain
+	if c.deflate && len(p.raw) >= c.eng.cfg.DeflateThreshold {
+		frame = p.deflated(c.eng)
+	}
+	c.mu.Lock()
+	if c.closeOut {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	ownEnd := 0
+	if c.out != nil {
+		ownEnd = len(c.out.B)
+	}
+	c.shared = append(c.shared, seg{b: frame, ownEnd: ownEnd})
+	err := c.admitLocked(len(frame))
+	c.mu.Unlock()
+	return err
+}
+
+// admitLocked accounts for n newly queued bytes, applies the slow-consumer
+// policy to what is queued here (the loop checks gnet's own buffer too) and
+// schedules a flush.
+func (c *Conn) admitLocked(n int) error {
+	e := c.eng
+	pending := 0
+	if c.out != nil {
+		pending = len(c.out.B)
+	}
+	for _, s := range c.shared {
+		pending += len(s.b)
+	}
+	if pending > e.cfg.MaxOutboundBytes {
+		e.stats.SlowConsumers.Add(1)
+		if e.cfg.SlowPolicy == PolicyDrop {
+			c.dropNewestLocked(n)
+			return ErrSlowConsumer
+		}
+		c.closeLocked(codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
+		return ErrSlowConsumer
+	}
+	e.stats.MessagesOut.Add(1)
+	e.stats.BytesOut.Add(uint64(n))
+	c.scheduleLocked()
+	return nil
+}
+
+// dropNewestLocked removes the frame just queued (n bytes at the end).
+func (c *Conn) dropNewestLocked(n int) {
+	if k := len(c.shared); k > 0 && len(c.shared[k-1].b) == n && c.shared[k-1].ownEnd == c.ownLen() {
+		c.shared = c.shared[:k-1]
+		return
+	}
+	c.out.B = c.out.B[:len(c.out.B)-n-codec.HeaderLen(n, false)]
+}
+
+func (c *Conn) ownLen() int {
+	if c.out == nil {
+		return 0
+	}
+	return len(c.out.B)
+}
+
+// Close starts the closing handshake with code and reason: the close frame
+// goes out after what is already queued, later Sends fail, and the TCP
+// connection is closed when the peer answers or after CloseTimeout. Safe
+// from any goroutine; only the first call has an effect.
+func (c *Conn) Close(code uint16, reason string) {
+	c.mu.Lock()
+	c.closeLocked(code, reason, CauseServerClose)
+	c.mu.Unlock()
+}
+
+func (c *Conn) closeLocked(code uint16, reason string, why Cause) {
+	if c.closeOut {
+		return
+	}
+	c.closeOut = true
+	c.closeReq = code
+	c.closeWhy = why
+	if why == CauseSlowConsumer {
+		// The queue is what is too big: do not make the peer read it first.
+		if c.out != nil {
+			c.out.B = c.out.B[:0]
+		}
+		c.shared = c.shared[:0]
+	}
+	if c.out == nil {
+		c.out = c.eng.bufs.Get(codec.MaxControlPayload + 4)
+	}
+	c.out.B = codec.AppendClose(c.out.B, code, reason)
+	c.scheduleLocked()
+}
+
+// scheduleLocked makes sure the loop will flush this conn.
+func (c *Conn) scheduleLocked() {
+	if c.dirty || c.inLoop {
+		return
+	}
+	c.dirty = true
+	c.loop.markDirty(c)
+}
+
+// Resume restarts reading after a Session paused it. Safe from any
+// goroutine.
+func (c *Conn) Resume() {
+	if c.resume.CompareAndSwap(false, true) {
+		_ = c.gc.Wake(nil)
+	}
+}

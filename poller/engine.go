@@ -1,0 +1,296 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+// Handler decides on upgrades. It runs on the loop and must not block.
+type Handler interface {
+	// Upgrade is called once the request passed the RFC 6455 checks and the
+	// negotiation (a says what was agreed; the handler may clear a.Protocol
+	// or set it to another offered one). It returns the connection's Session,
+	// or an HTTP answer that refuses the upgrade (404, 401, ...).
+	Upgrade(c *Conn, req *codec.Request, a *codec.Accept) (Session, *codec.HTTPError)
+}
+
+// Session receives one connection's events, on its loop, in order.
+type Session interface {
+	// OnMessage gets each complete message. m.Payload is valid only during
+	// the call unless m.Buf is set, in which case the Session owns m.Buf
+	// and returns it with Engine.Buffers().Put. Returning true pauses reads
+	// on this conn until Conn.Resume.
+	OnMessage(c *Conn, m Message) (pause bool)
+	// OnClose is the last call for the conn, exactly once.
+	OnClose(c *Conn, code uint16, reason string, cause Cause)
+}
+
+// Message is one complete, validated (and inflated) message.
+type Message struct {
+	Op      codec.OpCode
+	Payload []byte
+	Buf     *Buf // owner of Payload's bytes when they outlive the call
+}
+
+// Stats are the engine's counters. Safe to read from any goroutine.
+type Stats struct {
+	Conns         atomic.Int64
+	Accepted      atomic.Uint64
+	Upgraded      atomic.Uint64
+	Rejected      atomic.Uint64 // HTTP answers instead of 101
+	MessagesIn    atomic.Uint64
+	MessagesOut   atomic.Uint64
+	BytesIn       atomic.Uint64
+	BytesOut      atomic.Uint64
+	SlowConsumers atomic.Uint64
+	Closes        [NumCauses]atomic.Uint64
+}
+
+func (s *Stats) count(c Cause) { s.Closes[c].Add(1) }
+
+// Engine runs the event loops. Create with New, run with Serve.
+type Engine struct {
+	cfg      Config
+	h        Handler
+	bufs     Buffers
+	stats    Stats
+	start    time.Time
+	log      *slog.Logger
+	nextID   atomic.Uint64
+	draining atomic.Bool
+	overCap  []byte // the 503 answer, built once
+
+	mu     sync.Mutex
+	loops  map[gnet.EventLoop]*loop
+	gnet   gnet.Engine
+	booted chan struct{}
+}
+
+// New returns an engine; cfg's zero fields take their defaults.
+func New(cfg Config, h Handler) *Engine {
+	cfg.setDefaults()
+	e := &Engine{cfg: cfg, h: h, start: time.Now(), log: cfg.Logger,
+		loops: map[gnet.EventLoop]*loop{}, booted: make(chan struct{})}
+	e.overCap = codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "server at connection capacity",
+		Header: []codec.HeaderField{{Name: "Retry-After", Value: "1"}}})
+	return e
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (e *Engine) Config() *Config { return &e.cfg }
+
+// Stats returns the live counters. Safe from any goroutine.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Buffers is the pool Session code returns Message.Buf to.
+func (e *Engine) Buffers() *Buffers { return &e.bufs }
+
+func (e *Engine) clock() uint32 { return uint32(time.Since(e.start) / time.Second) }
+
+// Serve listens on addr ("host:port") and runs until Shutdown. It blocks.
+func (e *Engine) Serve(addr string) error {
+	loops := e.cfg.Loops
+	if loops <= 0 {
+		loops = runtime.GOMAXPROCS(0)
+	}
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(loops),
+		// One listener per loop and one accept per readiness event: the
+		// over-capacity check in OnOpen then runs between two accepts, so
+		// descriptors never run out under an accept burst (EMFILE would
+		// stop the whole gnet engine).
+		gnet.WithReusePort(true),
+		gnet.WithTicker(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(slogAdapter{e.log}),
+		gnet.WithLogLevel(logging.ErrorLevel),
+	}
+	if e.cfg.ReadBufferCap > 0 {
+		opts = append(opts, gnet.WithReadBufferCap(e.cfg.ReadBufferCap))
+	}
+	if e.cfg.TCPKeepAlive > 0 {
+		opts = append(opts, gnet.WithTCPKeepAlive(e.cfg.TCPKeepAlive))
+	}
+	return gnet.Run(e, "tcp://"+addr, opts...)
+}
+
+// Ready is closed once the listeners are up.
+func (e *Engine) Ready() <-chan struct{} { return e.booted }
+
+// OnBoot implements gnet.EventHandler.
+func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.mu.Lock()
+	e.gnet = eng
+	e.mu.Unlock()
+	close(e.booted)
+	return gnet.None
+}
+
+// OnShutdown implements gnet.EventHandler.
+func (e *Engine) OnShutdown(gnet.Engine) {}
+
+// StopAccepting makes every new connection get 503 from now on. Safe from
+// any goroutine.
+func (e *Engine) StopAccepting() { e.draining.Store(true) }
+
+// CloseAll starts the closing handshake on every open conn, after what is
+// queued for it, and drops conns still in the handshake. Safe from any
+// goroutine.
+func (e *Engine) CloseAll(code uint16, reason string) {
+	for _, l := range e.loopList() {
+		_ = l.gl.Execute(context.Background(), runFunc(func() {
+			for i := len(l.conns) - 1; i >= 0; i-- {
+				c := l.conns[i]
+				switch c.state {
+				case stateHandshake:
+					c.closeCause, c.state = CauseShutdown, stateClosed
+					_ = c.gc.Close()
+				case stateOpen:
+					c.mu.Lock()
+					c.closeLocked(code, reason, CauseShutdown)
+					c.mu.Unlock()
+				}
+			}
+		}))
+	}
+}
+
+// Stop stops the loops, closing whatever is still open. Safe from any
+// goroutine; Serve returns afterwards.
+func (e *Engine) Stop(ctx context.Context) error {
+	select {
+	case <-e.booted:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e.mu.Lock()
+	g := e.gnet
+	e.mu.Unlock()
+	err := g.Stop(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func (e *Engine) loopList() []*loop {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ls := make([]*loop, 0, len(e.loops))
+	for _, l := range e.loops {
+		ls = append(ls, l)
+	}
+	return ls
+}
+
+func (e *Engine) loopOf(gc gnet.Conn) *loop {
+	gl := gc.EventLoop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.loops[gl]
+	if l == nil {
+		l = &loop{eng: e, gl: gl}
+		e.loops[gl] = l
+	}
+	return l
+}
+
+// OnOpen implements gnet.EventHandler: a TCP connection was accepted.
+func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	e.stats.Accepted.Add(1)
+	if e.draining.Load() || e.stats.Conns.Load() >= int64(e.cfg.MaxConns) {
+		e.stats.count(CauseOverCapacity)
+		return e.overCap, gnet.Close
+	}
+	e.stats.Conns.Add(1)
+	c := &Conn{gc: gc, eng: e, id: e.nextID.Add(1), since: e.clock()}
+	c.rd.Limits = &e.cfg.Limits
+	if a, ok := gc.RemoteAddr().(*net.TCPAddr); ok {
+		c.remote = a.AddrPort()
+	}
+	c.loop = e.loopOf(gc)
+	c.loop.add(c)
+	gc.SetContext(c)
+	return nil, gnet.None
+}
+
+// OnClose implements gnet.EventHandler.
+func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.None
+	}
+	gc.SetContext(nil)
+	e.stats.Conns.Add(-1)
+	c.loop.remove(c)
+	wasOpen := c.session != nil
+	c.state = stateClosed
+	c.mu.Lock()
+	c.closeOut = true
+	out := c.out
+	c.out, c.shared = nil, nil
+	c.mu.Unlock()
+	e.bufs.Put(out)
+	e.bufs.Put(c.msg)
+	c.msg = nil
+	if c.flate != nil {
+		c.flate.Release()
+	}
+	code, cause := c.closeCode, c.closeCause
+	if code == 0 {
+		code = codec.CloseAbnormal
+	}
+	e.stats.count(cause)
+	if wasOpen {
+		func() {
+			defer e.recoverPanic(c, "OnClose")
+			c.session.OnClose(c, code, c.closeText, cause)
+		}()
+	}
+	return gnet.None
+}
+
+// OnTick implements gnet.EventHandler: the once-a-second sweep on each loop.
+func (e *Engine) OnTick() (time.Duration, gnet.Action) {
+	for _, l := range e.loopList() {
+		_ = l.gl.Execute(context.Background(), runFunc(l.sweep))
+	}
+	return time.Second, gnet.None
+}
+
+func (e *Engine) recoverPanic(c *Conn, where string) {
+	if r := recover(); r != nil {
+		buf := make([]byte, 4096)
+		buf = buf[:runtime.Stack(buf, false)]
+		e.log.Error("handler panic", "where", where, "conn", c.id, "panic", fmt.Sprint(r), "stack", string(buf))
+		if c.state != stateClosed {
+			c.loop.fail(c, codec.CloseInternalError, "internal error", CausePanic)
+		}
+	}
+}
+
+type runFunc func()
+
+func (f runFunc) Run(context.Context) error { f(); return nil }
+
+// slogAdapter routes gnet's logs to slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Debugf(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Infof(f string, v ...any)  { a.l.Info(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Warnf(f string, v ...any)  { a.l.Warn(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Errorf(f string, v ...any) { a.l.Error(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Fatalf(f string, v ...any) { a.l.Error(fmt.Sprintf(f, v...)) }

@@ -1,0 +1,208 @@
+package poller
+
+import (
+	"context"
+	"sync"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+// loop is wsd's state for one gnet event loop. conns and scratch are owned
+// by the loop goroutine; dirty is how other goroutines hand it work.
+type loop struct {
+	eng   *Engine
+	gl    gnet.EventLoop
+	conns []*Conn // every live conn of this loop, for the sweep
+
+	mu        sync.Mutex
+	dirty     []*Conn
+	spare     []*Conn
+	scheduled bool
+
+	iov     [][]byte // scratch for Writev
+	scratch []byte   // scratch for control frames
+}
+
+// markDirty queues c for a flush and wakes the loop once per batch: many
+// Sends from workers cost one loop task, not one each.
+func (l *loop) markDirty(c *Conn) {
+	l.mu.Lock()
+	l.dirty = append(l.dirty, c)
+	wake := !l.scheduled
+	l.scheduled = true
+	l.mu.Unlock()
+	if wake {
+		if err := l.gl.Execute(context.Background(), l); err != nil {
+			// The engine is stopping; nothing will be flushed any more.
+			l.mu.Lock()
+			l.scheduled = false
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Run flushes every dirty conn. It is the gnet.Runnable the loop executes.
+func (l *loop) Run(context.Context) error {
+	l.mu.Lock()
+	batch := l.dirty
+	l.dirty = l.spare[:0]
+	l.scheduled = false
+	l.mu.Unlock()
+	for i, c := range batch {
+		c.mu.Lock()
+		c.dirty = false
+		c.mu.Unlock()
+		l.flush(c)
+		batch[i] = nil
+	}
+	l.mu.Lock()
+	l.spare = batch[:0]
+	l.mu.Unlock()
+	return nil
+}
+
+// flush writes c's queued frames. On the loop.
+func (l *loop) flush(c *Conn) {
+	c.mu.Lock()
+	out, shared := c.out, c.shared
+	closeOut, code, why := c.closeOut, c.closeReq, c.closeWhy
+	c.out = nil
+	if len(shared) > 0 {
+		c.shared = nil
+	}
+	c.mu.Unlock()
+	defer l.eng.bufs.Put(out)
+	if c.state == stateClosed || (out == nil && len(shared) == 0) {
+		return
+	}
+	if c.state == stateHandshake {
+		// Sends before the 101 cannot happen through the API; drop.
+		return
+	}
+	pending := 0
+	l.iov = l.iov[:0]
+	pos := 0
+	for _, s := range shared {
+		if s.ownEnd > pos {
+			l.iov = append(l.iov, out.B[pos:s.ownEnd])
+			pending += s.ownEnd - pos
+			pos = s.ownEnd
+		}
+		l.iov = append(l.iov, s.b)
+		pending += len(s.b)
+	}
+	if out != nil && len(out.B) > pos {
+		l.iov = append(l.iov, out.B[pos:])
+		pending += len(out.B) - pos
+	}
+	cfg := &l.eng.cfg
+	if c.state == stateOpen && c.gc.OutboundBuffered()+pending > cfg.MaxOutboundBytes && why != CauseSlowConsumer {
+		l.eng.stats.SlowConsumers.Add(1)
+		if cfg.SlowPolicy == PolicyDrop && !closeOut {
+			return
+		}
+		c.mu.Lock()
+		c.closeOut, c.closeReq, c.closeWhy = true, codec.ClosePolicyViolation, CauseSlowConsumer
+		c.mu.Unlock()
+		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
+		return
+	}
+	if len(l.iov) == 1 {
+		_, _ = c.gc.Write(l.iov[0])
+	} else {
+		_, _ = c.gc.Writev(l.iov)
+	}
+	clear(l.iov)
+	if closeOut && c.state == stateOpen {
+		// The close frame was the last thing queued and is now written.
+		c.closeCode, c.closeCause = code, why
+		c.state = stateClosing
+		c.since = l.eng.clock()
+	}
+}
+
+// sendClose writes a close frame now and moves c to closing. On the loop.
+func (l *loop) sendClose(c *Conn, code uint16, reason string, why Cause) {
+	if c.state != stateOpen {
+		return
+	}
+	l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
+	_, _ = c.gc.Write(l.scratch)
+	c.closeCode, c.closeCause, c.closeText = code, why, reason
+	c.state = stateClosing
+	c.since = l.eng.clock()
+}
+
+// fail closes c at once: a close frame with code if the upgrade happened,
+// then the TCP connection. On the loop.
+func (l *loop) fail(c *Conn, code uint16, reason string, why Cause) {
+	if c.state == stateClosed {
+		return
+	}
+	if c.state == stateOpen {
+		c.mu.Lock()
+		c.closeOut = true
+		c.mu.Unlock()
+		l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
+		_, _ = c.gc.Write(l.scratch)
+	}
+	c.closeCode, c.closeCause, c.closeText = code, why, reason
+	c.state = stateClosed
+	_ = c.gc.Close()
+}
+
+func (l *loop) add(c *Conn) {
+	c.idx = int32(len(l.conns))
+	l.conns = append(l.conns, c)
+}
+
+func (l *loop) remove(c *Conn) {
+	i := int(c.idx)
+	if i < 0 || i >= len(l.conns) || l.conns[i] != c {
+		return
+	}
+	last := len(l.conns) - 1
+	l.conns[i] = l.conns[last]
+	l.conns[i].idx = int32(i)
+	l.conns[last] = nil
+	l.conns = l.conns[:last]
+	c.idx = -1
+}
+
+// sweep enforces every time limit with one pass over the loop's conns: no
+// timer per connection. On the loop.
+func (l *loop) sweep() {
+	e := l.eng
+	now := e.clock()
+	cfg := &e.cfg
+	hs, idle := secs(cfg.HandshakeTimeout), secs(cfg.IdleTimeout)
+	ping, closeWait := secs(cfg.PingInterval), secs(cfg.CloseTimeout)
+	for i := len(l.conns) - 1; i >= 0; i-- {
+		c := l.conns[i]
+		age := now - c.since
+		switch c.state {
+		case stateHandshake:
+			if age >= hs {
+				c.closeCause = CauseHandshakeTimeout
+				c.state = stateClosed
+				_ = c.gc.Close()
+			}
+		case stateOpen:
+			switch {
+			case idle > 0 && age >= idle:
+				l.fail(c, codec.CloseGoingAway, "idle timeout", CauseIdle)
+			case ping > 0 && age >= ping && !c.pingOut:
+				c.pingOut = true
+				l.scratch = codec.AppendFrame(l.scratch[:0], codec.OpPing, true, nil)
+				_, _ = c.gc.Write(l.scratch)
+			}
+		case stateClosing:
+			if age >= closeWait {
+				c.state = stateClosed
+				_ = c.gc.Close()
+			}
+		}
+	}
+}

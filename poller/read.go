@@ -1,0 +1,248 @@
+package poller
+
+import (
+	"errors"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+// OnTraffic implements gnet.EventHandler: bytes arrived, or a Wake.
+func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.Close
+	}
+	defer e.recoverPanic(c, "OnTraffic")
+	l := c.loop
+	if gc.InboundBuffered() > 0 {
+		c.since = e.clock()
+		c.pingOut = false
+	}
+	if c.resume.Swap(false) {
+		c.paused = false
+	}
+	if c.state == stateHandshake {
+		e.handshake(c)
+	}
+	if (c.state == stateOpen || c.state == stateClosing) && !c.paused {
+		e.readFrames(c)
+	}
+	if c.state == stateClosed {
+		return gnet.None
+	}
+	if c.paused && gc.InboundBuffered() > e.cfg.MaxInboundBytes {
+		l.fail(c, codec.ClosePolicyViolation, "unread input over limit", CauseInboundOverflow)
+	}
+	return gnet.None
+}
+
+// handshake parses the upgrade request once it is whole and answers it.
+// Bytes pipelined behind the request stay in the buffer for readFrames.
+func (e *Engine) handshake(c *Conn) {
+	gc := c.gc
+	buf, _ := gc.Peek(-1)
+	req, n, err := e.cfg.Upgrader.ReadRequest(buf)
+	if errors.Is(err, codec.ErrNeedMore) {
+		return
+	}
+	var herr *codec.HTTPError
+	var acc codec.Accept
+	if err == nil {
+		acc, err = e.cfg.Upgrader.Negotiate(req)
+	}
+	var s Session
+	if err == nil {
+		if acc.Deflate && e.cfg.Flate == nil {
+			acc.Deflate = false
+		}
+		s, herr = e.h.Upgrade(c, req, &acc)
+		if herr == nil && s == nil {
+			herr = &codec.HTTPError{Status: 404, Reason: "not found"}
+		}
+	} else if !errors.As(err, &herr) {
+		herr = &codec.HTTPError{Status: 400, Reason: err.Error()}
+	}
+	if herr != nil {
+		e.stats.Rejected.Add(1)
+		c.loop.scratch = codec.AppendHTTPError(c.loop.scratch[:0], herr)
+		_, _ = gc.Write(c.loop.scratch)
+		c.closeCause = CauseHandshakeRejected
+		c.state = stateClosed
+		_ = gc.Close()
+		return
+	}
+	_, _ = gc.Discard(n)
+	c.session = s
+	c.deflate = acc.Deflate
+	c.rd.Deflate = acc.Deflate
+	if acc.Deflate {
+		c.flate = e.cfg.Flate.NewContext(acc.Params)
+	}
+	c.loop.scratch = codec.AppendAccept(c.loop.scratch[:0], req, acc)
+	_, _ = gc.Write(c.loop.scratch)
+	c.state = stateOpen
+	e.stats.Upgraded.Add(1)
+}
+
+// readFrames parses every complete frame in the inbound buffer, in place,
+// and discards what it consumed.
+func (e *Engine) readFrames(c *Conn) {
+	gc := c.gc
+	buf, _ := gc.Peek(-1)
+	off := 0
+	defer func() {
+		if off > 0 && c.state != stateClosed {
+			_, _ = gc.Discard(off)
+		}
+	}()
+	c.mu.Lock()
+	c.inLoop = true
+	c.mu.Unlock()
+	defer e.endCallbacks(c)
+	for off < len(buf) && !c.paused && c.state != stateClosed {
+		f, n, err := c.rd.Next(buf[off:])
+		if err != nil {
+			var pe *codec.ProtocolError
+			if errors.As(err, &pe) {
+				cause := CauseProtocol
+				if pe.Code == codec.CloseTooBig {
+					cause = CauseTooBig
+				}
+				c.loop.fail(c, pe.Code, pe.Reason, cause)
+			}
+			return
+		}
+		if f.Op == 0 {
+			return
+		}
+		off += n
+		if c.state == stateClosing && f.Op != codec.OpClose {
+			continue // after our close frame, only the peer's close matters
+		}
+		switch f.Op {
+		case codec.OpPing:
+			c.mu.Lock()
+			closed := c.closeOut
+			c.mu.Unlock()
+			if !closed {
+				e.flushNow(c)
+				c.loop.scratch = codec.AppendFrame(c.loop.scratch[:0], codec.OpPong, true, f.Payload)
+				_, _ = gc.Write(c.loop.scratch)
+			}
+		case codec.OpPong:
+			c.pingOut = false
+		case codec.OpClose:
+			e.onClose(c, f.Payload)
+		default:
+			e.onData(c, f)
+		}
+	}
+}
+
+// endCallbacks flushes what the Session sent from inside its callbacks.
+func (e *Engine) endCallbacks(c *Conn) {
+	c.mu.Lock()
+	c.inLoop = false
+	pending := c.out != nil || len(c.shared) > 0
+	c.mu.Unlock()
+	if pending && c.state != stateClosed {
+		c.loop.flush(c)
+	}
+}
+
+// flushNow writes what is queued so that a pong does not overtake it.
+func (e *Engine) flushNow(c *Conn) {
+	c.mu.Lock()
+	pending := c.out != nil || len(c.shared) > 0
+	c.mu.Unlock()
+	if pending {
+		c.loop.flush(c)
+	}
+}
+
+// onClose answers the peer's close frame and closes the TCP connection.
+func (e *Engine) onClose(c *Conn, payload []byte) {
+	code, reason, err := codec.ParseClose(payload)
+	if err != nil {
+		var pe *codec.ProtocolError
+		errors.As(err, &pe)
+		c.loop.fail(c, pe.Code, pe.Reason, CauseProtocol)
+		return
+	}
+	if c.state == stateClosing {
+		// The peer answered ours: the handshake is complete. The code that
+		// ended the conn stays ours.
+		c.state = stateClosed
+		_ = c.gc.Close()
+		return
+	}
+	e.flushNow(c)
+	if c.state == stateClosing {
+		c.state = stateClosed
+		_ = c.gc.Close()
+		return
+	}
+	c.mu.Lock()
+	c.closeOut = true
+	c.mu.Unlock()
+	echo := code
+	if code == codec.CloseNoStatus {
+		echo = 0 // empty body back
+	}
+	c.loop.scratch = codec.AppendClose(c.loop.scratch[:0], echo, string(reason))
+	_, _ = c.gc.Write(c.loop.scratch)
+	c.closeCode, c.closeCause, c.closeText = code, CausePeerClose, string(reason)
+	c.state = stateClosed
+	_ = c.gc.Close()
+}
+
+// onData assembles a message and delivers it when whole.
+func (e *Engine) onData(c *Conn, f codec.Frame) {
+	if f.First && f.Fin && !f.Compressed {
+		e.deliver(c, Message{Op: f.Op, Payload: f.Payload})
+		return
+	}
+	if f.First {
+		c.msg = e.bufs.Get(max(len(f.Payload), 512))
+	}
+	c.msg = e.bufs.Grow(c.msg, len(f.Payload))
+	c.msg.B = append(c.msg.B, f.Payload...)
+	if !f.Fin {
+		return
+	}
+	m := c.msg
+	c.msg = nil
+	if !f.Compressed {
+		e.deliver(c, Message{Op: f.Op, Payload: m.B, Buf: m})
+		return
+	}
+	out := e.bufs.Get(len(m.B) * 3)
+	var err error
+	out.B, err = e.cfg.Flate.Inflate(out.B, m.B, int(e.cfg.Limits.MaxMessage), c.flate)
+	e.bufs.Put(m)
+	if err == nil && f.Op == codec.OpText && !codec.ValidUTF8(out.B) {
+		err = codec.ErrInvalidUTF8
+	}
+	if err != nil {
+		e.bufs.Put(out)
+		pe := codec.ErrCorruptCompression
+		errors.As(err, &pe)
+		cause := CauseProtocol
+		if pe.Code == codec.CloseTooBig {
+			cause = CauseTooBig
+		}
+		c.loop.fail(c, pe.Code, pe.Reason, cause)
+		return
+	}
+	e.deliver(c, Message{Op: f.Op, Payload: out.B, Buf: out})
+}
+
+func (e *Engine) deliver(c *Conn, m Message) {
+	e.stats.MessagesIn.Add(1)
+	e.stats.BytesIn.Add(uint64(len(m.Payload)))
+	if c.session.OnMessage(c, m) {
+		c.paused = true
+	}
+}

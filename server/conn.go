@@ -1,0 +1,94 @@
+package server
+
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/poller"
+)
+
+// MessageType is a data message's type.
+type MessageType = codec.OpCode
+
+// Message types.
+const (
+	Text   = codec.OpText
+	Binary = codec.OpBinary
+)
+
+// Message is a received message. Data is valid only during OnMessage: copy
+// it to keep it.
+type Message struct {
+	Type MessageType
+	Data []byte
+}
+
+// Request is the upgrade request: method, path, query, headers.
+type Request = codec.Request
+
+// Prepared is a message encoded once to be sent to many connections.
+type Prepared = poller.Prepared
+
+// Conn is one WebSocket connection. Value is the application's state for
+// it; the handler's callbacks for one conn never run concurrently, so they
+// may use Value without locking (other goroutines must synchronise).
+type Conn[T any] struct {
+	pc    *poller.Conn
+	srv   *Server[T]
+	route *route[T]
+	req   *Request
+	query string
+	proto string
+	Value T
+
+	mu        sync.Mutex
+	inbox     []poller.Message
+	head      int // next inbox entry to deliver
+	scheduled bool // on the ready queue or being run by a worker
+	paused    bool // we asked the loop to stop reading
+	opened    bool // OnOpen delivered
+	closeErr  *CloseError
+	done      bool // OnClose delivered
+}
+
+// ID is unique within the server. Safe from any goroutine.
+func (c *Conn[T]) ID() uint64 { return c.pc.ID() }
+
+// RemoteAddr is the peer's address. Safe from any goroutine.
+func (c *Conn[T]) RemoteAddr() netip.AddrPort { return c.pc.RemoteAddr() }
+
+// Path is the request path the conn was routed by. Safe from any goroutine.
+func (c *Conn[T]) Path() string { return c.route.path }
+
+// RawQuery is the request's query string, without '?'. Safe from any
+// goroutine.
+func (c *Conn[T]) RawQuery() string { return c.query }
+
+// Request returns the upgrade request (method, path, query, headers)
+// during Acceptor.Accept and OnOpen. Afterwards it is nil unless
+// Options.KeepHeaders is set: an idle conn should not pay for its headers.
+func (c *Conn[T]) Request() *Request { return c.req }
+
+// Subprotocol is the negotiated subprotocol ("" if none).
+func (c *Conn[T]) Subprotocol() string { return c.proto }
+
+// Send queues a message; it is written by the event loop. Safe from any
+// goroutine. It fails with ErrClosed after the conn started closing and
+// with ErrSlowConsumer when the outbound cap was hit.
+func (c *Conn[T]) Send(t MessageType, data []byte) error { return c.pc.Send(t, data) }
+
+// SendPrepared queues a message prepared with Server.Prepare, sharing its
+// bytes. Safe from any goroutine.
+func (c *Conn[T]) SendPrepared(p *Prepared) error { return c.pc.SendPrepared(p) }
+
+// Close sends a close frame with code and reason after what is queued and
+// closes the connection when the peer answers (or after CloseTimeout).
+// Safe from any goroutine; later calls do nothing.
+func (c *Conn[T]) Close(code int, reason string) { c.pc.Close(uint16(code), reason) }
+
+// Errors returned by Send.
+var (
+	ErrClosed       = poller.ErrClosed
+	ErrSlowConsumer = poller.ErrSlowConsumer
+)

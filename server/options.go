@@ -1,0 +1,48 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/wsdhq/wsd/poller"
+)
+
+// Policy is what happens to a connection whose outbound queue is full.
+type Policy = poller.Policy
+
+// Slow-consumer policies.
+const (
+	CloseSlow = poller.PolicyClose // close with 1008; the client reconnects
+	DropSlow  = poller.PolicyDrop  // drop what does not fit (lossy feeds)
+)
+
+// Options configures a Server. Every zero value means the default given.
+type Options struct {
+	MaxConns          int           // default: file limit minus a reserve; excess gets 503 before the upgrade
+	MaxMessageBytes   int64         // default 16 MiB (after decompression); over it: close 1009
+	MaxFrameBytes     int64         // default MaxMessageBytes
+	MaxHandshakeBytes int           // default 8 KiB of request head; over it: 431
+	HandshakeTimeout  time.Duration // default 10 s from accept to a whole request
+	IdleTimeout       time.Duration // default none; silent conns get 1001 after it
+	PingInterval      time.Duration // default none; a conn silent this long is pinged
+	CloseTimeout      time.Duration // default 5 s to wait for the peer's close reply
+	MaxOutboundBytes  int           // default 4 MiB queued per conn
+	SlowConsumer      Policy        // default CloseSlow
+
+	Workers   int // handler goroutines; default 4 × GOMAXPROCS
+	QueueSize int // conns waiting for a worker before reads pause; default 1024
+	Inbox     int // messages queued per conn before its reads pause; default 64
+
+	Compression       bool // offer permessage-deflate (no context takeover)
+	ContextTakeover   bool // keep flate state per conn: better ratio, ~1 MiB+ per compressing conn
+	CompressionLevel  int  // default 1 (fastest)
+	CompressThreshold int  // default 64: smaller messages go out uncompressed
+
+	Subprotocols []string                // in preference order
+	CheckOrigin  func(r *Request) bool // nil: any Origin
+	KeepHeaders  bool                    // keep Request().Header after OnOpen (costs memory per conn)
+
+	Loops        int           // event loops; default one per core
+	TCPKeepAlive time.Duration // default off
+	Logger       *slog.Logger  // default slog.Default()
+}
