@@ -7,6 +7,7 @@ require (
 	github.com/gobwas/ws v1.5.0
 	github.com/klauspost/compress v1.20.4
 	github.com/panjf2000/gnet/v2 v2.9.7
+	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.50.0
 )
 

@@ -27,9 +27,9 @@ const (
 	defaultDeflateLevel     = 1
 	defaultDeflateThreshold = 128
 
-	// windowSize is the LZ77 window Go's flate compresses and inflates with
-	// (server_max_window_bits / client_max_window_bits = 15).
-	windowSize = 1 << 15
+	// flateWindowSize is the LZ77 window Go's flate compresses and
+	// inflates with (server_max_window_bits / client_max_window_bits 15).
+	flateWindowSize = 1 << 15
 
 	// flushTail is what RFC 7692 §7.2.1 strips from every compressed
 	// message: the end of an empty stored block (a sync flush).
@@ -58,14 +58,15 @@ type DeflateConfig struct {
 	//
 	// true keeps LZ77 history across messages, as the client offered:
 	// better ratios on streams of similar messages, at a cost per
-	// connection (measured with klauspost/compress v1.20.4, level 1):
-	// ≈0.8 MiB for the compressor (a klauspost flate.Writer, ≈1.2 MiB with
-	// compress/flate) plus a 32 KiB window of inflate history. Both are
-	// allocated on a connection's first compressed message in that
-	// direction and held until FlateContext.Release; the decompressor
-	// itself (≈37 KiB) stays pooled, primed from the window per message.
-	// 10,000 chatty connections therefore hold ≈8 GiB: only turn it on
-	// for few, long-lived, high-volume connections.
+	// connection of ≈0.8 MiB (TestContextTakeoverMemory measures it):
+	// the compressor, a klauspost flate.Writer of ≈780 KiB once used at
+	// level 1 (0.3–0.9 MiB at other levels; ≈1.2 MiB with compress/flate),
+	// plus a 32 KiB window of inflate history. Each is taken on the
+	// connection's first compressed message in its direction and held
+	// until FlateContext.Release; the decompressor itself (≈37 KiB) stays
+	// pooled and is primed from the window per message. 10,000 chatty
+	// connections therefore hold ≈8 GiB: keep it for few, long-lived,
+	// high-volume connections.
 	ContextTakeover bool
 	// Level is the flate compression level: 1 (fastest) to 9, -1 for
 	// flate's default, -2 for Huffman-only. 0, and any value flate does
@@ -196,7 +197,8 @@ type Flate struct {
 }
 
 // NewFlate returns a Flate for cfg (cfg.Enabled is not consulted: whether
-// to compress is decided per connection by the handshake).
+// to compress is decided per connection by the handshake). Safe for
+// concurrent use; it allocates no flate state until the first message.
 func NewFlate(cfg DeflateConfig) *Flate {
 	f := &Flate{level: cfg.Level, threshold: cfg.Threshold}
 	// flate also reads levels below -2 as custom window sizes; those are
@@ -296,16 +298,16 @@ type flateReader struct {
 // of an inflater between sync-flushed messages, since Huffman tables never
 // span blocks.
 type inflateWindow struct {
-	buf [windowSize]byte
+	buf [flateWindowSize]byte
 	n   int
 }
 
 func (w *inflateWindow) add(p []byte) {
-	if len(p) >= windowSize {
-		w.n = copy(w.buf[:], p[len(p)-windowSize:])
+	if len(p) >= flateWindowSize {
+		w.n = copy(w.buf[:], p[len(p)-flateWindowSize:])
 		return
 	}
-	keep := min(w.n, windowSize-len(p))
+	keep := min(w.n, flateWindowSize-len(p))
 	copy(w.buf[:keep], w.buf[w.n-keep:w.n])
 	w.n = keep + copy(w.buf[keep:], p)
 }
@@ -335,7 +337,7 @@ func (f *Flate) NewContext(p DeflateParams) *FlateContext {
 
 // Release returns the context's compressor and window to the Flate's pools;
 // call it once when the connection closes. The context must not be used
-// afterwards. A nil context is a no-op.
+// afterwards, nor concurrently with Release. A nil context is a no-op.
 func (c *FlateContext) Release() {
 	if c == nil {
 		return

@@ -46,6 +46,8 @@ type HTTPError struct {
 	Header []HeaderField
 }
 
+// Error describes the refusal for logs; the client sees AppendHTTPError's
+// output instead. Safe for concurrent use.
 func (e *HTTPError) Error() string {
 	return "websocket: handshake refused: " + strconv.Itoa(e.Status) + " " + statusText(e.Status) + ": " + e.Reason
 }
@@ -121,7 +123,7 @@ func AppendHTTPError(dst []byte, e *HTTPError) []byte {
 	dst = append(dst, statusText(status)...)
 	dst = append(dst, "\r\n"...)
 	for _, h := range e.Header {
-		dst = appendHeader(dst, h.Name, h.Value)
+		dst = appendHeaderField(dst, h.Name, h.Value)
 	}
 	dst = append(dst, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
 	dst = strconv.AppendInt(dst, int64(len(e.Reason)+1), 10)
@@ -130,8 +132,8 @@ func AppendHTTPError(dst []byte, e *HTTPError) []byte {
 	return append(dst, '\n')
 }
 
-// appendHeader writes "name: value\r\n" with CTLs neutralised.
-func appendHeader(dst []byte, name, value string) []byte {
+// appendHeaderField writes "name: value\r\n" with CTLs neutralised.
+func appendHeaderField(dst []byte, name, value string) []byte {
 	dst = appendSanitized(dst, name)
 	dst = append(dst, ": "...)
 	dst = appendSanitized(dst, value)
@@ -173,7 +175,7 @@ type Request struct {
 }
 
 // Get returns the first value of the header called name (case-insensitive),
-// or "" if there is none.
+// or "" if there is none. Safe for concurrent use.
 func (r *Request) Get(name string) string {
 	for i := range r.Header {
 		if strings.EqualFold(r.Header[i].Name, name) {
@@ -228,7 +230,7 @@ func (u *Upgrader) maxHeaderBytes() int {
 //
 // It accepts any well-formed method and HTTP/x.y version so that the caller
 // can serve plain HTTP on the same port; Negotiate applies the WebSocket
-// rules.
+// rules. Safe for concurrent use.
 func (u *Upgrader) ReadRequest(p []byte) (req *Request, n int, err error) {
 	limit := u.maxHeaderBytes()
 	window := p
@@ -370,14 +372,13 @@ func splitTarget(t string) (path, query string) {
 // parseRequest parses a complete head (ending in CRLFCRLF). One string copy
 // of the head backs every string in the Request.
 func parseRequest(head []byte) (*Request, error) {
-	lineEnd := bytes.Index(head, crlf)
-	rl, err := parseRequestLine(head[:lineEnd])
+	lineEnd := bytes.IndexByte(head, '\n')
+	if lineEnd <= 0 || head[lineEnd-1] != '\r' {
+		return nil, errBareLF
+	}
+	rl, err := parseRequestLine(head[:lineEnd-1])
 	if err != nil {
 		return nil, err
-	}
-	// A bare LF inside the head would otherwise hide in a value.
-	if bytes.Count(head, []byte("\n")) != bytes.Count(head, crlf) {
-		return nil, errBareLF
 	}
 	s := string(head)
 	req := &Request{
@@ -388,16 +389,21 @@ func parseRequest(head []byte) (*Request, error) {
 	}
 	req.Path, req.RawQuery = splitTarget(req.URI)
 	// Lines minus the request line and the final empty line.
-	if n := bytes.Count(head, crlf) - 2; n > 0 {
+	if n := bytes.Count(head, []byte{'\n'}) - 2; n > 0 {
 		req.Header = make([]HeaderField, 0, n)
 	}
 	seenHost, seenOrigin, seenKey := false, false, false
-	for pos := lineEnd + 2; ; {
-		e := bytes.Index(head[pos:], crlf)
-		if e == 0 {
+	// Walking from LF to LF visits every LF in the head, so checking each
+	// for its CR is the whole bare-LF check.
+	for pos := lineEnd + 1; ; {
+		e := bytes.IndexByte(head[pos:], '\n')
+		if e <= 0 || head[pos+e-1] != '\r' {
+			return nil, errBareLF
+		}
+		line := head[pos : pos+e-1]
+		if len(line) == 0 {
 			break
 		}
-		line := head[pos : pos+e]
 		if line[0] == ' ' || line[0] == '\t' {
 			return nil, errObsFold
 		}
@@ -424,28 +430,31 @@ func parseRequest(head []byte) (*Request, error) {
 		}
 		f := HeaderField{Name: s[pos : pos+colon], Value: s[pos+vs : pos+ve]}
 		req.Header = append(req.Header, f)
-		pos += e + 2
+		pos += e + 1
 
 		switch {
-		case strings.EqualFold(f.Name, "Host"):
+		case headerIs(f.Name, "Host"):
 			if !seenHost {
 				req.Host, seenHost = f.Value, true
 			}
-		case strings.EqualFold(f.Name, "Origin"):
+		case headerIs(f.Name, "Origin"):
 			if !seenOrigin {
 				req.Origin, seenOrigin = f.Value, true
 			}
-		case strings.EqualFold(f.Name, "Sec-WebSocket-Key"):
+		case headerIs(f.Name, "Sec-WebSocket-Key"):
 			if !seenKey {
 				req.Key, seenKey = f.Value, true
 			}
-		case strings.EqualFold(f.Name, "Sec-WebSocket-Protocol"):
+		case headerIs(f.Name, "Sec-WebSocket-Protocol"):
+			if req.Protocols == nil {
+				req.Protocols = make([]string, 0, strings.Count(f.Value, ",")+1)
+			}
 			for tok := range strings.SplitSeq(f.Value, ",") {
 				if tok = trimOWS(tok); tok != "" {
 					req.Protocols = append(req.Protocols, tok)
 				}
 			}
-		case strings.EqualFold(f.Name, "Sec-WebSocket-Extensions"):
+		case headerIs(f.Name, "Sec-WebSocket-Extensions"):
 			switch {
 			case f.Value == "":
 			case req.Extensions == "":
@@ -456,6 +465,12 @@ func parseRequest(head []byte) (*Request, error) {
 		}
 	}
 	return req, nil
+}
+
+// headerIs compares header names case-insensitively, rejecting on length
+// first since most names differ in length from the few we look for.
+func headerIs(name, want string) bool {
+	return len(name) == len(want) && strings.EqualFold(name, want)
 }
 
 // Accept holds what Negotiate agreed with the client. It is a plain value.
@@ -470,12 +485,12 @@ type Accept struct {
 
 // Negotiate validates req per RFC 6455 §4.2.1 and negotiates the subprotocol
 // and permessage-deflate. A refusal is an *HTTPError to send with
-// AppendHTTPError: 405 for a method other than GET; 400 for a version other
-// than HTTP/1.1, a missing, empty or repeated Host, a Connection header
-// without the "upgrade" token, or a missing, repeated or malformed
-// Sec-WebSocket-Key (it must be base64 of 16 bytes); 426 when the Upgrade
-// header lacks "websocket" or Sec-WebSocket-Version is not 13; 403 when
-// CheckOrigin says no. An unacceptable permessage-deflate offer is declined,
+// AppendHTTPError: 405 for a method other than GET; 400 for HTTP/1.0 or
+// HTTP/2+, a missing, empty or repeated Host, a Connection header without
+// the "upgrade" token, or a missing, repeated or malformed Sec-WebSocket-Key
+// (it must be base64 of 16 bytes); 426 when the Upgrade header lacks
+// "websocket" or Sec-WebSocket-Version is not exactly one "13"; 403 when
+// CheckOrigin says no (it runs last, on an otherwise valid upgrade). An unacceptable permessage-deflate offer is declined,
 // never refused. req must come from ReadRequest. Safe for concurrent use.
 func (u *Upgrader) Negotiate(req *Request) (Accept, error) {
 	if req.Method != "GET" {
@@ -490,15 +505,15 @@ func (u *Upgrader) Negotiate(req *Request) (Accept, error) {
 	var upgrade, connection, version13 bool
 	for _, h := range req.Header {
 		switch {
-		case strings.EqualFold(h.Name, "Host"):
+		case headerIs(h.Name, "Host"):
 			hosts++
-		case strings.EqualFold(h.Name, "Sec-WebSocket-Key"):
+		case headerIs(h.Name, "Sec-WebSocket-Key"):
 			keys++
-		case strings.EqualFold(h.Name, "Upgrade"):
+		case headerIs(h.Name, "Upgrade"):
 			upgrade = upgrade || hasToken(h.Value, "websocket")
-		case strings.EqualFold(h.Name, "Connection"):
+		case headerIs(h.Name, "Connection"):
 			connection = connection || hasToken(h.Value, "upgrade")
-		case strings.EqualFold(h.Name, "Sec-WebSocket-Version"):
+		case headerIs(h.Name, "Sec-WebSocket-Version"):
 			versions++
 			version13 = h.Value == "13"
 		}
@@ -577,7 +592,7 @@ func AppendAccept(dst []byte, req *Request, a Accept) []byte {
 	dst = appendAcceptKey(dst, req.Key)
 	dst = append(dst, "\r\n"...)
 	if a.Protocol != "" {
-		dst = appendHeader(dst, "Sec-WebSocket-Protocol", a.Protocol)
+		dst = appendHeaderField(dst, "Sec-WebSocket-Protocol", a.Protocol)
 	}
 	if a.Deflate {
 		dst = append(dst, "Sec-WebSocket-Extensions: "...)
@@ -600,13 +615,13 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
 
 // isTchar reports whether c may appear in an HTTP token (RFC 9110 §5.6.2).
-func isTchar(c byte) bool {
-	if isAlpha(c) || isDigit(c) {
-		return true
+func isTchar(c byte) bool { return tchars[c] }
+
+// tchars is an immutable lookup table: header names are checked byte by
+// byte on every request.
+var tchars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isAlpha(byte(c)) || isDigit(byte(c)) || strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
 	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
-}
+	return t
+}()

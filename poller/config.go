@@ -27,10 +27,10 @@ type Config struct {
 
 	MaxConns         int           // 0: RLIMIT_NOFILE minus a reserve
 	HandshakeTimeout time.Duration // 0: 10 s
-	IdleTimeout      time.Duration // 0: none (<0 also none)
+	IdleTimeout      time.Duration // 0: none; enforced by a 1 s sweep, so within 1–2 s after
 	PingInterval     time.Duration // 0: none; pings a conn silent this long
 	CloseTimeout     time.Duration // 0: 5 s to wait for the peer's close
-	MaxOutboundBytes int           // 0: 4 MiB queued per conn
+	MaxOutboundBytes int           // 0: 4 MiB queued per conn before the next message is refused
 	SlowPolicy       Policy        // PolicyClose by default
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
 	DeflateThreshold int           // 0: 64; smaller messages go uncompressed

@@ -172,9 +172,11 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 // schedules a flush.
 func (c *Conn) admitLocked(n int) error {
 	e := c.eng
-	pending := 0
+	// The cap is on what was queued before this message: one message of
+	// any allowed size fits into a queue that is under the cap.
+	pending := -n
 	if c.out != nil {
-		pending = len(c.out.B)
+		pending += len(c.out.B)
 	}
 	for _, s := range c.shared {
 		pending += len(s.b)
@@ -215,8 +217,14 @@ func (c *Conn) ownLen() int {
 // connection is closed when the peer answers or after CloseTimeout. Safe
 // from any goroutine; only the first call has an effect.
 func (c *Conn) Close(code uint16, reason string) {
+	c.CloseWith(code, reason, CauseServerClose)
+}
+
+// CloseWith is Close with the cause to count the close under (for
+// example CausePanic). Safe from any goroutine.
+func (c *Conn) CloseWith(code uint16, reason string, cause Cause) {
 	c.mu.Lock()
-	c.closeLocked(code, reason, CauseServerClose)
+	c.closeLocked(code, reason, cause)
 	c.mu.Unlock()
 }
 

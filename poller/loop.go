@@ -81,24 +81,23 @@ func (l *loop) flush(c *Conn) {
 		// Sends before the 101 cannot happen through the API; drop.
 		return
 	}
-	pending := 0
 	l.iov = l.iov[:0]
 	pos := 0
 	for _, s := range shared {
 		if s.ownEnd > pos {
 			l.iov = append(l.iov, out.B[pos:s.ownEnd])
-			pending += s.ownEnd - pos
 			pos = s.ownEnd
 		}
 		l.iov = append(l.iov, s.b)
-		pending += len(s.b)
 	}
 	if out != nil && len(out.B) > pos {
 		l.iov = append(l.iov, out.B[pos:])
-		pending += len(out.B) - pos
 	}
 	cfg := &l.eng.cfg
-	if c.state == stateOpen && c.gc.OutboundBuffered()+pending > cfg.MaxOutboundBytes && why != CauseSlowConsumer {
+	// Slow means the peer has not read what it was sent before: gnet still
+	// holds more than the cap. A single message larger than the cap (up to
+	// MaxMessage) still goes out to a peer that keeps up.
+	if c.state == stateOpen && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes && why != CauseSlowConsumer {
 		l.eng.stats.SlowConsumers.Add(1)
 		if cfg.SlowPolicy == PolicyDrop && !closeOut {
 			return
@@ -142,9 +141,14 @@ func (l *loop) fail(c *Conn, code uint16, reason string, why Cause) {
 		return
 	}
 	if c.state == stateOpen {
+		// What the application already queued (an echo just before a
+		// protocol error, say) goes out first.
+		l.flush(c)
 		c.mu.Lock()
 		c.closeOut = true
 		c.mu.Unlock()
+	}
+	if c.state == stateOpen {
 		l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
 		_, _ = c.gc.Write(l.scratch)
 	}
@@ -184,14 +188,14 @@ func (l *loop) sweep() {
 		age := now - c.since
 		switch c.state {
 		case stateHandshake:
-			if age >= hs {
+			if age > hs {
 				c.closeCause = CauseHandshakeTimeout
 				c.state = stateClosed
 				_ = c.gc.Close()
 			}
 		case stateOpen:
 			switch {
-			case idle > 0 && age >= idle:
+			case idle > 0 && age > idle:
 				l.fail(c, codec.CloseGoingAway, "idle timeout", CauseIdle)
 			case ping > 0 && age >= ping && !c.pingOut:
 				c.pingOut = true
@@ -199,7 +203,7 @@ func (l *loop) sweep() {
 				_, _ = c.gc.Write(l.scratch)
 			}
 		case stateClosing:
-			if age >= closeWait {
+			if age > closeWait {
 				c.state = stateClosed
 				_ = c.gc.Close()
 			}

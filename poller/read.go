@@ -57,6 +57,12 @@ func (e *Engine) handshake(c *Conn) {
 		if acc.Deflate && e.cfg.Flate == nil {
 			acc.Deflate = false
 		}
+		// Set before Upgrade: a worker may Send as soon as it returns.
+		c.deflate = acc.Deflate
+		c.rd.Deflate = acc.Deflate
+		if acc.Deflate {
+			c.flate = e.cfg.Flate.NewContext(acc.Params)
+		}
 		s, herr = e.h.Upgrade(c, req, &acc)
 		if herr == nil && s == nil {
 			herr = &codec.HTTPError{Status: 404, Reason: "not found"}
@@ -75,11 +81,6 @@ func (e *Engine) handshake(c *Conn) {
 	}
 	_, _ = gc.Discard(n)
 	c.session = s
-	c.deflate = acc.Deflate
-	c.rd.Deflate = acc.Deflate
-	if acc.Deflate {
-		c.flate = e.cfg.Flate.NewContext(acc.Params)
-	}
 	c.loop.scratch = codec.AppendAccept(c.loop.scratch[:0], req, acc)
 	_, _ = gc.Write(c.loop.scratch)
 	c.state = stateOpen

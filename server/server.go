@@ -207,10 +207,14 @@ func (s *Server[T]) Shutdown(ctx context.Context) error {
 		for s.live.Load() > 0 && ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
 		}
-		s.stopWorkers()
-		if err == nil {
+		if ctx.Err() != nil {
+			// Handlers still running past the deadline cannot be stopped;
+			// let the workers exit when they return.
+			close(s.ready)
 			err = ctx.Err()
+			return
 		}
+		s.stopWorkers()
 	})
 	return err
 }
@@ -414,7 +418,7 @@ func (s *Server[T]) safe(c *Conn[T], f func()) {
 			buf := make([]byte, 4096)
 			buf = buf[:runtime.Stack(buf, false)]
 			s.log.Error("handler panicked", "path", c.route.path, "conn", c.ID(), "panic", fmt.Sprint(p), "stack", string(buf))
-			c.pc.Close(codec.CloseInternalError, "internal error")
+			c.pc.CloseWith(codec.CloseInternalError, "internal error", poller.CausePanic)
 		}
 	}()
 	f()
