@@ -2,7 +2,8 @@
 //
 //	wsd --listen 127.0.0.1:8080
 //
-// serves /echo: every message is sent back with its type.
+// serves /echo (every message is sent back with its type) and /broadcast
+// (every message goes to every client connected there).
 package main
 
 import (
@@ -44,7 +45,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("wsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: wsd [flags]\n\nwsd is a WebSocket server built to hold many mostly-idle connections.\nEndpoints: /echo (echoes every message with its type).\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: wsd [flags]\n\nwsd is a WebSocket server built to hold many mostly-idle connections.\nEndpoints: /echo (echoes every message with its type), /broadcast (every message to every client there).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` to listen on (host:port)")
@@ -91,7 +92,7 @@ func run(args []string, stderr io.Writer) int {
 	if maxConns == 0 {
 		maxConns = poller.DefaultMaxConns(limit)
 	}
-	srv := server.New[struct{}](server.Options{
+	srv := server.New[state](server.Options{
 		MaxConns:         maxConns,
 		MaxMessageBytes:  c.maxMessage,
 		Compression:      c.deflate,
@@ -102,9 +103,10 @@ func run(args []string, stderr io.Writer) int {
 		Loops:            c.loops,
 		Logger:           log,
 	})
-	srv.Handle("/echo", server.Funcs[struct{}]{
-		Message: func(conn *server.Conn[struct{}], m server.Message) { _ = conn.Send(m.Type, m.Data) },
+	srv.Handle("/echo", server.Funcs[state]{
+		Message: func(conn *server.Conn[state], m server.Message) { _ = conn.Send(m.Type, m.Data) },
 	}, server.Inline())
+	srv.Handle("/broadcast", newHub(srv))
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
