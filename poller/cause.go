@@ -19,13 +19,14 @@ const (
 	CauseShutdown                      // server shutting down (1001)
 	CausePanic                         // a handler panicked (1011)
 	CauseOverCapacity                  // over MaxConns: 503 before the upgrade
+	CauseHTTPDone                      // a plain HTTP request was answered
 	NumCauses
 )
 
 var causeNames = [NumCauses]string{
 	"peer_gone", "peer_close", "server_close", "protocol_error", "too_big", "idle",
 	"handshake_timeout", "handshake_rejected", "slow_consumer", "inbound_overflow",
-	"shutdown", "panic", "over_capacity",
+	"shutdown", "panic", "over_capacity", "http_done",
 }
 
 func (c Cause) String() string {

@@ -24,6 +24,7 @@ const (
 	stateHandshake connState = iota
 	stateOpen
 	stateClosing // our close frame is out; waiting for the peer's
+	stateHTTP    // a plain HTTP request is being answered
 	stateClosed
 )
 

@@ -26,6 +26,14 @@ type Handler interface {
 	Upgrade(c *Conn, req *codec.Request, a *codec.Accept) (Session, *codec.HTTPError)
 }
 
+// HTTPHandler is implemented by Handlers that also answer plain HTTP
+// requests (no Upgrade header) on the same port: health checks, metrics, an
+// API. ServeHTTP runs on the loop and must not block: it hands the request
+// off and answers later with c.ReplyHTTP. body is the request body (a copy).
+type HTTPHandler interface {
+	ServeHTTP(c *Conn, req *codec.Request, body []byte)
+}
+
 // Session receives one connection's events, on its loop, in order.
 type Session interface {
 	// OnMessage gets each complete message. m.Payload is valid only during

@@ -187,7 +187,7 @@ func (l *loop) sweep() {
 		c := l.conns[i]
 		age := now - c.since
 		switch c.state {
-		case stateHandshake:
+		case stateHandshake, stateHTTP:
 			if age > hs {
 				c.closeCause = CauseHandshakeTimeout
 				c.state = stateClosed

@@ -1,7 +1,9 @@
 package poller
 
 import (
+	"bytes"
 	"errors"
+	"strconv"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -47,6 +49,12 @@ func (e *Engine) handshake(c *Conn) {
 	if errors.Is(err, codec.ErrNeedMore) {
 		return
 	}
+	if err == nil && req.Get("Upgrade") == "" {
+		if hh, ok := e.h.(HTTPHandler); ok {
+			e.plainHTTP(c, hh, req, buf, n)
+			return
+		}
+	}
 	var herr *codec.HTTPError
 	var acc codec.Accept
 	if err == nil {
@@ -71,12 +79,7 @@ func (e *Engine) handshake(c *Conn) {
 		herr = &codec.HTTPError{Status: 400, Reason: err.Error()}
 	}
 	if herr != nil {
-		e.stats.Rejected.Add(1)
-		c.loop.scratch = codec.AppendHTTPError(c.loop.scratch[:0], herr)
-		_, _ = gc.Write(c.loop.scratch)
-		c.closeCause = CauseHandshakeRejected
-		c.state = stateClosed
-		_ = gc.Close()
+		e.refuse(c, herr)
 		return
 	}
 	_, _ = gc.Discard(n)
@@ -246,4 +249,59 @@ func (e *Engine) deliver(c *Conn, m Message) {
 	if c.session.OnMessage(c, m) {
 		c.paused = true
 	}
+}
+
+// maxHTTPBody bounds the body of a plain HTTP request (API calls).
+const maxHTTPBody = 1 << 20
+
+// plainHTTP hands a non-upgrade request, once its body is in, to the
+// HTTPHandler. The conn answers once and closes (Connection: close).
+func (e *Engine) plainHTTP(c *Conn, hh HTTPHandler, req *codec.Request, buf []byte, n int) {
+	length := 0
+	if cl := req.Get("Content-Length"); cl != "" {
+		v, err := strconv.Atoi(cl)
+		if err != nil || v < 0 {
+			e.refuse(c, &codec.HTTPError{Status: 400, Reason: "bad Content-Length"})
+			return
+		}
+		length = v
+	} else if req.Get("Transfer-Encoding") != "" {
+		e.refuse(c, &codec.HTTPError{Status: 411, Reason: "Content-Length required"})
+		return
+	}
+	if length > maxHTTPBody {
+		e.refuse(c, &codec.HTTPError{Status: 413, Reason: "body over 1 MiB"})
+		return
+	}
+	if len(buf) < n+length {
+		return // wait for the rest of the body
+	}
+	body := bytes.Clone(buf[n : n+length])
+	_, _ = c.gc.Discard(n + length)
+	c.state = stateHTTP
+	c.since = e.clock()
+	hh.ServeHTTP(c, req, body)
+}
+
+// refuse answers a request with an HTTP error and closes.
+func (e *Engine) refuse(c *Conn, herr *codec.HTTPError) {
+	e.stats.Rejected.Add(1)
+	c.loop.scratch = codec.AppendHTTPError(c.loop.scratch[:0], herr)
+	_, _ = c.gc.Write(c.loop.scratch)
+	c.closeCause = CauseHandshakeRejected
+	c.state = stateClosed
+	_ = c.gc.Close()
+}
+
+// ReplyHTTP writes a complete HTTP response to a plain request handed to
+// an HTTPHandler and closes the connection. Safe from any goroutine; call
+// it once.
+func (c *Conn) ReplyHTTP(resp []byte) {
+	_ = c.gc.AsyncWrite(resp, func(gc gnet.Conn, _ error) error {
+		if cc, ok := gc.Context().(*Conn); ok && cc == c {
+			c.closeCause = CauseHTTPDone
+			c.state = stateClosed
+		}
+		return gc.Close()
+	})
 }

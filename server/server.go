@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -105,6 +106,9 @@ type Server[T any] struct {
 	started  atomic.Bool
 	stopOnce sync.Once
 	served   chan struct{}
+	mux      *http.ServeMux // plain HTTP routes (HandleHTTP)
+	httpSem  chan struct{}
+	httpWG   sync.WaitGroup
 }
 
 // New returns a server with opts (zero values take their defaults).
@@ -214,6 +218,7 @@ func (s *Server[T]) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 			return
 		}
+		s.httpWG.Wait()
 		s.stopWorkers()
 	})
 	return err

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/url"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/poller"
+)
+
+// maxHTTPInFlight bounds the goroutines answering plain HTTP requests; the
+// excess gets 503 at once.
+const maxHTTPInFlight = 64
+
+// HandleHTTP serves plain HTTP requests (those without an Upgrade header)
+// matching pattern on the same port, with net/http's ServeMux patterns
+// ("GET /healthz", "/api/"). Each request runs on its own goroutine, at
+// most 64 at once; the answer closes the connection (no keep-alive): meant
+// for health checks, metrics and API calls, not for serving a website.
+// Call before ListenAndServe.
+func (s *Server[T]) HandleHTTP(pattern string, h http.Handler) {
+	if s.mux == nil {
+		s.mux = http.NewServeMux()
+		s.httpSem = make(chan struct{}, maxHTTPInFlight)
+	}
+	s.mux.Handle(pattern, h)
+}
+
+// ServeHTTP implements poller.HTTPHandler, on the loop.
+func (s *Server[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []byte) {
+	if s.mux == nil {
+		status := 404
+		if s.routes[req.Path] != nil {
+			status = 426 // a WebSocket endpoint asked without Upgrade
+		}
+		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: status, Reason: http.StatusText(status),
+			Header: []codec.HeaderField{{Name: "Sec-WebSocket-Version", Value: "13"}}}))
+		return
+	}
+	select {
+	case s.httpSem <- struct{}{}:
+	default:
+		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "too many HTTP requests in flight"}))
+		return
+	}
+	s.httpWG.Add(1)
+	go func() {
+		defer s.httpWG.Done()
+		defer func() { <-s.httpSem }()
+		pc.ReplyHTTP(s.runHTTP(pc, req, body))
+	}()
+}
+
+func (s *Server[T]) runHTTP(pc *poller.Conn, req *codec.Request, body []byte) (resp []byte) {
+	u, err := url.ParseRequestURI(req.URI)
+	if err != nil {
+		return codec.AppendHTTPError(nil, &codec.HTTPError{Status: 400, Reason: "bad request target"})
+	}
+	hr, err := http.NewRequest(req.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return codec.AppendHTTPError(nil, &codec.HTTPError{Status: 400, Reason: err.Error()})
+	}
+	hr.RequestURI = req.URI
+	hr.Host = req.Host
+	hr.RemoteAddr = pc.RemoteAddr().String()
+	for _, f := range req.Header {
+		hr.Header.Add(f.Name, f.Value)
+	}
+	w := &responseWriter{header: http.Header{}}
+	defer func() {
+		if p := recover(); p != nil {
+			buf := make([]byte, 4096)
+			buf = buf[:runtime.Stack(buf, false)]
+			s.log.Error("HTTP handler panicked", "path", req.Path, "panic", fmt.Sprint(p), "stack", string(buf))
+			resp = codec.AppendHTTPError(nil, &codec.HTTPError{Status: 500, Reason: "internal error"})
+		}
+	}()
+	s.mux.ServeHTTP(w, hr)
+	return w.bytes(req.Method == http.MethodHead)
+}
+
+// headerSafe keeps a handler's header values from splitting the response.
+var headerSafe = strings.NewReplacer("\r", " ", "\n", " ")
+
+// responseWriter buffers a whole response: answers here are small.
+type responseWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+func (w *responseWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(p)
+}
+
+func (w *responseWriter) bytes(head bool) []byte {
+	w.WriteHeader(http.StatusOK)
+	if w.header.Get("Content-Type") == "" && w.body.Len() > 0 {
+		w.header.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
+	}
+	w.header.Set("Content-Length", strconv.Itoa(w.body.Len()))
+	w.header.Set("Connection", "close")
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", w.status, http.StatusText(w.status))
+	keys := make([]string, 0, len(w.header))
+	for k := range w.header {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range w.header[k] {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, headerSafe.Replace(v))
+		}
+	}
+	b.WriteString("\r\n")
+	if !head {
+		b.Write(w.body.Bytes())
+	}
+	return b.Bytes()
+}
