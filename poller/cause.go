@@ -6,20 +6,20 @@ type Cause uint8
 
 // Causes.
 const (
-	CausePeerGone         Cause = iota // TCP closed or reset without a close frame
-	CausePeerClose                     // the peer sent a close frame
-	CauseServerClose                   // the application called Close
-	CauseProtocol                      // the peer broke RFC 6455/7692
-	CauseTooBig                        // a frame or message over the limit (1009)
-	CauseIdle                          // no traffic for IdleTimeout
-	CauseHandshakeTimeout              // no complete upgrade request in time
-	CauseHandshakeRejected             // upgrade refused with an HTTP error
-	CauseSlowConsumer                  // outbound queue over its cap
-	CauseInboundOverflow               // reads paused and unread input over its cap
-	CauseShutdown                      // server shutting down (1001)
-	CausePanic                         // a handler panicked (1011)
-	CauseOverCapacity                  // over MaxConns: 503 before the upgrade
-	CauseHTTPDone                      // a plain HTTP request was answered
+	CausePeerGone          Cause = iota // TCP closed or reset without a close frame
+	CausePeerClose                      // the peer sent a close frame
+	CauseServerClose                    // the application called Close
+	CauseProtocol                       // the peer broke RFC 6455/7692
+	CauseTooBig                         // a frame or message over the limit (1009)
+	CauseIdle                           // no traffic for IdleTimeout
+	CauseHandshakeTimeout               // no complete upgrade request in time
+	CauseHandshakeRejected              // upgrade refused with an HTTP error
+	CauseSlowConsumer                   // outbound queue over its cap
+	CauseInboundOverflow                // reads paused and unread input over its cap
+	CauseShutdown                       // server shutting down (1001)
+	CausePanic                          // a handler panicked (1011)
+	CauseOverCapacity                   // over MaxConns: 503 before the upgrade
+	CauseHTTPDone                       // a plain HTTP request was answered
 	NumCauses
 )
 

@@ -35,8 +35,8 @@ type Config struct {
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
 	DeflateThreshold int           // 0: 64; smaller messages go uncompressed
 
-	Loops         int  // 0: one per core
-	ReadBufferCap int  // 0: 64 KiB per loop
+	Loops         int // 0: one per core
+	ReadBufferCap int // 0: 64 KiB per loop
 	TCPKeepAlive  time.Duration
 	Logger        *slog.Logger // nil: slog.Default()
 }

@@ -58,9 +58,9 @@ type Conn struct {
 	mu       sync.Mutex
 	out      *Buf  // pending frames this conn encoded, back to back
 	shared   []seg // frames shared with other conns, placed between own bytes
-	dirty    bool // queued on the loop's dirty list
-	inLoop   bool // the loop is in a callback for this conn and flushes after
-	closeOut bool // a close frame is queued or sent: Send refuses more
+	dirty    bool  // queued on the loop's dirty list
+	inLoop   bool  // the loop is in a callback for this conn and flushes after
+	closeOut bool  // a close frame is queued or sent: Send refuses more
 	closeReq uint16
 	closeWhy Cause
 }

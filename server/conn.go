@@ -44,7 +44,7 @@ type Conn[T any] struct {
 
 	mu        sync.Mutex
 	inbox     []poller.Message
-	head      int // next inbox entry to deliver
+	head      int  // next inbox entry to deliver
 	scheduled bool // on the ready queue or being run by a worker
 	paused    bool // we asked the loop to stop reading
 	opened    bool // OnOpen delivered

@@ -38,9 +38,9 @@ type Options struct {
 	CompressionLevel  int  // default 1 (fastest)
 	CompressThreshold int  // default 64: smaller messages go out uncompressed
 
-	Subprotocols []string                // in preference order
+	Subprotocols []string              // in preference order
 	CheckOrigin  func(r *Request) bool // nil: any Origin
-	KeepHeaders  bool                    // keep Request().Header after OnOpen (costs memory per conn)
+	KeepHeaders  bool                  // keep Request().Header after OnOpen (costs memory per conn)
 
 	Loops        int           // event loops; default one per core
 	TCPKeepAlive time.Duration // default off
