@@ -63,21 +63,23 @@ type Frame struct {
 // Reader is the incremental frame parser of one connection. Its zero value
 // parses client-to-server frames (masked) without extensions; set Client to
 // parse server frames and Deflate once permessage-deflate was negotiated.
-// It holds no buffer: about 40 bytes of state. Not safe for concurrent use.
+// It holds no buffer: 40 bytes of state, fields ordered to pack. Not safe for concurrent use.
 type Reader struct {
-	Limits  *Limits // nil means no limits
-	Client  bool    // parse server-to-client frames (unmasked)
-	Deflate bool    // RSV1 allowed on the first frame of a data message
+	Limits *Limits // nil means no limits
 
-	remaining int64 // payload bytes of the current data frame still to come
-	msgLen    int64 // payload bytes of the current message so far
-	mask      [4]byte
-	maskOff   uint8  // bytes of the current frame already unmasked, mod 4
-	inFrame   bool   // a data frame's header was consumed, payload pending
-	frameFin  bool   // FIN bit of the current data frame
-	msgOp     OpCode // opcode of the message in progress, 0 if none
-	compress  bool   // message in progress is compressed
-	utf8      uint32 // UTF-8 DFA state of the text message in progress
+	remaining int64   // payload bytes of the current data frame still to come
+	msgLen    int64   // payload bytes of the current message so far
+	mask      [4]byte //
+	utf8      uint32  // UTF-8 DFA state of the text message in progress
+
+	Client  bool // parse server-to-client frames (unmasked)
+	Deflate bool // RSV1 allowed on the first frame of a data message
+
+	maskOff  uint8  // bytes of the current frame already unmasked, mod 4
+	inFrame  bool   // a data frame's header was consumed, payload pending
+	frameFin bool   // FIN bit of the current data frame
+	msgOp    OpCode // opcode of the message in progress, 0 if none
+	compress bool   // message in progress is compressed
 }
 
 // InMessage reports whether a fragmented message is in progress.

@@ -8,6 +8,7 @@ import (
 // Buf is a pooled byte buffer. B's capacity is its size class.
 type Buf struct {
 	B     []byte
+	segs  []seg // shared frames placed between B's bytes (outbound only)
 	class int8
 }
 
@@ -40,6 +41,7 @@ func (p *Buffers) Get(n int) *Buf {
 	if v := p.pools[c].Get(); v != nil {
 		b := v.(*Buf)
 		b.B = b.B[:0]
+		b.segs = b.segs[:0]
 		return b
 	}
 	return &Buf{B: make([]byte, 0, 1<<(c+minClassShift)), class: int8(c)}
@@ -60,6 +62,10 @@ func (p *Buffers) Grow(b *Buf, n int) *Buf {
 func (p *Buffers) Put(b *Buf) {
 	if b == nil || b.class < 0 {
 		return
+	}
+	clear(b.segs) // do not pin shared frames from the pool
+	if cap(b.segs) > 64 {
+		b.segs = nil
 	}
 	// A buffer whose slice was re-sliced to a smaller capacity would poison
 	// its class; drop it instead.

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -32,44 +33,48 @@ const (
 // connection's event loop; the outbound batch is guarded by mu so that any
 // goroutine can Send.
 type Conn struct {
-	gc      gnet.Conn
-	eng     *Engine
-	loop    *loop
-	session Session
-	flate   *codec.FlateContext // non-nil only with context takeover
-	msg     *Buf                // message being assembled (nil when none)
-	remote  netip.AddrPort
-	id      uint64
-	rd      codec.Reader
+	gc        gnet.Conn
+	loop      *loop
+	session   Session
+	flate     *codec.FlateContext // non-nil only with context takeover
+	msg       *Buf                // message being assembled (nil when none)
+	remote    *net.TCPAddr        // gnet's, immutable; kept so it outlives the gnet conn
+	id        uint64
+	closeText string // reason of the close frame that ended the conn (loop-owned)
+	rd        codec.Reader
 
-	// Loop-owned.
+	// Loop-owned. Fields are ordered so that the struct packs into 176
+	// bytes: every byte here is paid once per connection.
 	idx        int32  // position in loop.conns
 	since      uint32 // loop clock (s) of the last read or of accept
+	closeCode  uint16
 	state      connState
 	paused     bool
 	pingOut    bool // a keepalive ping is unanswered
 	deflate    bool
-	closeCode  uint16
 	closeCause Cause
-	closeText  string // reason of the close frame that ended the conn
 
-	resume atomic.Bool
-
-	mu       sync.Mutex
-	out      *Buf  // pending frames this conn encoded, back to back
-	shared   []seg // frames shared with other conns, placed between own bytes
-	dirty    bool  // queued on the loop's dirty list
-	inLoop   bool  // the loop is in a callback for this conn and flushes after
-	closeOut bool  // a close frame is queued or sent: Send refuses more
-	closeReq uint16
+	// Guarded by mu (the outbound side, touched by any goroutine).
+	dirty    bool // queued on the loop's dirty list
+	inLoop   bool // the loop is in a callback for this conn and flushes after
+	closeOut bool // a close frame is queued or sent: Send refuses more
 	closeWhy Cause
+	closeReq uint16
+	resume   atomic.Bool
+	mu       sync.Mutex
+	out      *Buf // pending frames: own bytes in B, shared frames in segs
 }
 
 // ID is unique per Engine. Safe from any goroutine.
 func (c *Conn) ID() uint64 { return c.id }
 
 // RemoteAddr is the peer's address as accepted. Safe from any goroutine.
-func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+func (c *Conn) RemoteAddr() netip.AddrPort {
+	if c.remote == nil {
+		return netip.AddrPort{}
+	}
+	return c.remote.AddrPort()
+}
 
 // Compressed reports whether permessage-deflate was negotiated. Safe from
 // any goroutine after the upgrade.
@@ -85,7 +90,7 @@ type seg struct {
 // on the caller's goroutine and written by the loop. Safe from any
 // goroutine; messages from one goroutine go out in order.
 func (c *Conn) Send(op codec.OpCode, payload []byte) error {
-	e := c.eng
+	e := c.loop.eng
 	var z *Buf
 	body, rsv1 := payload, false
 	if c.deflate && len(payload) >= e.cfg.DeflateThreshold && c.flate == nil {
@@ -150,19 +155,18 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 		return c.Send(p.op, p.raw) // takeover: this conn's own compressor
 	}
 	frame := p.plain
-	if c.deflate && len(p.raw) >= c.eng.cfg.DeflateThreshold {
-		frame = p.deflated(c.eng)
+	if c.deflate && len(p.raw) >= c.loop.eng.cfg.DeflateThreshold {
+		frame = p.deflated(c.loop.eng)
 	}
 	c.mu.Lock()
 	if c.closeOut {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	ownEnd := 0
-	if c.out != nil {
-		ownEnd = len(c.out.B)
+	if c.out == nil {
+		c.out = c.loop.eng.bufs.Get(0)
 	}
-	c.shared = append(c.shared, seg{b: frame, ownEnd: ownEnd})
+	c.out.segs = append(c.out.segs, seg{b: frame, ownEnd: len(c.out.B)})
 	err := c.admitLocked(len(frame))
 	c.mu.Unlock()
 	return err
@@ -172,14 +176,11 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 // policy to what is queued here (the loop checks gnet's own buffer too) and
 // schedules a flush.
 func (c *Conn) admitLocked(n int) error {
-	e := c.eng
+	e := c.loop.eng
 	// The cap is on what was queued before this message: one message of
 	// any allowed size fits into a queue that is under the cap.
-	pending := -n
-	if c.out != nil {
-		pending += len(c.out.B)
-	}
-	for _, s := range c.shared {
+	pending := -n + len(c.out.B)
+	for _, s := range c.out.segs {
 		pending += len(s.b)
 	}
 	if pending > e.cfg.MaxOutboundBytes {
@@ -199,18 +200,11 @@ func (c *Conn) admitLocked(n int) error {
 
 // dropNewestLocked removes the frame just queued (n bytes at the end).
 func (c *Conn) dropNewestLocked(n int) {
-	if k := len(c.shared); k > 0 && len(c.shared[k-1].b) == n && c.shared[k-1].ownEnd == c.ownLen() {
-		c.shared = c.shared[:k-1]
+	if k := len(c.out.segs); k > 0 && len(c.out.segs[k-1].b) == n && c.out.segs[k-1].ownEnd == len(c.out.B) {
+		c.out.segs = c.out.segs[:k-1]
 		return
 	}
 	c.out.B = c.out.B[:len(c.out.B)-n-codec.HeaderLen(n, false)]
-}
-
-func (c *Conn) ownLen() int {
-	if c.out == nil {
-		return 0
-	}
-	return len(c.out.B)
 }
 
 // Close starts the closing handshake with code and reason: the close frame
@@ -240,11 +234,12 @@ func (c *Conn) closeLocked(code uint16, reason string, why Cause) {
 		// The queue is what is too big: do not make the peer read it first.
 		if c.out != nil {
 			c.out.B = c.out.B[:0]
+			clear(c.out.segs)
+			c.out.segs = c.out.segs[:0]
 		}
-		c.shared = c.shared[:0]
 	}
 	if c.out == nil {
-		c.out = c.eng.bufs.Get(codec.MaxControlPayload + 4)
+		c.out = c.loop.eng.bufs.Get(codec.MaxControlPayload + 4)
 	}
 	c.out.B = codec.AppendClose(c.out.B, code, reason)
 	c.scheduleLocked()

@@ -224,11 +224,9 @@ func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return e.overCap, gnet.Close
 	}
 	e.stats.Conns.Add(1)
-	c := &Conn{gc: gc, eng: e, id: e.nextID.Add(1), since: e.clock()}
+	c := &Conn{gc: gc, id: e.nextID.Add(1), since: e.clock()}
 	c.rd.Limits = &e.cfg.Limits
-	if a, ok := gc.RemoteAddr().(*net.TCPAddr); ok {
-		c.remote = a.AddrPort()
-	}
+	c.remote, _ = gc.RemoteAddr().(*net.TCPAddr)
 	c.loop = e.loopOf(gc)
 	c.loop.add(c)
 	gc.SetContext(c)
@@ -249,7 +247,7 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	c.mu.Lock()
 	c.closeOut = true
 	out := c.out
-	c.out, c.shared = nil, nil
+	c.out = nil
 	c.mu.Unlock()
 	e.bufs.Put(out)
 	e.bufs.Put(c.msg)

@@ -66,15 +66,15 @@ func (l *loop) Run(context.Context) error {
 // flush writes c's queued frames. On the loop.
 func (l *loop) flush(c *Conn) {
 	c.mu.Lock()
-	out, shared := c.out, c.shared
+	out := c.out
 	closeOut, code, why := c.closeOut, c.closeReq, c.closeWhy
 	c.out = nil
-	if len(shared) > 0 {
-		c.shared = nil
-	}
 	c.mu.Unlock()
+	if out == nil {
+		return
+	}
 	defer l.eng.bufs.Put(out)
-	if c.state == stateClosed || (out == nil && len(shared) == 0) {
+	if c.state == stateClosed {
 		return
 	}
 	if c.state == stateHandshake {
@@ -83,14 +83,14 @@ func (l *loop) flush(c *Conn) {
 	}
 	l.iov = l.iov[:0]
 	pos := 0
-	for _, s := range shared {
+	for _, s := range out.segs {
 		if s.ownEnd > pos {
 			l.iov = append(l.iov, out.B[pos:s.ownEnd])
 			pos = s.ownEnd
 		}
 		l.iov = append(l.iov, s.b)
 	}
-	if out != nil && len(out.B) > pos {
+	if len(out.B) > pos {
 		l.iov = append(l.iov, out.B[pos:])
 	}
 	cfg := &l.eng.cfg
@@ -108,9 +108,11 @@ func (l *loop) flush(c *Conn) {
 		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
 		return
 	}
-	if len(l.iov) == 1 {
+	switch len(l.iov) {
+	case 0:
+	case 1:
 		_, _ = c.gc.Write(l.iov[0])
-	} else {
+	default:
 		_, _ = c.gc.Writev(l.iov)
 	}
 	clear(l.iov)

@@ -149,7 +149,7 @@ func (e *Engine) readFrames(c *Conn) {
 func (e *Engine) endCallbacks(c *Conn) {
 	c.mu.Lock()
 	c.inLoop = false
-	pending := c.out != nil || len(c.shared) > 0
+	pending := c.out != nil
 	c.mu.Unlock()
 	if pending && c.state != stateClosed {
 		c.loop.flush(c)
@@ -159,7 +159,7 @@ func (e *Engine) endCallbacks(c *Conn) {
 // flushNow writes what is queued so that a pong does not overtake it.
 func (e *Engine) flushNow(c *Conn) {
 	c.mu.Lock()
-	pending := c.out != nil || len(c.shared) > 0
+	pending := c.out != nil
 	c.mu.Unlock()
 	if pending {
 		c.loop.flush(c)

@@ -33,23 +33,31 @@ type Prepared = poller.Prepared
 // Conn is one WebSocket connection. Value is the application's state for
 // it; the handler's callbacks for one conn never run concurrently, so they
 // may use Value without locking (other goroutines must synchronise).
+//
+// An idle Conn is 64 bytes plus Value: what only some conns need (a query
+// string, a subprotocol, queued messages) hangs off pointers that stay nil.
 type Conn[T any] struct {
 	pc    *poller.Conn
-	srv   *Server[T]
 	route *route[T]
 	req   *Request
-	query string
-	proto string
+	info  *connInfo // nil when there is no query and no subprotocol
 	Value T
 
 	mu        sync.Mutex
-	inbox     []poller.Message
-	head      int  // next inbox entry to deliver
+	inbox     *inbox // nil when no message is waiting
+	closeErr  *CloseError
 	scheduled bool // on the ready queue or being run by a worker
 	paused    bool // we asked the loop to stop reading
 	opened    bool // OnOpen delivered
-	closeErr  *CloseError
 	done      bool // OnClose delivered
+}
+
+type connInfo struct{ query, proto string }
+
+// inbox holds a conn's messages waiting for a worker.
+type inbox struct {
+	msgs []poller.Message
+	head int
 }
 
 // ID is unique within the server. Safe from any goroutine.
@@ -63,7 +71,12 @@ func (c *Conn[T]) Path() string { return c.route.path }
 
 // RawQuery is the request's query string, without '?'. Safe from any
 // goroutine.
-func (c *Conn[T]) RawQuery() string { return c.query }
+func (c *Conn[T]) RawQuery() string {
+	if c.info == nil {
+		return ""
+	}
+	return c.info.query
+}
 
 // Request returns the upgrade request (method, path, query, headers)
 // during Acceptor.Accept and OnOpen. Afterwards it is nil unless
@@ -71,7 +84,12 @@ func (c *Conn[T]) RawQuery() string { return c.query }
 func (c *Conn[T]) Request() *Request { return c.req }
 
 // Subprotocol is the negotiated subprotocol ("" if none).
-func (c *Conn[T]) Subprotocol() string { return c.proto }
+func (c *Conn[T]) Subprotocol() string {
+	if c.info == nil {
+		return ""
+	}
+	return c.info.proto
+}
 
 // Send queues a message; it is written by the event loop. Safe from any
 // goroutine. It fails with ErrClosed after the conn started closing and

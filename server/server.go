@@ -106,6 +106,7 @@ type Server[T any] struct {
 	started  atomic.Bool
 	stopOnce sync.Once
 	served   chan struct{}
+	inboxes  sync.Pool      // *inbox
 	mux      *http.ServeMux // plain HTTP routes (HandleHTTP)
 	httpSem  chan struct{}
 	httpWG   sync.WaitGroup
@@ -127,6 +128,7 @@ func New[T any](opts Options) *Server[T] {
 	}
 	s := &Server[T]{opts: opts, routes: map[string]*route[T]{}, log: opts.Logger,
 		ready: make(chan *Conn[T], opts.QueueSize), served: make(chan struct{})}
+	s.inboxes.New = func() any { return new(inbox) }
 	cfg := poller.Config{
 		Upgrader: codec.Upgrader{
 			MaxHeaderBytes: opts.MaxHandshakeBytes,
@@ -235,9 +237,9 @@ func (s *Server[T]) Upgrade(pc *poller.Conn, req *codec.Request, a *codec.Accept
 	if r == nil {
 		return nil, &codec.HTTPError{Status: 404, Reason: "no WebSocket endpoint at " + req.Path}
 	}
-	c := &Conn[T]{pc: pc, srv: s, route: r, req: req, proto: a.Protocol}
-	if req.RawQuery != "" {
-		c.query = strings.Clone(req.RawQuery)
+	c := &Conn[T]{pc: pc, route: r, req: req}
+	if req.RawQuery != "" || a.Protocol != "" {
+		c.info = &connInfo{query: strings.Clone(req.RawQuery), proto: a.Protocol}
 	}
 	if r.accept != nil {
 		if err := s.safeAccept(r, c, req); err != nil {
@@ -273,14 +275,14 @@ func (s *Server[T]) safeAccept(r *route[T], c *Conn[T], req *Request) (err error
 }
 
 func (c *Conn[T]) dropHeaders() {
-	if !c.srv.opts.KeepHeaders && c.req != nil {
+	if !c.route.srv.opts.KeepHeaders && c.req != nil {
 		c.req = nil
 	}
 }
 
 // OnMessage implements poller.Session, on the loop.
 func (c *Conn[T]) OnMessage(_ *poller.Conn, m poller.Message) bool {
-	s := c.srv
+	s := c.route.srv
 	if c.route.inline {
 		s.safe(c, func() { c.route.h.OnMessage(c, Message{Type: m.Op, Data: m.Payload}) })
 		s.eng.Buffers().Put(m.Buf)
@@ -294,8 +296,11 @@ func (c *Conn[T]) OnMessage(_ *poller.Conn, m poller.Message) bool {
 		m.Buf, m.Payload = b, b.B
 	}
 	c.mu.Lock()
-	c.inbox = append(c.inbox, m)
-	full := len(c.inbox)-c.head >= s.opts.Inbox
+	if c.inbox == nil {
+		c.inbox = s.inboxes.Get().(*inbox)
+	}
+	c.inbox.msgs = append(c.inbox.msgs, m)
+	full := len(c.inbox.msgs)-c.inbox.head >= s.opts.Inbox
 	submit := !c.scheduled
 	c.scheduled = true
 	c.mu.Unlock()
@@ -313,10 +318,11 @@ func (c *Conn[T]) OnMessage(_ *poller.Conn, m poller.Message) bool {
 // OnClose implements poller.Session, on the loop.
 func (c *Conn[T]) OnClose(_ *poller.Conn, code uint16, reason string, cause poller.Cause) {
 	ce := &CloseError{Code: int(code), Reason: reason, Cause: cause.String()}
+	s := c.route.srv
 	if c.route.inline {
-		c.srv.safe(c, func() { c.route.h.OnClose(c, ce) })
+		s.safe(c, func() { c.route.h.OnClose(c, ce) })
 		c.done = true
-		c.srv.live.Add(-1)
+		s.live.Add(-1)
 		return
 	}
 	c.mu.Lock()
@@ -325,7 +331,7 @@ func (c *Conn[T]) OnClose(_ *poller.Conn, code uint16, reason string, cause poll
 	c.scheduled = true
 	c.mu.Unlock()
 	if submit {
-		c.srv.submit(c)
+		s.submit(c)
 	}
 }
 
@@ -379,11 +385,15 @@ func (s *Server[T]) run(c *Conn[T]) {
 	}
 	for i := 0; ; i++ {
 		c.mu.Lock()
-		if c.head == len(c.inbox) {
-			if cap(c.inbox) > 4 {
-				c.inbox = nil // a burst is over: do not keep its queue
+		if q := c.inbox; q == nil || q.head == len(q.msgs) {
+			if q != nil {
+				// Idle conns hold no queue: it goes back to the pool.
+				q.msgs, q.head = q.msgs[:0], 0
+				if cap(q.msgs) <= 64 {
+					s.inboxes.Put(q)
+				}
+				c.inbox = nil
 			}
-			c.inbox, c.head = c.inbox[:0], 0
 			ce := c.closeErr
 			if ce == nil || c.done {
 				c.scheduled = false
@@ -406,9 +416,10 @@ func (s *Server[T]) run(c *Conn[T]) {
 			s.submit(c) // queue or overflow list: a worker picks it up again
 			return
 		}
-		m := c.inbox[c.head]
-		c.inbox[c.head] = poller.Message{}
-		c.head++
+		q := c.inbox
+		m := q.msgs[q.head]
+		q.msgs[q.head] = poller.Message{}
+		q.head++
 		c.mu.Unlock()
 		s.safe(c, func() { h.OnMessage(c, Message{Type: m.Op, Data: m.Payload}) })
 		s.eng.Buffers().Put(m.Buf)

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,6 +36,7 @@ type config struct {
 	workers          int
 	loops            int
 	logLevel         string
+	pprof            bool
 }
 
 func main() {
@@ -59,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address (do not expose publicly)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -107,6 +111,10 @@ func run(args []string, stderr io.Writer) int {
 		Message: func(conn *server.Conn[state], m server.Message) { _ = conn.Send(m.Type, m.Data) },
 	}, server.Inline())
 	srv.Handle("/broadcast", newHub(srv))
+	if c.pprof {
+		srv.HandleHTTP("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		srv.HandleHTTP("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

@@ -1,0 +1,31 @@
+package interop
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestNodeWs runs node/client.js (npm `ws`, installed into node/node_modules
+// by scripts/install-test-deps.sh) against /echo.
+func TestNodeWs(t *testing.T) {
+	d := needDaemon(t)
+	nodeName := "node"
+	if n := os.Getenv("WSD_NODE"); n != "" {
+		nodeName = n
+	}
+	node, ok := lookPath(nodeName)
+	if !ok {
+		t.Skipf("SKIP (LOUD): node (nodejs) not installed: %s", installHint)
+	}
+	dir := absDir(t, "node")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws", "package.json")); err != nil {
+		t.Skipf("SKIP (LOUD): npm package ws not installed in %s: %s (it runs `npm ci` there)", dir, installHint)
+	}
+	out, ok := probe(dir, node, "-e", "process.stdout.write(process.version + ' ws ' + require('ws/package.json').version)")
+	if !ok {
+		t.Skipf("SKIP (LOUD): %s cannot load ws from %s: %s: %s", node, dir, out, installHint)
+	}
+	t.Logf("node %s", out)
+	runExternalChecks(t, d, dir, node, "client.js")
+}
