@@ -24,8 +24,9 @@ type connState uint8
 const (
 	stateHandshake connState = iota
 	stateOpen
-	stateClosing // our close frame is out; waiting for the peer's
-	stateHTTP    // a plain HTTP request is being answered
+	stateClosing  // our close frame is out; waiting for the peer's
+	stateHTTP     // a plain HTTP request is being answered
+	stateDraining // failed: close frame sent, write side shut, input discarded
 	stateClosed
 )
 

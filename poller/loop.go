@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsdhq/wsd/codec"
@@ -74,7 +76,7 @@ func (l *loop) flush(c *Conn) {
 		return
 	}
 	defer l.eng.bufs.Put(out)
-	if c.state == stateClosed {
+	if c.state >= stateDraining {
 		return
 	}
 	if c.state == stateHandshake {
@@ -155,6 +157,17 @@ func (l *loop) fail(c *Conn, code uint16, reason string, why Cause) {
 		_, _ = c.gc.Write(l.scratch)
 	}
 	c.closeCode, c.closeCause, c.closeText = code, why, reason
+	if c.state == stateOpen && c.gc.OutboundBuffered() == 0 {
+		// Closing now, while the peer is still sending, would make the
+		// kernel answer with RST and the peer could lose our close frame.
+		// Shut our side instead (the peer reads EOF after the close frame)
+		// and discard its input until it closes or the sweep gives up.
+		if unix.Shutdown(c.gc.Fd(), unix.SHUT_WR) == nil {
+			c.state = stateDraining
+			c.since = l.eng.clock()
+			return
+		}
+	}
 	c.state = stateClosed
 	_ = c.gc.Close()
 }
@@ -203,6 +216,11 @@ func (l *loop) sweep() {
 				c.pingOut = true
 				l.scratch = codec.AppendFrame(l.scratch[:0], codec.OpPing, true, nil)
 				_, _ = c.gc.Write(l.scratch)
+			}
+		case stateDraining:
+			if age > 1 {
+				c.state = stateClosed
+				_ = c.gc.Close()
 			}
 		case stateClosing:
 			if age > closeWait {

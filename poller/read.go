@@ -25,6 +25,10 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.resume.Swap(false) {
 		c.paused = false
 	}
+	if c.state == stateDraining {
+		_, _ = gc.Discard(-1)
+		return gnet.None
+	}
 	if c.state == stateHandshake {
 		e.handshake(c)
 	}
@@ -105,7 +109,7 @@ func (e *Engine) readFrames(c *Conn) {
 	c.inLoop = true
 	c.mu.Unlock()
 	defer e.endCallbacks(c)
-	for off < len(buf) && !c.paused && c.state != stateClosed {
+	for off < len(buf) && !c.paused && c.state < stateDraining {
 		f, n, err := c.rd.Next(buf[off:])
 		if err != nil {
 			var pe *codec.ProtocolError
@@ -151,7 +155,7 @@ func (e *Engine) endCallbacks(c *Conn) {
 	c.inLoop = false
 	pending := c.out != nil
 	c.mu.Unlock()
-	if pending && c.state != stateClosed {
+	if pending && c.state < stateDraining {
 		c.loop.flush(c)
 	}
 }
