@@ -296,7 +296,7 @@ func (f runFunc) Run(context.Context) error { f(); return nil }
 type slogAdapter struct{ l *slog.Logger }
 
 func (a slogAdapter) Debugf(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Infof(f string, v ...any)  { a.l.Info(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Infof(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Warnf(f string, v ...any)  { a.l.Warn(fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Errorf(f string, v ...any) { a.l.Error(fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Fatalf(f string, v ...any) { a.l.Error(fmt.Sprintf(f, v...)) }
