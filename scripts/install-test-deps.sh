@@ -3,6 +3,8 @@
 #   - Debian python3-websockets   (test/interop: Python client)
 #   - nodejs and npm, if absent   (test/interop: Node client)
 #   - npm ws into test/interop/node/node_modules (npm ci from package-lock.json)
+#   - Debian nginx-light           (test/e2e: wss through a TLS-terminating nginx)
+#   - Debian chromium              (test/e2e and bench: headless browser checks)
 # Go modules come through the Go module proxy when `go test` runs.
 #
 # It never fails the build: when something cannot be installed (not root and
@@ -44,6 +46,9 @@ python_has_websockets || apt_missing+=(python3-websockets)
 command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
 # NodeSource's nodejs bundles npm; Debian's does not.
 command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
+# test/e2e: TLS termination in front of wsd, and the browser demo test.
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || apt_missing+=(nginx-light)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 
 if ((${#apt_missing[@]} == 0)); then
 	say "Debian packages: nothing missing (python3-websockets, node, npm present)"

@@ -168,6 +168,15 @@ func (s *Server[T]) Handle(path string, h Handler[T], opts ...RouteOption) {
 // Engine exposes the event loops' counters and configuration.
 func (s *Server[T]) Engine() *poller.Engine { return s.eng }
 
+// QueueDepth is how many conns wait for a worker (queue plus overflow).
+// Safe from any goroutine.
+func (s *Server[T]) QueueDepth() int {
+	s.ovMu.Lock()
+	n := len(s.overflow)
+	s.ovMu.Unlock()
+	return len(s.ready) + n
+}
+
 // Prepare encodes a message once for SendPrepared to many conns.
 func (s *Server[T]) Prepare(t MessageType, data []byte) *Prepared { return s.eng.Prepare(t, data) }
 

@@ -37,6 +37,12 @@ func Dial(addr, path string, headers ...string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Upgrade(conn, addr, path, headers...)
+}
+
+// Upgrade performs the handshake over an established conn (TLS, say); host
+// goes in the Host header.
+func Upgrade(conn net.Conn, addr, path string, headers ...string) (*Client, error) {
 	c := &Client{Conn: conn, rd: codec.Reader{Client: true}, Timeout: 10 * time.Second}
 	var key [16]byte
 	_, _ = rand.Read(key[:])

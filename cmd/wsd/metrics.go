@@ -1,0 +1,69 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsdhq/wsd/poller"
+)
+
+// engineCollector reads the engine's atomic counters at scrape time, so
+// metrics cost nothing per message.
+type engineCollector struct {
+	stats *poller.Stats
+	queue func() int
+
+	conns, accepted, upgraded, rejected *prometheus.Desc
+	msgsIn, msgsOut, bytesIn, bytesOut  *prometheus.Desc
+	slow, closes, queueDepth            *prometheus.Desc
+}
+
+func newEngineCollector(stats *poller.Stats, queue func() int) *engineCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("wsd_"+name, help, labels, nil)
+	}
+	return &engineCollector{stats: stats, queue: queue,
+		conns:      d("connections", "Open connections (TCP accepted and not closed)."),
+		accepted:   d("tcp_accepted_total", "TCP connections accepted."),
+		upgraded:   d("handshakes_total", "Upgrade requests by result.", "result"),
+		rejected:   d("http_rejections_total", "Requests answered with an HTTP error instead of 101."),
+		msgsIn:     d("messages_received_total", "Complete messages received."),
+		msgsOut:    d("messages_sent_total", "Messages queued for sending (a broadcast counts once per receiver)."),
+		bytesIn:    d("received_bytes_total", "Message payload bytes received (after inflating)."),
+		bytesOut:   d("sent_bytes_total", "Frame bytes queued for sending."),
+		slow:       d("slow_consumers_total", "Times a connection's outbound queue was over its cap."),
+		closes:     d("closes_total", "Closed connections by cause.", "cause"),
+		queueDepth: d("worker_queue_depth", "Connections waiting for a handler worker."),
+	}
+}
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.conns, c.accepted, c.upgraded, c.rejected, c.msgsIn, c.msgsOut,
+		c.bytesIn, c.bytesOut, c.slow, c.closes, c.queueDepth} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats
+	g := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	n := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	g(c.conns, float64(s.Conns.Load()))
+	n(c.accepted, s.Accepted.Load())
+	n(c.upgraded, s.Upgraded.Load(), "upgraded")
+	n(c.upgraded, s.Rejected.Load(), "rejected")
+	n(c.upgraded, s.Closes[poller.CauseOverCapacity].Load(), "over_capacity")
+	n(c.rejected, s.Rejected.Load())
+	n(c.msgsIn, s.MessagesIn.Load())
+	n(c.msgsOut, s.MessagesOut.Load())
+	n(c.bytesIn, s.BytesIn.Load())
+	n(c.bytesOut, s.BytesOut.Load())
+	n(c.slow, s.SlowConsumers.Load())
+	for cause := poller.Cause(0); cause < poller.NumCauses; cause++ {
+		n(c.closes, s.Closes[cause].Load(), cause.String())
+	}
+	g(c.queueDepth, float64(c.queue()))
+}
