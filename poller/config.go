@@ -25,7 +25,7 @@ type Config struct {
 	Limits   codec.Limits   // 0: frame 16 MiB, message 16 MiB
 	Flate    *codec.Flate   // nil: made from Upgrader.Deflate when enabled
 
-	MaxConns         int           // 0: RLIMIT_NOFILE minus a reserve
+	MaxConns         int           // 0: RLIMIT_NOFILE (raised to its hard limit by Serve) minus a reserve
 	HandshakeTimeout time.Duration // 0: 10 s
 	IdleTimeout      time.Duration // 0: none; enforced by a 1 s sweep, so within 1–2 s after
 	PingInterval     time.Duration // 0: none; pings a conn silent this long
@@ -73,9 +73,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns(FileLimit())
 	}
 }
 

@@ -109,6 +109,15 @@ func (e *Engine) clock() uint32 { return uint32(time.Since(e.start) / time.Secon
 
 // Serve listens on addr ("host:port") and runs until Shutdown. It blocks.
 func (e *Engine) Serve(addr string) error {
+	// Every connection is a descriptor: take all the kernel allows.
+	limit, err := RaiseFileLimit()
+	if err != nil {
+		e.log.Warn("could not raise RLIMIT_NOFILE to its hard limit", "err", err)
+	}
+	if e.cfg.MaxConns <= 0 {
+		e.cfg.MaxConns = DefaultMaxConns(limit)
+	}
+	e.log.Info("connection capacity", "file_limit", limit, "max_conns", e.cfg.MaxConns)
 	loops := e.cfg.Loops
 	if loops <= 0 {
 		loops = runtime.GOMAXPROCS(0)

@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsdhq/wsd/poller"
 	"github.com/wsdhq/wsd/server"
 )
 
@@ -88,16 +87,8 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	limit, err := poller.RaiseFileLimit()
-	if err != nil {
-		log.Warn("could not raise the file limit", "err", err)
-	}
-	maxConns := c.maxConns
-	if maxConns == 0 {
-		maxConns = poller.DefaultMaxConns(limit)
-	}
 	srv := server.New[state](server.Options{
-		MaxConns:         maxConns,
+		MaxConns:         c.maxConns,
 		MaxMessageBytes:  c.maxMessage,
 		Compression:      c.deflate,
 		IdleTimeout:      c.idleTimeout,
@@ -122,7 +113,7 @@ func run(args []string, stderr io.Writer) int {
 	go func() { done <- srv.ListenAndServe(c.listen) }()
 	select {
 	case <-srv.Ready():
-		log.Info("wsd listening", "addr", c.listen, "file_limit", limit, "max_conns", maxConns)
+		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.Engine().Config().MaxConns)
 	case err := <-done:
 		log.Error("wsd could not start", "err", err)
 		return 1
