@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 var testKey = [4]byte{0x37, 0xfa, 0x21, 0x3d}
@@ -366,3 +368,5 @@ func BenchmarkEncodeMasked1KiB(b *testing.B) {
 		dst = AppendMaskedFrame(dst[:0], OpBinary, true, false, testKey, payload)
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
