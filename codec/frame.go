@@ -194,6 +194,17 @@ func (r *Reader) Next(p []byte) (f Frame, n int, err error) {
 	total := int64(hl) + length
 	if control || total < waitBelow {
 		if int64(len(p)) < total {
+			if op == OpText || (op == OpContinuation && r.msgOp == OpText && !r.compress) {
+				var key []byte
+				if masked {
+					key = p[hl-4 : hl]
+				}
+				if rsv == 0 && !r.prefixValid(p[hl:], key, op == OpText) {
+					// Fail fast even while the rest of a small frame is
+					// still in flight (Autobahn 6.4.3/6.4.4).
+					return Frame{}, 0, ErrInvalidUTF8
+				}
+			}
 			return Frame{}, 0, nil
 		}
 	}
@@ -274,4 +285,28 @@ func (r *Reader) account(f *Frame) error {
 		r.msgOp, r.compress, r.msgLen = 0, false, 0
 	}
 	return nil
+}
+
+// prefixValid reports whether the masked bytes of a text frame that has
+// arrived so far can still be valid UTF-8, without consuming or unmasking
+// them in place (they are parsed again when the frame is whole).
+func (r *Reader) prefixValid(p, mask []byte, first bool) bool {
+	state := r.utf8
+	if first {
+		state = utf8Accept
+	}
+	var tmp [256]byte
+	for off := 0; off < len(p); off += len(tmp) {
+		chunk := p[off:min(off+len(tmp), len(p))]
+		n := copy(tmp[:], chunk)
+		if mask != nil {
+			for i := range n {
+				tmp[i] ^= mask[(off+i)&3]
+			}
+		}
+		if state = utf8Step(state, tmp[:n]); state == utf8Reject {
+			return false
+		}
+	}
+	return true
 }

@@ -206,6 +206,22 @@ func TestTextValidatedAcrossFragments(t *testing.T) {
 	if _, err := feed(&r, masked(OpText, false, []byte{0xf4, 0x90}), []int{100}); err != ErrInvalidUTF8 {
 		t.Fatalf("fail fast: %v", err)
 	}
+	// Fail fast inside one small frame whose payload is still in flight.
+	r = Reader{}
+	whole := masked(OpText, true, append([]byte("κόσμε"), 0xf4, 0x90, 0x80, 0x80, 'x', 'y'))
+	if _, n, err := r.Next(whole[:len(whole)-2]); err != ErrInvalidUTF8 || n != 0 {
+		t.Fatalf("partial frame: n=%d err=%v", n, err)
+	}
+	// A valid prefix waits, untouched, and then parses whole.
+	r = Reader{}
+	ok := masked(OpText, true, []byte("κόσμε"))
+	cp := append([]byte{}, ok...)
+	if f, n, err := r.Next(cp[:len(cp)-3]); err != nil || n != 0 || f.Op != 0 || !bytes.Equal(cp, ok) {
+		t.Fatalf("valid prefix: n=%d err=%v", n, err)
+	}
+	if f, _, err := r.Next(cp); err != nil || string(f.Payload) != "κόσμε" {
+		t.Fatalf("whole: %v %q", err, f.Payload)
+	}
 	// Compressed text is not checked on the wire bytes.
 	r = Reader{Deflate: true}
 	c := masked(OpText, true, []byte{0xff})
@@ -298,11 +314,13 @@ func FuzzFrames(f *testing.F) {
 	f.Add(AppendMaskedFrame(nil, OpBinary, true, true, testKey, []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), uint16(5), true)
 	f.Add(masked(OpClose, true, []byte{0x03, 0xe8, 'b', 'y', 'e'}), uint16(4), false)
 	f.Add(masked(OpBinary, true, make([]byte, 300)), uint16(100), false)
+	f.Add(AppendFrame(nil, OpText, true, []byte("server text")), uint16(0x8003), false)
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint16, deflate bool) {
 		lim := &Limits{MaxFrame: 1 << 16, MaxMessage: 1 << 17}
-		whole := Reader{Limits: lim, Deflate: deflate}
+		client := chunk&0x8000 != 0 // also parse as a client (unmasked frames)
+		whole := Reader{Limits: lim, Deflate: deflate, Client: client}
 		out1, err1 := feed(&whole, append([]byte{}, data...), []int{len(data) + 1})
-		split := Reader{Limits: lim, Deflate: deflate}
+		split := Reader{Limits: lim, Deflate: deflate, Client: client}
 		out2, err2 := feed(&split, append([]byte{}, data...), []int{int(chunk%512) + 1})
 		if err1 != err2 {
 			t.Fatalf("error differs with split: %v vs %v", err1, err2)
