@@ -1,0 +1,481 @@
+package pubsub
+
+import (
+	"context"
+	"encoding/json"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Subscriber receives a channel's publications, each encoded once per
+// publication and shared by every subscriber (never modify a frame).
+// Deliver is called from the publisher's goroutine (or the broker's) while
+// the channel is locked: it must not block and must not call the Hub about
+// the same channel. For one subscription, frames arrive one at a time, in
+// offset order, each once.
+type Subscriber[F any] interface {
+	Deliver(frame F)
+}
+
+// HubOptions configure a Hub.
+type HubOptions[F any] struct {
+	// Encode turns a push (the JSON of AppendPush, in a new slice that
+	// Encode may keep) into the value every subscriber's Deliver gets,
+	// e.g. func(b []byte) *server.Prepared { return srv.Prepare(server.Text, b) }.
+	// Required.
+	Encode func(push []byte) F
+	// Namespaces maps namespace names to their options ("" = default).
+	Namespaces Namespaces
+	// StrictNamespaces refuses channels of namespaces not in Namespaces
+	// (ErrUnknownNamespace); otherwise they get the default namespace's
+	// options.
+	StrictNamespaces bool
+}
+
+// Hub is a node's pub/sub front: it keeps this process's subscriptions,
+// fans each publication out to them (encoded once), tracks presence, and
+// replays missed publications on subscribe. Publications flow through the
+// Broker. Create it with NewHub; it needs no closing. All methods are safe
+// for concurrent use.
+type Hub[F any] struct {
+	broker Broker
+	enc    func([]byte) F
+	ns     Namespaces
+	strict bool
+
+	seed     maphash.Seed
+	subLocks [64]sync.Mutex // serialise broker (un)subscription per channel name
+
+	mu    sync.RWMutex
+	chans map[string]*channel[F] // channels with local subscriptions
+
+	published, fanouts, deliveries, encodes atomic.Uint64
+	recovered, notRecovered, replayed       atomic.Uint64
+	subscriptions                           atomic.Int64
+}
+
+type channel[F any] struct {
+	name      string
+	refs      int  // subscriptions, pending ones included; under Hub.mu
+	brokerSub bool // under the name's subLock
+	count     atomic.Int64
+
+	mu      sync.Mutex
+	subs    []*Subscription[F]
+	clients map[string]int // client ID → subscriptions; presence only
+}
+
+// Subscription is one subscriber's membership in one channel.
+type Subscription[F any] struct {
+	hub     *Hub[F]
+	ch      *channel[F]
+	sub     Subscriber[F]
+	client  string
+	idx     int  // in ch.subs; -1 once removed; under ch.mu
+	pending bool // subscribing: live frames are held in held
+	held    []heldFrame[F]
+}
+
+type heldFrame[F any] struct {
+	pos   StreamPosition
+	frame F
+}
+
+// NewHub returns a hub on b and registers itself as b's handler.
+func NewHub[F any](b Broker, opts HubOptions[F]) (*Hub[F], error) {
+	if opts.Encode == nil {
+		return nil, errorString("pubsub: HubOptions.Encode is required")
+	}
+	if err := opts.Namespaces.Validate(); err != nil {
+		return nil, err
+	}
+	h := &Hub[F]{broker: b, enc: opts.Encode, ns: opts.Namespaces, strict: opts.StrictNamespaces,
+		seed: maphash.MakeSeed(), chans: map[string]*channel[F]{}}
+	b.SetHandler(h.handle)
+	return h, nil
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// Broker returns the hub's broker.
+func (h *Hub[F]) Broker() Broker { return h.broker }
+
+// Namespace returns the options that apply to channel.
+func (h *Hub[F]) Namespace(channel string) (NamespaceOptions, error) {
+	if !ValidChannel(channel) {
+		return NamespaceOptions{}, ErrBadChannel
+	}
+	ns := NamespaceOf(channel)
+	o, ok := h.ns[ns]
+	if !ok {
+		if ns != "" && h.strict {
+			return NamespaceOptions{}, ErrUnknownNamespace
+		}
+		o = h.ns[""]
+	}
+	return o, nil
+}
+
+// Publish publishes data (JSON; not retained) to channel with the
+// channel's namespace settings and returns its position. Local subscribers
+// of channel receive it before Publish returns when the broker is Memory.
+// Permission checks (NamespaceOptions.Publish) are the caller's: the hub
+// publishes whatever it is asked to.
+func (h *Hub[F]) Publish(ctx context.Context, channel string, data []byte) (StreamPosition, error) {
+	o, err := h.Namespace(channel)
+	if err != nil {
+		return StreamPosition{}, err
+	}
+	if !json.Valid(data) {
+		return StreamPosition{}, ErrBadData
+	}
+	pos, err := h.broker.Publish(ctx, channel, data, PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL})
+	if err == nil {
+		h.published.Add(1)
+	}
+	return pos, err
+}
+
+// History returns up to limit of channel's newest kept publications (all
+// of them when limit < 0), oldest first, and the latest position.
+func (h *Hub[F]) History(ctx context.Context, channel string, limit int) ([]Publication, StreamPosition, error) {
+	if !ValidChannel(channel) {
+		return nil, StreamPosition{}, ErrBadChannel
+	}
+	return h.broker.History(ctx, channel, HistoryOptions{Limit: limit})
+}
+
+// SubscribeOptions are a subscription's details.
+type SubscribeOptions struct {
+	// ClientID names the subscriber in presence (several subscriptions may
+	// share one: a user with two tabs).
+	ClientID string
+	// Since asks for the publications after this position (recovery).
+	Since *StreamPosition
+	// OnSubscribed, if set, is called once the subscription is in place,
+	// before the first frame (replayed or live) is delivered, under the
+	// channel's lock (same rules as Deliver). A protocol sends its
+	// subscribe reply here so that the reply precedes every push.
+	OnSubscribed func(SubscribeResult)
+}
+
+// SubscribeResult tells where a new subscription starts.
+type SubscribeResult struct {
+	// Position is the channel's latest position when the subscription
+	// started: live frames are those after it.
+	Position StreamPosition
+	// Recovered is true when Since was given, its epoch is the stream's
+	// current one, and every publication after it was still kept: they
+	// are delivered (Replayed of them) before any live one. When false,
+	// nothing is replayed: the subscriber missed publications it cannot
+	// get from here (or asked for none).
+	Recovered bool
+	Replayed  int
+}
+
+// Subscribe adds sub to channel. With opts.Since it first delivers the
+// publications sub missed, if they can all be recovered (see
+// SubscribeResult.Recovered), then live ones: each exactly once, in
+// order, even while others publish concurrently. A subscriber may hold
+// several subscriptions, to different channels or the same one.
+func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F], opts SubscribeOptions) (*Subscription[F], SubscribeResult, error) {
+	o, err := h.Namespace(channel)
+	if err != nil {
+		return nil, SubscribeResult{}, err
+	}
+	ch, err := h.acquire(channel, o.Presence)
+	if err != nil {
+		return nil, SubscribeResult{}, err
+	}
+	s := &Subscription[F]{hub: h, ch: ch, sub: sub, client: opts.ClientID, pending: true}
+	ch.mu.Lock()
+	s.idx = len(ch.subs)
+	ch.subs = append(ch.subs, s)
+	ch.count.Add(1)
+	if ch.clients != nil {
+		ch.clients[s.client]++
+	}
+	ch.mu.Unlock()
+	h.subscriptions.Add(1)
+
+	// The subscription now holds every live frame; the history read below
+	// says where live begins, and held frames up to there are dropped.
+	hopts := HistoryOptions{}
+	if opts.Since != nil {
+		hopts = HistoryOptions{Since: opts.Since, Limit: -1}
+	}
+	pubs, latest, err := h.broker.History(ctx, channel, hopts)
+	if err != nil {
+		s.Unsubscribe()
+		return nil, SubscribeResult{}, err
+	}
+	res := SubscribeResult{Position: latest}
+	if since := opts.Since; since != nil {
+		res.Recovered = recoverable(*since, latest, pubs)
+		if res.Recovered {
+			res.Replayed = len(pubs)
+			h.recovered.Add(1)
+			h.replayed.Add(uint64(len(pubs)))
+		} else {
+			h.notRecovered.Add(1)
+		}
+	}
+
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if s.idx < 0 {
+		return nil, res, ErrUnsubscribed
+	}
+	if opts.OnSubscribed != nil {
+		opts.OnSubscribed(res)
+	}
+	n := 0
+	if res.Recovered {
+		for i := range pubs {
+			sub.Deliver(h.encode(&pubs[i]))
+			n++
+		}
+	}
+	for _, f := range s.held {
+		if f.pos.Epoch != latest.Epoch || f.pos.Offset > latest.Offset {
+			sub.Deliver(f.frame)
+			n++
+		}
+	}
+	s.held, s.pending = nil, false
+	h.deliveries.Add(uint64(n))
+	return s, res, nil
+}
+
+// recoverable reports whether pubs are exactly the publications after since
+// up to latest.
+func recoverable(since, latest StreamPosition, pubs []Publication) bool {
+	if since.Epoch != latest.Epoch || since.Offset > latest.Offset {
+		return false
+	}
+	missed := latest.Offset - since.Offset
+	if uint64(len(pubs)) != missed {
+		return false
+	}
+	return missed == 0 || pubs[0].Offset == since.Offset+1 && pubs[len(pubs)-1].Offset == latest.Offset
+}
+
+// Channel returns the subscription's channel.
+func (s *Subscription[F]) Channel() string { return s.ch.name }
+
+// Unsubscribe ends the subscription: no frame is delivered after it
+// returns. Later calls do nothing. It must not be called from Deliver or
+// OnSubscribed.
+func (s *Subscription[F]) Unsubscribe() {
+	h, ch := s.hub, s.ch
+	ch.mu.Lock()
+	if s.idx < 0 {
+		ch.mu.Unlock()
+		return
+	}
+	last := len(ch.subs) - 1
+	if s.idx != last {
+		moved := ch.subs[last]
+		ch.subs[s.idx], moved.idx = moved, s.idx
+	}
+	ch.subs[last] = nil
+	ch.subs = ch.subs[:last]
+	if len(ch.subs) == 0 {
+		ch.subs = nil
+	}
+	s.idx, s.held = -1, nil
+	ch.count.Add(-1)
+	if ch.clients != nil {
+		if ch.clients[s.client]--; ch.clients[s.client] <= 0 {
+			delete(ch.clients, s.client)
+		}
+	}
+	ch.mu.Unlock()
+	h.subscriptions.Add(-1)
+	h.release(ch)
+}
+
+func (h *Hub[F]) subLock(name string) *sync.Mutex {
+	return &h.subLocks[maphash.String(h.seed, name)%uint64(len(h.subLocks))]
+}
+
+// acquire returns name's channel with one more reference, subscribing the
+// broker when it is the first.
+func (h *Hub[F]) acquire(name string, presence bool) (*channel[F], error) {
+	l := h.subLock(name)
+	l.Lock()
+	defer l.Unlock()
+	h.mu.Lock()
+	ch := h.chans[name]
+	if ch == nil {
+		ch = &channel[F]{name: name}
+		if presence {
+			ch.clients = map[string]int{}
+		}
+		h.chans[name] = ch
+	}
+	ch.refs++
+	h.mu.Unlock()
+	if !ch.brokerSub {
+		if err := h.broker.Subscribe(name); err != nil {
+			h.mu.Lock()
+			if ch.refs--; ch.refs == 0 {
+				delete(h.chans, name)
+			}
+			h.mu.Unlock()
+			return nil, err
+		}
+		ch.brokerSub = true
+	}
+	return ch, nil
+}
+
+// release drops a reference; the last one unsubscribes the broker.
+func (h *Hub[F]) release(ch *channel[F]) {
+	l := h.subLock(ch.name)
+	l.Lock()
+	defer l.Unlock()
+	h.mu.Lock()
+	ch.refs--
+	last := ch.refs == 0
+	if last {
+		delete(h.chans, ch.name)
+	}
+	h.mu.Unlock()
+	if last && ch.brokerSub {
+		ch.brokerSub = false
+		_ = h.broker.Unsubscribe(ch.name) // nothing to do about it: the broker's own problem to log
+	}
+}
+
+// handle is the broker's handler: one encoding, every local subscriber.
+func (h *Hub[F]) handle(p Publication) {
+	h.mu.RLock()
+	ch := h.chans[p.Channel]
+	h.mu.RUnlock()
+	if ch == nil || ch.count.Load() == 0 {
+		return
+	}
+	frame := h.encode(&p)
+	ch.mu.Lock()
+	n := 0
+	for _, s := range ch.subs {
+		if s.pending {
+			s.held = append(s.held, heldFrame[F]{pos: p.Position(), frame: frame})
+			continue
+		}
+		s.sub.Deliver(frame)
+		n++
+	}
+	ch.mu.Unlock()
+	h.fanouts.Add(1)
+	h.deliveries.Add(uint64(n))
+}
+
+func (h *Hub[F]) encode(p *Publication) F {
+	h.encodes.Add(1)
+	return h.enc(AppendPush(make([]byte, 0, PushSize(p)), p))
+}
+
+// Presence is who is subscribed to a channel on this node.
+type Presence struct {
+	Clients     []string `json:"clients"`     // distinct client IDs, sorted
+	Count       int      `json:"count"`       // len(Clients)
+	Connections int      `json:"connections"` // subscriptions (a client may hold several)
+}
+
+// Presence returns channel's subscribers on this node. It fails with
+// ErrPresenceDisabled when the channel's namespace does not track it.
+func (h *Hub[F]) Presence(channel string) (Presence, error) {
+	o, err := h.Namespace(channel)
+	if err != nil {
+		return Presence{}, err
+	}
+	if !o.Presence {
+		return Presence{}, ErrPresenceDisabled
+	}
+	h.mu.RLock()
+	ch := h.chans[channel]
+	h.mu.RUnlock()
+	p := Presence{Clients: []string{}}
+	if ch == nil {
+		return p, nil
+	}
+	ch.mu.Lock()
+	for c := range ch.clients {
+		p.Clients = append(p.Clients, c)
+	}
+	p.Connections = len(ch.subs)
+	ch.mu.Unlock()
+	slices.Sort(p.Clients)
+	p.Count = len(p.Clients)
+	return p, nil
+}
+
+// ChannelInfo is one channel with subscribers on this node.
+type ChannelInfo struct {
+	Channel     string `json:"channel"`
+	Subscribers int    `json:"subscribers"`
+}
+
+// Channels lists the channels with subscribers on this node, by name.
+func (h *Hub[F]) Channels() []ChannelInfo {
+	h.mu.RLock()
+	out := make([]ChannelInfo, 0, len(h.chans))
+	for name, ch := range h.chans {
+		if n := ch.count.Load(); n > 0 {
+			out = append(out, ChannelInfo{Channel: name, Subscribers: int(n)})
+		}
+	}
+	h.mu.RUnlock()
+	slices.SortFunc(out, func(a, b ChannelInfo) int {
+		switch {
+		case a.Channel < b.Channel:
+			return -1
+		case a.Channel > b.Channel:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Subscribers returns how many subscriptions channel has on this node.
+func (h *Hub[F]) Subscribers(channel string) int {
+	h.mu.RLock()
+	ch := h.chans[channel]
+	h.mu.RUnlock()
+	if ch == nil {
+		return 0
+	}
+	return int(ch.count.Load())
+}
+
+// HubStats are a hub's counters (since NewHub) and gauges, for metrics.
+type HubStats struct {
+	Published     uint64 // publications accepted by Publish
+	Fanouts       uint64 // publications delivered to this node's subscribers
+	Deliveries    uint64 // frames handed to subscribers (live and replayed)
+	Encodes       uint64 // pushes encoded (one per fan-out, one per replayed publication)
+	Recovered     uint64 // subscriptions with Since that recovered
+	NotRecovered  uint64 // subscriptions with Since that could not
+	Replayed      uint64 // publications replayed by recoveries
+	Subscriptions int64  // current subscriptions
+	Channels      int    // current channels with subscriptions
+}
+
+// Stats returns the hub's counters. Safe from any goroutine.
+func (h *Hub[F]) Stats() HubStats {
+	h.mu.RLock()
+	n := len(h.chans)
+	h.mu.RUnlock()
+	return HubStats{
+		Published: h.published.Load(), Fanouts: h.fanouts.Load(), Deliveries: h.deliveries.Load(),
+		Encodes: h.encodes.Load(), Recovered: h.recovered.Load(), NotRecovered: h.notRecovered.Load(),
+		Replayed: h.replayed.Load(), Subscriptions: h.subscriptions.Load(), Channels: n,
+	}
+}

@@ -1,0 +1,352 @@
+package wsproto
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/wsdhq/wsd/pubsub"
+	"github.com/wsdhq/wsd/server"
+)
+
+// Hub is the pub/sub hub the protocol runs on: frames are the server's
+// prepared messages, shared by every subscriber.
+type Hub = pubsub.Hub[*server.Prepared]
+
+// NewHub returns a hub on broker whose pushes are encoded once with
+// srv.Prepare as text frames.
+func NewHub(srv *server.Server[Session], broker pubsub.Broker, opts pubsub.HubOptions[*server.Prepared]) (*Hub, error) {
+	if opts.Encode == nil {
+		opts.Encode = func(b []byte) *server.Prepared { return srv.Prepare(server.Text, b) }
+	}
+	return pubsub.NewHub(broker, opts)
+}
+
+// Session is a connection's value for server.Server[Session]: one pointer,
+// nil for connections of other routes (an /echo conn pays 8 bytes for
+// sharing the server with /ws), set by Accept for /ws connections.
+type Session struct{ s *session }
+
+// ClientID is the client's ID on /ws: the token's sub, or
+// "anon-<conn ID>" in anonymous mode; "" on other routes.
+func (v Session) ClientID() string {
+	if v.s == nil {
+		return ""
+	}
+	return v.s.clientID
+}
+
+// session is a /ws connection's state: who the client is, what it may use,
+// what it is subscribed to. Only the handler's callbacks touch it, one at
+// a time; the hub calls Deliver from publishers' goroutines.
+type session struct {
+	conn     *server.Conn[Session]
+	clientID string
+	channels []string // token patterns; ignored when anon
+	anon     bool
+	limited  bool // closed for the rate limit: ignore the rest
+	subs     map[string]*pubsub.Subscription[*server.Prepared]
+	bucket   bucket
+}
+
+// Deliver implements pubsub.Subscriber: it queues a push on the
+// connection. Safe from any goroutine.
+func (s *session) Deliver(p *server.Prepared) {
+	_ = s.conn.SendPrepared(p) // a full queue is the server's slow-consumer policy
+}
+
+func (s *session) allowed(channel string) bool { return s.anon || matchAny(s.channels, channel) }
+
+// Handler serves the /ws protocol: it implements server.Handler[Session]
+// and server.Acceptor[Session]. Create it with New and route it with
+// srv.Handle("/ws", h). Its methods are safe for concurrent use.
+type Handler struct {
+	hub    *Hub
+	cfg    Config
+	secret []byte
+	parser *jwt.Parser
+	now    func() time.Time
+
+	requests, rateLimited, authRejected, originRejected atomic.Uint64
+	errors                                              [numCodes]atomic.Uint64
+}
+
+var (
+	_ server.Handler[Session]  = (*Handler)(nil)
+	_ server.Acceptor[Session] = (*Handler)(nil)
+)
+
+// New returns the /ws handler for hub.
+func New(hub *Hub, cfg Config) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	h := &Handler{hub: hub, cfg: cfg, now: time.Now}
+	if cfg.TokenSecret != "" {
+		h.secret = []byte(cfg.TokenSecret)
+		h.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
+	}
+	return h, nil
+}
+
+// Hub returns the handler's hub.
+func (h *Handler) Hub() *Hub { return h.hub }
+
+// Config returns the configuration in force (defaults filled in).
+func (h *Handler) Config() Config { return h.cfg }
+
+// Accept implements server.Acceptor: the Origin allow-list (403) and the
+// connection token (401), before the 101.
+func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
+	if len(h.cfg.AllowedOrigins) > 0 && r.Origin != "" && !originAllowed(h.cfg.AllowedOrigins, r.Origin) {
+		h.originRejected.Add(1)
+		h.cfg.Logger.Debug("ws: origin refused", "origin", r.Origin)
+		return &server.HTTPError{Status: 403, Reason: "origin not allowed"}
+	}
+	s := &session{conn: c}
+	if h.secret == nil {
+		s.anon, s.clientID = true, fmt.Sprintf("anon-%d", c.ID())
+		c.Value.s = s
+		return nil
+	}
+	tok := tokenFrom(r)
+	if tok == "" {
+		h.authRejected.Add(1)
+		return &server.HTTPError{Status: 401, Reason: "a connection token is required (?token= or Authorization: Bearer)"}
+	}
+	claims, err := h.parseToken(tok)
+	if err != nil {
+		h.authRejected.Add(1)
+		h.cfg.Logger.Debug("ws: token refused", "err", err)
+		return &server.HTTPError{Status: 401, Reason: "invalid token: " + err.Error()}
+	}
+	s.clientID, s.channels = claims.Subject, claims.Channels
+	c.Value.s = s
+	return nil
+}
+
+// OnOpen implements server.Handler.
+func (h *Handler) OnOpen(c *server.Conn[Session]) {
+	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
+		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: fmt.Sprintf("anon-%d", c.ID())}
+	}
+}
+
+// OnClose implements server.Handler: the connection leaves its channels.
+func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
+	s := c.Value.s
+	if s == nil {
+		return
+	}
+	for _, sub := range s.subs {
+		sub.Unsubscribe()
+	}
+	s.subs = nil
+}
+
+// maxEnvelope is what a request may add to its data.
+const maxEnvelope = 4096
+
+// OnMessage implements server.Handler: one request, one reply (and, for
+// subscribe, the missed publications after the reply).
+func (h *Handler) OnMessage(c *server.Conn[Session], m server.Message) {
+	s := c.Value.s
+	if s.limited {
+		return
+	}
+	if !s.bucket.allow(h.now(), h.cfg.RateLimit, h.cfg.RateBurst) {
+		s.limited = true
+		h.rateLimited.Add(1)
+		c.Close(1008, "rate limit exceeded")
+		return
+	}
+	h.requests.Add(1)
+	if m.Type != server.Text {
+		h.fail(c, nil, &Error{CodeBadRequest, "requests are JSON text frames"})
+		return
+	}
+	if len(m.Data) > 4*h.cfg.MaxDataBytes+maxEnvelope {
+		h.fail(c, nil, &Error{CodeTooLarge, fmt.Sprintf("message over %d bytes", 4*h.cfg.MaxDataBytes+maxEnvelope)})
+		return
+	}
+	var req Request
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		h.fail(c, nil, &Error{CodeBadRequest, "invalid JSON: " + err.Error()})
+		return
+	}
+	if !validID(req.ID) {
+		h.fail(c, nil, &Error{CodeBadRequest, "id must be a number or a string"})
+		return
+	}
+	if string(req.ID) == "null" {
+		req.ID = nil
+	}
+	switch req.Op {
+	case "subscribe":
+		h.subscribe(c, &req)
+	case "unsubscribe":
+		h.unsubscribe(c, &req)
+	case "publish":
+		h.publish(c, &req)
+	case "presence":
+		h.presence(c, &req)
+	case "":
+		h.fail(c, req.ID, &Error{CodeBadRequest, "missing op"})
+	default:
+		h.fail(c, req.ID, &Error{CodeUnknownOp, fmt.Sprintf("unknown op %q", req.Op)})
+	}
+}
+
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 || string(id) == "null" {
+		return true
+	}
+	c := id[0]
+	return c == '"' || c == '-' || c >= '0' && c <= '9'
+}
+
+// checkChannel validates the name and the token's patterns.
+func (h *Handler) checkChannel(c *server.Conn[Session], req *Request) bool {
+	if !pubsub.ValidChannel(req.Channel) {
+		h.fail(c, req.ID, &Error{CodeBadChannel, "invalid channel name"})
+		return false
+	}
+	if !c.Value.s.allowed(req.Channel) {
+		h.fail(c, req.ID, &Error{CodeForbidden, "the token does not allow channel " + req.Channel})
+		return false
+	}
+	return true
+}
+
+func (h *Handler) subscribe(c *server.Conn[Session], req *Request) {
+	s := c.Value.s
+	if !h.checkChannel(c, req) {
+		return
+	}
+	if s.subs[req.Channel] != nil {
+		h.fail(c, req.ID, &Error{CodeAlreadySubscribed, "already subscribed to " + req.Channel})
+		return
+	}
+	if len(s.subs) >= h.cfg.MaxSubscriptions {
+		h.fail(c, req.ID, &Error{CodeTooManySubs, fmt.Sprintf("at most %d subscriptions per connection", h.cfg.MaxSubscriptions)})
+		return
+	}
+	id := req.ID
+	sub, _, err := h.hub.Subscribe(context.Background(), req.Channel, s, pubsub.SubscribeOptions{
+		ClientID: s.clientID,
+		Since:    req.Since,
+		OnSubscribed: func(r pubsub.SubscribeResult) {
+			// Under the channel's lock: the reply is queued before any push.
+			h.reply(c, id, SubscribeResult{Epoch: r.Position.Epoch, Offset: r.Position.Offset, Recovered: r.Recovered})
+		},
+	})
+	if err != nil {
+		h.fail(c, id, errorFor(err))
+		return
+	}
+	if s.subs == nil {
+		s.subs = map[string]*pubsub.Subscription[*server.Prepared]{}
+	}
+	s.subs[req.Channel] = sub
+}
+
+func (h *Handler) unsubscribe(c *server.Conn[Session], req *Request) {
+	s := c.Value.s
+	sub := s.subs[req.Channel]
+	if sub == nil {
+		h.fail(c, req.ID, &Error{CodeNotSubscribed, "not subscribed to " + req.Channel})
+		return
+	}
+	sub.Unsubscribe()
+	delete(s.subs, req.Channel)
+	h.reply(c, req.ID, struct{}{})
+}
+
+func (h *Handler) publish(c *server.Conn[Session], req *Request) {
+	if !h.checkChannel(c, req) {
+		return
+	}
+	o, err := h.hub.Namespace(req.Channel)
+	if err != nil {
+		h.fail(c, req.ID, errorFor(err))
+		return
+	}
+	switch o.Publish {
+	case pubsub.PublishNone:
+		h.fail(c, req.ID, &Error{CodeForbidden, "clients may not publish to " + req.Channel})
+		return
+	case pubsub.PublishSubscribers:
+		if c.Value.s.subs[req.Channel] == nil {
+			h.fail(c, req.ID, &Error{CodeForbidden, "subscribe to " + req.Channel + " before publishing"})
+			return
+		}
+	}
+	if len(req.Data) == 0 {
+		h.fail(c, req.ID, &Error{CodeBadRequest, "publish needs data"})
+		return
+	}
+	if len(req.Data) > h.cfg.MaxDataBytes {
+		h.fail(c, req.ID, &Error{CodeTooLarge, fmt.Sprintf("data over %d bytes", h.cfg.MaxDataBytes)})
+		return
+	}
+	pos, err := h.hub.Publish(context.Background(), req.Channel, req.Data)
+	if err != nil {
+		h.fail(c, req.ID, errorFor(err))
+		return
+	}
+	h.reply(c, req.ID, PublishResult{Offset: pos.Offset, Epoch: pos.Epoch})
+}
+
+func (h *Handler) presence(c *server.Conn[Session], req *Request) {
+	if !h.checkChannel(c, req) {
+		return
+	}
+	p, err := h.hub.Presence(req.Channel)
+	if err != nil {
+		h.fail(c, req.ID, errorFor(err))
+		return
+	}
+	h.reply(c, req.ID, PresenceResult{Channel: req.Channel, Count: p.Count, Connections: p.Connections, Clients: p.Clients})
+}
+
+func (h *Handler) reply(c *server.Conn[Session], id json.RawMessage, result any) {
+	b, err := json.Marshal(Reply{ID: id, Result: result})
+	if err != nil {
+		panic(err) // our own types always marshal
+	}
+	_ = c.Send(server.Text, b)
+}
+
+func (h *Handler) fail(c *server.Conn[Session], id json.RawMessage, e *Error) {
+	h.errors[codeIndex(e.Code)].Add(1)
+	b, err := json.Marshal(Reply{ID: id, Error: e})
+	if err != nil {
+		panic(err)
+	}
+	_ = c.Send(server.Text, b)
+}
+
+// Stats are the handler's counters since New.
+type Stats struct {
+	Requests       uint64            // requests handled (after the rate limit)
+	RateLimited    uint64            // connections closed with 1008 for their message rate
+	AuthRejected   uint64            // upgrades refused with 401 (missing or bad token)
+	OriginRejected uint64            // upgrades refused with 403 (Origin)
+	Errors         map[string]uint64 // error replies by code (codes with none are absent)
+}
+
+// Stats returns the handler's counters. Safe from any goroutine.
+func (h *Handler) Stats() Stats {
+	st := Stats{Requests: h.requests.Load(), RateLimited: h.rateLimited.Load(),
+		AuthRejected: h.authRejected.Load(), OriginRejected: h.originRejected.Load(), Errors: map[string]uint64{}}
+	for i, code := range allCodes() {
+		if n := h.errors[i].Load(); n > 0 {
+			st.Errors[code] = n
+		}
+	}
+	return st
+}
