@@ -1,9 +1,16 @@
-// Command wsd is the standalone WebSocket daemon.
+// Command wsd is the standalone WebSocket daemon: one binary, one config
+// file. It serves
 //
-//	wsd --listen 127.0.0.1:8080
+//	/echo        every message sent back with its type (tests, benchmarks)
+//	/broadcast   every message to every client connected there
+//	/ws          channels pub/sub with history and recovery (docs/protocol.md)
+//	/api/...     HTTP publish, channels, presence (Authorization: apikey KEY)
+//	/metrics     Prometheus
+//	/healthz     liveness
+//	/, /wsd.js   demo page and the browser client
 //
-// serves /echo (every message is sent back with its type) and /broadcast
-// (every message goes to every client connected there).
+// Run `wsd --help` for the flags; every flag is also a config file key
+// (max-message ↔ max_message).
 package main
 
 import (
@@ -13,17 +20,24 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/server"
+	"github.com/wsdhq/wsd/web"
+	"github.com/wsdhq/wsd/wsproto"
 )
 
 type config struct {
+	configFile       string
 	listen           string
 	maxMessage       int64
 	maxConns         int
@@ -32,24 +46,49 @@ type config struct {
 	pingInterval     time.Duration
 	handshakeTimeout time.Duration
 	shutdownTimeout  time.Duration
+	maxOutbound      int
 	workers          int
 	loops            int
 	logLevel         string
 	pprof            bool
+
+	apiKey           string
+	tokenSecret      string
+	tokenLeeway      time.Duration
+	allowedOrigins   string
+	maxDataBytes     int
+	maxSubscriptions int
+	rateLimit        float64
+	rateBurst        int
+	demoTicker       bool
+
+	namespaces pubsub.Namespaces
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stderr, nil))
 }
 
-func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	var c config
+func newFlagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: wsd [flags]\n\nwsd is a WebSocket server built to hold many mostly-idle connections.\nEndpoints: /echo (echoes every message with its type), /broadcast (every message to every client there).\n\nFlags:\n")
+		fmt.Fprint(stderr, `Usage: wsd [flags]
+
+wsd is a WebSocket server built to hold many mostly-idle connections.
+Endpoints: /echo, /broadcast, /ws (pub/sub, docs/protocol.md), /api/publish,
+/api/channels, /api/presence, /metrics, /healthz, / (demo) and /wsd.js.
+
+Every flag can also be set in the --config TOML file under the same name with
+'_' for '-' (max-message = max_message); flags given on the command line win.
+Per-namespace options are file-only tables: [namespaces.default],
+[namespaces.chat] with history_size, history_ttl, publish, presence.
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
+	fs.StringVar(&c.configFile, "config", "", "TOML config `file` (keys are the flag names with '_')")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` to listen on (host:port)")
 	fs.Int64Var(&c.maxMessage, "max-message", 16<<20, "largest message in `bytes` (after decompression); larger ones close with 1009")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most connections at once; 0 = the file limit minus a reserve; excess gets 503")
@@ -58,21 +97,89 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.pingInterval, "ping-interval", 0, "ping connections silent this long (0 = never)")
 	fs.DurationVar(&c.handshakeTimeout, "handshake-timeout", 10*time.Second, "time from accept to a complete upgrade request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long to drain before closing what is left")
+	fs.IntVar(&c.maxOutbound, "max-outbound", 4<<20, "`bytes` queued per connection before it counts as a slow consumer (closed with 1008)")
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address (do not expose publicly)")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (do not expose publicly)")
+	fs.StringVar(&c.apiKey, "api-key", "", "enables the HTTP API for 'Authorization: apikey KEY' (unset: the API answers 403)")
+	fs.StringVar(&c.tokenSecret, "token-secret", "", "HS256 secret of connection JWTs (sub = client ID, channels = allowed patterns); unset: anonymous clients may subscribe and publish")
+	fs.DurationVar(&c.tokenLeeway, "token-leeway", 0, "clock skew allowed when checking token times")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allow-list for /ws (empty = any)")
+	fs.IntVar(&c.maxDataBytes, "max-data-bytes", wsproto.DefaultMaxDataBytes, "largest publication `bytes` (JSON data)")
+	fs.IntVar(&c.maxSubscriptions, "max-subscriptions", wsproto.DefaultMaxSubscriptions, "channels one connection may subscribe to")
+	fs.Float64Var(&c.rateLimit, "rate-limit", wsproto.DefaultRateLimit, "messages per second one /ws connection may send (<0 = unlimited); past the burst it is closed with 1008")
+	fs.IntVar(&c.rateBurst, "rate-burst", wsproto.DefaultRateBurst, "burst allowed above --rate-limit")
+	fs.BoolVar(&c.demoTicker, "demo-ticker", false, "publish a fake price to channel \"ticker\" every second (for the demo page)")
+	return fs
+}
+
+// parseConfig reads flags, then the config file for what flags left unset.
+func parseConfig(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := newFlagSet(c, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, &configError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	return &c, nil
+	c.namespaces = pubsub.Namespaces{"": pubsub.DefaultNamespaceOptions()}
+	if c.configFile != "" {
+		tables, err := applyFile(fs, c.configFile)
+		if err != nil {
+			return nil, err
+		}
+		for name, v := range tables {
+			if name != "namespaces" {
+				return nil, &configError{fmt.Sprintf("config %s: unknown table [%s]", c.configFile, name)}
+			}
+			if err := c.readNamespaces(v.(map[string]any)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := c.namespaces.Validate(); err != nil {
+		return nil, &configError{fmt.Sprintf("config %s: namespaces: %v", c.configFile, err)}
+	}
+	return c, nil
 }
 
-func run(args []string, stderr io.Writer) int {
-	c, err := parseFlags(args, stderr)
+func (c *config) readNamespaces(t map[string]any) error {
+	for name, v := range t {
+		opts, ok := v.(map[string]any)
+		if !ok {
+			return &configError{fmt.Sprintf("config %s: namespaces.%s must be a table", c.configFile, name)}
+		}
+		key := name
+		if name == "default" {
+			key = ""
+		}
+		o := pubsub.DefaultNamespaceOptions()
+		for k, val := range opts {
+			if err := o.Set(k, tomlString(val)); err != nil {
+				return &configError{fmt.Sprintf("config %s: key namespaces.%s.%s: %v", c.configFile, name, k, err)}
+			}
+		}
+		c.namespaces[key] = o
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// run is main without os.Exit: tests call it. ready, if not nil, receives
+// the server once it listens.
+func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Session]) int {
+	c, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -87,21 +194,49 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	srv := server.New[state](server.Options{
+	srv := server.New[wsproto.Session](server.Options{
 		MaxConns:         c.maxConns,
 		MaxMessageBytes:  c.maxMessage,
 		Compression:      c.deflate,
 		IdleTimeout:      c.idleTimeout,
 		PingInterval:     c.pingInterval,
 		HandshakeTimeout: c.handshakeTimeout,
+		MaxOutboundBytes: c.maxOutbound,
 		Workers:          c.workers,
 		Loops:            c.loops,
 		Logger:           log,
 	})
-	srv.Handle("/echo", server.Funcs[state]{
-		Message: func(conn *server.Conn[state], m server.Message) { _ = conn.Send(m.Type, m.Data) },
+	srv.Handle("/echo", server.Funcs[wsproto.Session]{
+		Message: func(conn *server.Conn[wsproto.Session], m server.Message) { _ = conn.Send(m.Type, m.Data) },
 	}, server.Inline())
 	srv.Handle("/broadcast", newHub(srv))
+
+	broker := pubsub.NewMemory(pubsub.MemoryOptions{})
+	hub, err := wsproto.NewHub(srv, broker, pubsub.HubOptions[*server.Prepared]{Namespaces: c.namespaces})
+	if err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
+	wsCfg := wsproto.Config{TokenSecret: c.tokenSecret, TokenLeeway: c.tokenLeeway,
+		AllowedOrigins: splitList(c.allowedOrigins), MaxDataBytes: c.maxDataBytes,
+		MaxSubscriptions: c.maxSubscriptions, RateLimit: c.rateLimit, RateBurst: c.rateBurst, Logger: log}
+	wsh, err := wsproto.New(hub, wsCfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
+	if wsCfg.Anonymous() {
+		log.Warn(wsproto.AnonymousWarning)
+	}
+	srv.Handle("/ws", wsh)
+	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes})
+	srv.HandleHTTP("/api/", api)
+	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker, wsh, api))
+	srv.HandleHTTP("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "ok %d connections\n", srv.Engine().Stats().Conns.Load())
+	}))
+	srv.HandleHTTP("GET /wsd.js", web.JS())
+	srv.HandleHTTP("GET /{$}", web.Index())
 	if c.pprof {
 		srv.HandleHTTP("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		srv.HandleHTTP("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
@@ -109,20 +244,33 @@ func run(args []string, stderr io.Writer) int {
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- srv.ListenAndServe(c.listen) }()
 	select {
 	case <-srv.Ready():
-		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.Engine().Config().MaxConns)
+		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.Engine().Config().MaxConns,
+			"api", c.apiKey != "", "tokens", c.tokenSecret != "")
 	case err := <-done:
 		log.Error("wsd could not start", "err", err)
 		return 1
 	}
+	ctx, stopTicker := context.WithCancel(context.Background())
+	var tickers sync.WaitGroup
+	if c.demoTicker {
+		tickers.Add(1)
+		go func() { defer tickers.Done(); demoTicker(ctx, hub, log) }()
+	}
+	if ready != nil {
+		ready <- srv
+	}
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down", "signal", sig.String())
-		ctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
-		err := srv.Shutdown(ctx)
+		stopTicker()
+		tickers.Wait()
+		sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+		err := srv.Shutdown(sctx)
 		cancel()
 		<-done
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -132,10 +280,31 @@ func run(args []string, stderr io.Writer) int {
 		log.Info("stopped")
 		return 0
 	case err := <-done:
+		stopTicker()
+		tickers.Wait()
 		if err != nil {
 			log.Error("wsd stopped", "err", err)
 			return 1
 		}
 		return 0
+	}
+}
+
+// demoTicker publishes a random walk to channel "ticker" once a second.
+func demoTicker(ctx context.Context, hub *wsproto.Hub, log *slog.Logger) {
+	price := 100.0
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			price *= 1 + (rand.Float64()-0.5)/50
+			data := fmt.Sprintf(`{"symbol":"WSD","price":%.2f,"time":%q}`, price, now.UTC().Format(time.RFC3339))
+			if _, err := hub.Publish(ctx, "ticker", []byte(data)); err != nil && ctx.Err() == nil {
+				log.Warn("demo ticker", "err", err)
+			}
+		}
 	}
 }

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wsdhq/wsd/poller"
+	"github.com/wsdhq/wsd/pubsub"
+	"github.com/wsdhq/wsd/server"
+	"github.com/wsdhq/wsd/wsproto"
 )
 
 // engineCollector reads the engine's atomic counters at scrape time, so
@@ -66,4 +73,35 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		n(c.closes, s.Closes[cause].Load(), cause.String())
 	}
 	g(c.queueDepth, float64(c.queue()))
+}
+
+// metricsHandler exposes the engine, pub/sub, /ws and API counters plus
+// the Go runtime's, all read at scrape time.
+func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broker *pubsub.Memory,
+	wsh *wsproto.Handler, api *wsproto.API) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newEngineCollector(srv.Engine().Stats(), srv.QueueDepth))
+	counter := func(name, help string, f func() uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsd_" + name, Help: help},
+			func() float64 { return float64(f()) }))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsd_" + name, Help: help}, f))
+	}
+	counter("publications_total", "Publications accepted (over /ws and the HTTP API).", func() uint64 { return hub.Stats().Published })
+	counter("fanout_deliveries_total", "Publication frames handed to subscribers (live and replayed).", func() uint64 { return hub.Stats().Deliveries })
+	counter("fanout_encodes_total", "Publication frames encoded (one per fan-out, one per replay).", func() uint64 { return hub.Stats().Encodes })
+	counter("recoveries_total", "Subscriptions with 'since' that got every missed publication.", func() uint64 { return hub.Stats().Recovered })
+	counter("recoveries_failed_total", "Subscriptions with 'since' answered recovered:false.", func() uint64 { return hub.Stats().NotRecovered })
+	gauge("subscriptions", "Current channel subscriptions.", func() float64 { return float64(hub.Stats().Subscriptions) })
+	gauge("channels", "Channels with subscribers.", func() float64 { return float64(hub.Stats().Channels) })
+	gauge("history_entries", "Publications kept for recovery, all channels.", func() float64 { return float64(broker.Stats().HistoryEntries) })
+	gauge("history_bytes", "Data bytes of the publications kept for recovery.", func() float64 { return float64(broker.Stats().HistoryBytes) })
+	counter("ws_requests_total", "/ws requests handled.", func() uint64 { return wsh.Stats().Requests })
+	counter("ws_rate_limited_total", "/ws connections closed for their message rate.", func() uint64 { return wsh.Stats().RateLimited })
+	counter("ws_auth_rejected_total", "/ws upgrades refused for the token.", func() uint64 { return wsh.Stats().AuthRejected })
+	counter("api_requests_total", "HTTP API requests.", func() uint64 { return api.Stats().Requests })
+	counter("api_rejected_total", "HTTP API requests refused for the API key.", func() uint64 { return api.Stats().Rejected })
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -1,0 +1,581 @@
+/*!
+ * wsd.js — browser client for wsd's /ws pub/sub protocol. No dependencies.
+ *
+ *   <script src="/wsd.js"></script>
+ *   <script>
+ *     const c = new WSD.Client('/ws', {token: '...'});           // connects at once
+ *     c.on('state', (state, info) => console.log(state, info));  // connecting | connected | disconnected | closed
+ *     c.on('recover', (r) => { if (!r.recovered) alert('history was reset on ' + r.channel); });
+ *     c.subscribe('chat', (pub) => console.log(pub.offset, pub.data));
+ *     c.publish('chat', {text: 'hi'}).then((r) => console.log('landed at', r.offset));
+ *   </script>
+ *
+ * Reconnects on its own: exponential backoff with full jitter (a delay drawn
+ * uniformly from [0, min(maxBackoff, minBackoff * 2^attempt)]), reset once a
+ * connection stayed up for healthyAfter ms. Goes again at once when the
+ * browser comes back online or the page becomes visible; while the browser is
+ * offline no timer runs. After a reconnect every channel is subscribed again
+ * with "since" = the last publication delivered, so the server pushes what was
+ * missed; each offset reaches the handlers exactly once and in order. When the
+ * server cannot recover (its history was reset: new epoch), a 'recover' event
+ * with recovered:false says so before the new history is delivered. After a
+ * close with 1008 "rate limit exceeded" the client stops (state 'closed'), as
+ * the protocol asks; after any other close it reconnects. A browser does not
+ * tell scripts why an upgrade was refused (401, 403, 503 look the same), so
+ * those are retried with the same backoff.
+ *
+ * Protocol (JSON text frames), see docs/protocol.md:
+ *   → {"id":1,"op":"subscribe","channel":"news","since":{"offset":41,"epoch":"e1"}}
+ *   → {"id":2,"op":"unsubscribe","channel":"news"}
+ *   → {"id":3,"op":"publish","channel":"chat","data":...}
+ *   → {"id":4,"op":"presence","channel":"chat"}
+ *   ← {"id":1,"result":{...}} | {"id":1,"error":{"code":"...","message":"..."}}
+ *   ← {"channel":"news","offset":42,"epoch":"e1","data":...}
+ */
+(function (global) {
+  'use strict';
+
+  var DEFAULTS = {
+    token: '',            // string, or a function returning a string or a Promise of one (called before every attempt)
+    minBackoff: 500,      // ms, base of the exponential backoff
+    maxBackoff: 30000,    // ms, cap of the backoff
+    healthyAfter: 10000,  // ms a connection must stay up for the backoff to start again from minBackoff
+    connectTimeout: 10000, // ms for the upgrade to complete
+    requestTimeout: 10000, // ms a publish/presence/unsubscribe may take, waiting for a connection included
+    failFast: false,      // true: requests made while disconnected fail at once instead of waiting
+    probeTimeout: 5000,   // ms: on 'online'/visible while connected, a connection that does not answer a probe this fast is replaced
+    autoConnect: true,    // connect in the constructor
+    WebSocket: null       // WebSocket implementation (default: the browser's)
+  };
+
+  function defaultURL(path) {
+    var loc = global.location;
+    if (!loc) throw new Error('wsd: a URL is needed outside a browser');
+    return (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + path;
+  }
+
+  function resolveURL(url) {
+    if (!url) return defaultURL('/ws');
+    if (/^wss?:\/\//i.test(url)) return url;
+    if (/^https?:\/\//i.test(url)) return url.replace(/^http/i, 'ws');
+    if (url.charAt(0) === '/') return defaultURL(url);
+    throw new Error('wsd: bad URL ' + url);
+  }
+
+  function withToken(url, token) {
+    if (!token) return url;
+    return url + (url.indexOf('?') < 0 ? '?' : '&') + 'token=' + encodeURIComponent(token);
+  }
+
+  function now() { return Date.now(); }
+
+  function wsdError(code, message, extra) {
+    var e = new Error(message);
+    e.code = code;
+    if (extra) for (var k in extra) e[k] = extra[k];
+    return e;
+  }
+
+  // Rethrow a listener's exception outside the client, so it shows in the
+  // console without breaking delivery.
+  function report(err) { setTimeout(function () { throw err; }, 0); }
+
+  function Client(url, opts) {
+    if (!(this instanceof Client)) return new Client(url, opts);
+    this.opts = {};
+    var k;
+    for (k in DEFAULTS) this.opts[k] = DEFAULTS[k];
+    if (opts) for (k in opts) this.opts[k] = opts[k];
+    this.url = resolveURL(url);
+    this.state = 'disconnected'; // connecting | connected | disconnected | closed
+    this.reconnects = 0;         // connections made after the first
+    this.attempt = 0;            // failed attempts since the last healthy connection
+    this.offline = false;        // the browser says it is offline; reconnecting waits for 'online'
+    this._ws = null;
+    this._gen = 0;               // connections opened so far
+    this._connectedOnce = false;
+    this._openedAt = 0;
+    this._nextId = 0;
+    this._pending = {};          // id -> request sent, waiting for its reply
+    this._queue = [];            // requests waiting for a connection
+    this._subs = {};             // channel -> subscription
+    this._listeners = {};
+    this._timer = null;          // backoff timer
+    this._connectTimer = null;
+    this._closed = !this.opts.autoConnect;
+    this._bindBrowserEvents();
+    if (this.opts.autoConnect) {
+      // After the caller's synchronous setup, so that its listeners see
+      // 'connecting' and its subscriptions go out with the first connection.
+      var self = this;
+      Promise.resolve().then(function () { self._open(); });
+    }
+  }
+
+  // ---- events ----
+
+  // on(name, fn): 'state' (state, info), 'publication' (pub), 'recover'
+  // ({channel, recovered, epoch}), 'error' (err). Returns fn.
+  Client.prototype.on = function (name, fn) {
+    (this._listeners[name] = this._listeners[name] || []).push(fn);
+    return fn;
+  };
+
+  Client.prototype.off = function (name, fn) {
+    var l = this._listeners[name];
+    if (!l) return;
+    var i = l.indexOf(fn);
+    if (i >= 0) l.splice(i, 1);
+  };
+
+  Client.prototype._emit = function (name) {
+    var l = this._listeners[name];
+    if (!l || !l.length) return;
+    var args = Array.prototype.slice.call(arguments, 1);
+    l = l.slice();
+    for (var i = 0; i < l.length; i++) {
+      try { l[i].apply(this, args); } catch (e) { report(e); }
+    }
+  };
+
+  Client.prototype._setState = function (state, info) {
+    this.state = state;
+    this._emit('state', state, info || {});
+  };
+
+  // ---- browser events ----
+
+  Client.prototype._bindBrowserEvents = function () {
+    var self = this;
+    if (typeof global.addEventListener === 'function') {
+      global.addEventListener('online', function () {
+        self.offline = false;
+        if (self._closed) return;
+        if (self._ws && self.state === 'connected') self._probe();
+        else if (!self._ws) self._open();
+      });
+      global.addEventListener('offline', function () {
+        self.offline = true;
+        if (self._timer) { // pause the backoff: nothing to reach while offline
+          clearTimeout(self._timer);
+          self._timer = null;
+          if (!self._closed) self._setState('disconnected', {offline: true, attempt: self.attempt});
+        }
+      });
+    }
+    var doc = global.document;
+    if (doc && typeof doc.addEventListener === 'function') {
+      doc.addEventListener('visibilitychange', function () {
+        if (doc.visibilityState !== 'visible' || self._closed || self._isOffline()) return;
+        if (!self._ws) self._open();
+        else if (self.state === 'connected') self._probe();
+      });
+    }
+  };
+
+  Client.prototype._isOffline = function () {
+    var nav = global.navigator;
+    return this.offline || (nav && nav.onLine === false);
+  };
+
+  // A connection may have died silently while the machine slept or the
+  // network changed: ask the server something and replace the connection
+  // when no answer comes. Any reply proves it alive, an error too ("ping"
+  // is not an op servers must know).
+  Client.prototype._probe = function () {
+    var self = this, ws = this._ws;
+    if (!ws || this._probing) return;
+    this._probing = true;
+    var id = ++this._nextId;
+    var timer = setTimeout(function () {
+      delete self._pending[id];
+      self._probing = false;
+      if (self._ws === ws) self._drop(ws, {reason: 'no answer to a probe'});
+    }, this.opts.probeTimeout);
+    this._pending[id] = {op: 'ping', gen: this._gen, done: function () { clearTimeout(timer); self._probing = false; }};
+    this._send(ws, {id: id, op: 'ping'});
+  };
+
+  // ---- connection ----
+
+  // connect() starts connecting (again, after close()). Subscriptions made
+  // before a close() are resumed with since.
+  Client.prototype.connect = function () {
+    if (!this._closed) return;
+    this._closed = false;
+    this._open();
+  };
+
+  // reconnectNow() cuts the backoff wait short.
+  Client.prototype.reconnectNow = function () {
+    if (!this._closed && !this._ws) this._open();
+  };
+
+  Client.prototype._open = function () {
+    var self = this;
+    if (this._timer) { clearTimeout(this._timer); this._timer = null; }
+    if (this._closed || this._ws || this._opening) return;
+    this._opening = true;
+    this._setState('connecting', {attempt: this.attempt});
+    var tok = this.opts.token;
+    var p;
+    try {
+      p = Promise.resolve(typeof tok === 'function' ? tok() : tok);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(function (token) {
+      self._opening = false;
+      if (self._closed || self._ws) return;
+      self._dial(withToken(self.url, token));
+    }, function (err) {
+      self._opening = false;
+      if (self._closed || self._ws) return;
+      self._down({error: err, reason: 'token: ' + (err && err.message)});
+    });
+  };
+
+  Client.prototype._dial = function (url) {
+    var self = this;
+    var WS = this.opts.WebSocket || global.WebSocket;
+    var ws;
+    try {
+      ws = new WS(url);
+    } catch (e) {
+      this._down({error: e, reason: String(e && e.message)});
+      return;
+    }
+    this._ws = ws;
+    this._connectTimer = setTimeout(function () {
+      if (self._ws === ws && self.state !== 'connected') self._drop(ws, {reason: 'connect timeout'});
+    }, this.opts.connectTimeout);
+    ws.onopen = function () { if (self._ws === ws) self._onOpen(ws); };
+    ws.onmessage = function (ev) { if (self._ws === ws) self._onMessage(ws, ev.data); };
+    ws.onclose = function (ev) {
+      if (self._ws === ws) self._onClose(ws, {code: ev.code, reason: ev.reason, wasClean: ev.wasClean});
+    };
+    ws.onerror = function () {}; // a close event follows
+  };
+
+  // _drop abandons ws at once (its close event may come much later).
+  Client.prototype._drop = function (ws, info) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try { ws.close(); } catch (e) { /* ignore */ }
+    this._onClose(ws, info);
+  };
+
+  Client.prototype._onOpen = function (ws) {
+    clearTimeout(this._connectTimer);
+    this._gen++;
+    this._openedAt = now();
+    if (this._connectedOnce) this.reconnects++;
+    this._connectedOnce = true;
+    this._setState('connected', {reconnects: this.reconnects});
+    if (this._ws !== ws) return; // a listener closed it
+    for (var ch in this._subs) this._sendSubscribe(ws, this._subs[ch]);
+    var q = this._queue;
+    this._queue = [];
+    for (var i = 0; i < q.length; i++) this._sendRequest(ws, q[i]);
+  };
+
+  Client.prototype._onClose = function (ws, info) {
+    clearTimeout(this._connectTimer);
+    if (this._ws !== ws) return;
+    this._ws = null;
+    this._probing = false;
+    var gen = this._gen, id, p;
+    var wasConnected = this.state === 'connected';
+    for (id in this._pending) {
+      p = this._pending[id];
+      if (p.gen !== gen) continue;
+      delete this._pending[id];
+      if (p.reject) {
+        clearTimeout(p.timer);
+        p.reject(wsdError('connection_lost', 'wsd: connection lost before the reply (the request may or may not have taken effect)'));
+      }
+    }
+    for (var ch in this._subs) {
+      var s = this._subs[ch];
+      s.live = false;
+      s.reqId = 0;
+      s.early = [];
+    }
+    if (wasConnected && now() - this._openedAt >= this.opts.healthyAfter) this.attempt = 0;
+    if (info && info.code === 1008 && info.reason === 'rate limit exceeded') {
+      this._closed = true; // the protocol asks clients not to come back after abuse; connect() may
+      info.final = true;
+    }
+    if (this._closed) {
+      this._setState('closed', info);
+      return;
+    }
+    this._down(info);
+  };
+
+  // _down reports a lost connection or failed attempt and plans the next one.
+  Client.prototype._down = function (info) {
+    info = info || {};
+    if (this._isOffline()) {
+      info.offline = true; // 'online' will reconnect
+    } else {
+      var cap = Math.min(this.opts.maxBackoff, this.opts.minBackoff * Math.pow(2, this.attempt));
+      var delay = Math.floor(Math.random() * (cap + 1));
+      var self = this;
+      info.delay = delay;
+      this._timer = setTimeout(function () { self._timer = null; self._open(); }, delay);
+    }
+    info.attempt = this.attempt;
+    this.attempt++;
+    this._setState('disconnected', info);
+  };
+
+  // close() closes the connection (1000) and stops reconnecting. Waiting
+  // requests fail; subscriptions are kept for a later connect().
+  Client.prototype.close = function () {
+    if (this._closed) return;
+    this._closed = true;
+    if (this._timer) { clearTimeout(this._timer); this._timer = null; }
+    var q = this._queue;
+    this._queue = [];
+    for (var i = 0; i < q.length; i++) {
+      clearTimeout(q[i].timer);
+      q[i].reject(wsdError('closed', 'wsd: client closed'));
+    }
+    var ws = this._ws;
+    if (ws) {
+      try { ws.close(1000); } catch (e) { /* ignore */ }
+      this._drop(ws, {code: 1000, reason: 'closed by the client'});
+    } else {
+      this._setState('closed', {});
+    }
+  };
+
+  Client.prototype._send = function (ws, msg) {
+    try {
+      ws.send(JSON.stringify(msg));
+      return true;
+    } catch (e) {
+      return false; // the close event follows
+    }
+  };
+
+  // ---- incoming ----
+
+  Client.prototype._onMessage = function (ws, text) {
+    var m;
+    try {
+      m = JSON.parse(typeof text === 'string' ? text : String(text));
+    } catch (e) {
+      this._emit('error', wsdError('bad_message', 'wsd: message from the server is not JSON'));
+      return;
+    }
+    if (!m || typeof m !== 'object') return;
+    if (m.id !== undefined && m.id !== null) {
+      var p = this._pending[m.id];
+      if (!p) return;
+      delete this._pending[m.id];
+      if (p.done) p.done(); // a probe
+      if (p.op === 'subscribe') {
+        this._onSubscribeReply(ws, p, m);
+      } else if (p.resolve) {
+        clearTimeout(p.timer);
+        if (m.error) p.reject(wsdError(m.error.code, 'wsd: ' + m.error.code + ': ' + m.error.message, {server: true}));
+        else p.resolve(m.result);
+      }
+      return;
+    }
+    if (m.error) {
+      this._emit('error', wsdError(m.error.code, 'wsd: ' + m.error.code + ': ' + m.error.message, {server: true}));
+      return;
+    }
+    if (typeof m.channel === 'string') this._onPublication(ws, m);
+  };
+
+  // ---- subscriptions ----
+
+  // subscribe(channel, handler?, {since: {offset, epoch}}?) subscribes and
+  // resolves with the server's answer {epoch, offset, recovered}. handler
+  // (and the 'publication' event) gets {channel, offset, epoch, data} for
+  // every publication, exactly once and in order, across reconnects, until
+  // unsubscribe() — also when the first subscribe has to wait for a
+  // connection. Rejects on an error reply (the subscription is dropped).
+  Client.prototype.subscribe = function (channel, handler, options) {
+    var s = this._subs[channel];
+    if (!s) {
+      if (this.opts.failFast && this.state !== 'connected') {
+        return Promise.reject(wsdError('not_connected', 'wsd: not connected'));
+      }
+      s = {channel: channel, pos: null, live: false, reqId: 0, resyncs: 0, early: [], handlers: [], done: false};
+      s.first = new Promise(function (resolve, reject) { s.resolve = resolve; s.reject = reject; });
+      s.first.catch(function () {}); // rejections are the caller's to see
+      if (options && options.since) s.pos = {offset: Number(options.since.offset), epoch: String(options.since.epoch)};
+      this._subs[channel] = s;
+      if (this._ws && this.state === 'connected') this._sendSubscribe(this._ws, s);
+    }
+    if (handler) s.handlers.push(handler);
+    return s.first;
+  };
+
+  // unsubscribe(channel, handler?) removes handler; with no handler left (or
+  // none given) it ends the subscription. Resolves when the server agreed
+  // (at once while disconnected).
+  Client.prototype.unsubscribe = function (channel, handler) {
+    var s = this._subs[channel];
+    if (!s) return Promise.resolve();
+    if (handler) {
+      var i = s.handlers.indexOf(handler);
+      if (i >= 0) s.handlers.splice(i, 1);
+      if (s.handlers.length) return Promise.resolve();
+    }
+    delete this._subs[channel];
+    if (!s.done) { s.done = true; s.reject(wsdError('unsubscribed', 'wsd: unsubscribed')); }
+    if (!this._ws || this.state !== 'connected') return Promise.resolve();
+    return this._request('unsubscribe', channel, undefined, true).catch(function (e) {
+      if (e.code === 'connection_lost') return; // the subscription went with the connection
+      throw e;
+    });
+  };
+
+  // subscriptions() lists the channels and where each one is:
+  // [{channel, offset, epoch, live}].
+  Client.prototype.subscriptions = function () {
+    var out = [];
+    for (var ch in this._subs) {
+      var s = this._subs[ch];
+      out.push({channel: ch, offset: s.pos ? s.pos.offset : null, epoch: s.pos ? s.pos.epoch : null, live: s.live});
+    }
+    return out;
+  };
+
+  Client.prototype._sendSubscribe = function (ws, s) {
+    var id = ++this._nextId;
+    s.reqId = id;
+    s.live = false;
+    s.early = [];
+    this._pending[id] = {op: 'subscribe', channel: s.channel, gen: this._gen, id: id};
+    var msg = {id: id, op: 'subscribe', channel: s.channel};
+    if (s.pos) msg.since = {offset: s.pos.offset, epoch: s.pos.epoch};
+    this._send(ws, msg);
+  };
+
+  Client.prototype._onSubscribeReply = function (ws, p, m) {
+    var s = this._subs[p.channel];
+    if (!s || s.reqId !== p.id) return; // unsubscribed meanwhile, or superseded
+    s.reqId = 0;
+    var early = s.early;
+    s.early = [];
+    if (m.error || !m.result) {
+      var err = m.error ? wsdError(m.error.code, 'wsd: ' + m.error.code + ': ' + m.error.message, {server: true, channel: s.channel})
+        : wsdError('bad_reply', 'wsd: subscribe reply without a result');
+      delete this._subs[s.channel];
+      if (!s.done) { s.done = true; s.reject(err); } else this._emit('error', err);
+      return;
+    }
+    var r = m.result;
+    var res = {epoch: String(r.epoch), offset: Number(r.offset) || 0, recovered: false};
+    s.live = true;
+    if (!s.pos) {
+      s.pos = {offset: res.offset, epoch: res.epoch};
+    } else {
+      res.recovered = !!r.recovered && res.epoch === s.pos.epoch && res.offset >= s.pos.offset;
+      if (!res.recovered) s.pos = {offset: res.offset, epoch: res.epoch};
+      this._emit('recover', {channel: s.channel, recovered: res.recovered, epoch: res.epoch, offset: res.offset});
+    }
+    if (!s.done) { s.done = true; s.resolve(res); }
+    // Publications that overtook the answer (a server may replay before
+    // answering) count only where they continue the sequence: the others
+    // are older than the answer's position or will be replayed after it.
+    for (var i = 0; i < early.length && this._subs[s.channel] === s; i++) {
+      var e = early[i];
+      if (String(e.epoch) === s.pos.epoch && Number(e.offset) === s.pos.offset + 1) this._deliver(s, e);
+    }
+  };
+
+  Client.prototype._deliver = function (s, m) {
+    var off = Number(m.offset), epoch = String(m.epoch);
+    s.pos = {offset: off, epoch: epoch};
+    s.resyncs = 0;
+    var pub = {channel: m.channel, offset: off, epoch: epoch, data: m.data};
+    var hs = s.handlers.slice();
+    for (var i = 0; i < hs.length; i++) {
+      try { hs[i].call(this, pub); } catch (e) { report(e); }
+    }
+    this._emit('publication', pub);
+  };
+
+  Client.prototype._onPublication = function (ws, m) {
+    var s = this._subs[m.channel];
+    if (!s) return;
+    if (!s.live) {
+      if (s.reqId && s.early.length < 4096) s.early.push(m);
+      return;
+    }
+    var off = Number(m.offset), epoch = String(m.epoch), deliver = false;
+    if (epoch !== s.pos.epoch) { // the history was reset under a live subscription
+      this._emit('recover', {channel: s.channel, recovered: false, epoch: epoch, offset: off});
+      deliver = true;
+    } else if (off <= s.pos.offset) {
+      return; // already delivered
+    } else if (off === s.pos.offset + 1) {
+      deliver = true;
+    } else if (s.resyncs === 0) { // a gap: ask the server to fill it
+      s.resyncs++;
+      var id = ++this._nextId;
+      this._pending[id] = {op: 'unsubscribe', channel: s.channel, gen: this._gen};
+      this._send(ws, {id: id, op: 'unsubscribe', channel: s.channel});
+      this._sendSubscribe(ws, s);
+      return;
+    } else { // the server could not fill it
+      this._emit('recover', {channel: s.channel, recovered: false, epoch: epoch, offset: off});
+      deliver = true;
+    }
+    if (deliver) this._deliver(s, m);
+  };
+
+  // ---- requests ----
+
+  // publish(channel, data) resolves with {offset, epoch}. A 'connection_lost'
+  // rejection means the publication may or may not have been made.
+  Client.prototype.publish = function (channel, data) {
+    return this._request('publish', channel, data === undefined ? null : data);
+  };
+
+  // presence(channel) resolves with the server's answer (who is subscribed).
+  Client.prototype.presence = function (channel) {
+    return this._request('presence', channel);
+  };
+
+  Client.prototype._request = function (op, channel, data, noWait) {
+    var self = this;
+    return new Promise(function (resolve, reject) {
+      if (self._closed) return reject(wsdError('closed', 'wsd: client closed'));
+      var req = {op: op, channel: channel, data: data, resolve: resolve, reject: reject};
+      if (self._ws && self.state === 'connected') {
+        self._sendRequest(self._ws, req);
+      } else if (self.opts.failFast || noWait) {
+        return reject(wsdError('not_connected', 'wsd: not connected'));
+      } else {
+        self._queue.push(req);
+      }
+      req.timer = setTimeout(function () {
+        var i = self._queue.indexOf(req);
+        if (i >= 0) self._queue.splice(i, 1);
+        if (req.id) delete self._pending[req.id];
+        reject(wsdError('timeout', 'wsd: ' + op + ' timed out'));
+      }, self.opts.requestTimeout);
+    });
+  };
+
+  Client.prototype._sendRequest = function (ws, req) {
+    req.id = ++this._nextId;
+    req.gen = this._gen;
+    this._pending[req.id] = req;
+    var msg = {id: req.id, op: req.op, channel: req.channel};
+    if (req.data !== undefined) msg.data = req.data;
+    this._send(ws, msg);
+  };
+
+  var WSD = {Client: Client, version: '1'};
+  global.WSD = WSD;
+  if (typeof module === 'object' && module && module.exports) module.exports = WSD;
+})(typeof window !== 'undefined' ? window : globalThis);
