@@ -156,3 +156,35 @@ func TestEchoThroughNginxTLS(t *testing.T) {
 		t.Fatalf("close through nginx: %d %v", code, err)
 	}
 }
+
+// The /ws protocol through nginx with TLS: subscribe, publish over the HTTP
+// API straight to wsd, receive the push, then recover after a reconnect.
+func TestPubSubThroughNginxTLS(t *testing.T) {
+	d := startWSD(t, "--api-key", "k")
+	addr, pool := startNginx(t, d.Addr)
+	c := dialWSS(t, addr, pool, "/ws")
+	c.WriteMessage(codec.OpText, []byte(`{"id":1,"op":"subscribe","channel":"news"}`))
+	if f, err := c.ReadData(); err != nil || !strings.Contains(string(f.Payload), `"id":1`) || !strings.Contains(string(f.Payload), `"recovered"`) {
+		t.Fatalf("subscribe reply: %s %v", f.Payload, err)
+	}
+	pos := publish(t, d.Addr, "k", "news", `{"n":1}`)
+	f, err := c.ReadData()
+	if err != nil || !strings.Contains(string(f.Payload), `"channel":"news"`) || !strings.Contains(string(f.Payload), `"data":{"n":1}`) {
+		t.Fatalf("push: %s %v", f.Payload, err)
+	}
+	c.Close()
+	publish(t, d.Addr, "k", "news", `{"n":2}`)
+	publish(t, d.Addr, "k", "news", `{"n":3}`)
+	c2 := dialWSS(t, addr, pool, "/ws")
+	c2.WriteMessage(codec.OpText, []byte(`{"id":2,"op":"subscribe","channel":"news","since":{"offset":`+pos.offset+`,"epoch":"`+pos.epoch+`"}}`))
+	f, _ = c2.ReadData()
+	if !strings.Contains(string(f.Payload), `"recovered":true`) {
+		t.Fatalf("recovery reply: %s", f.Payload)
+	}
+	for _, n := range []string{"2", "3"} {
+		f, err := c2.ReadData()
+		if err != nil || !strings.Contains(string(f.Payload), `"data":{"n":`+n+`}`) {
+			t.Fatalf("missed publication %s: %s %v", n, f.Payload, err)
+		}
+	}
+}
