@@ -165,10 +165,12 @@
     }
     var doc = global.document;
     if (doc && typeof doc.addEventListener === 'function') {
+      var hiddenAt = 0;
       doc.addEventListener('visibilitychange', function () {
-        if (doc.visibilityState !== 'visible' || self._closed || self._isOffline()) return;
+        if (doc.visibilityState !== 'visible') { hiddenAt = now(); return; }
+        if (self._closed || self._isOffline()) return;
         if (!self._ws) self._open();
-        else if (self.state === 'connected') self._probe();
+        else if (self.state === 'connected' && hiddenAt && now() - hiddenAt >= 5000) self._probe(); // after a long absence (sleep?)
       });
     }
   };

@@ -1,0 +1,371 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	mrand "math/rand/v2"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+const (
+	maxResponseHead = 16 << 10
+	wsGUID          = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+)
+
+// conn is one upgraded connection. Writes come from any goroutine and are
+// serialised by wmu; reads happen only on the client's run goroutine.
+type conn struct {
+	nc  net.Conn
+	gen uint64 // which connection of the client this is (1, 2, ...)
+	wto time.Duration
+
+	wmu       sync.Mutex
+	wbuf      []byte
+	werr      error
+	closeSent bool
+}
+
+// write sends one masked frame per payload, in one write.
+func (cn *conn) write(op codec.OpCode, payloads ...[]byte) error {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	if cn.werr != nil {
+		return cn.werr
+	}
+	if cn.closeSent {
+		return net.ErrClosed
+	}
+	cn.wbuf = cn.wbuf[:0]
+	for _, p := range payloads {
+		var key [4]byte
+		binary.LittleEndian.PutUint32(key[:], mrand.Uint32())
+		cn.wbuf = codec.AppendMaskedFrame(cn.wbuf, op, true, false, key, p)
+	}
+	if op == codec.OpClose {
+		cn.closeSent = true
+	}
+	_ = cn.nc.SetWriteDeadline(time.Now().Add(cn.wto))
+	_, err := cn.nc.Write(cn.wbuf)
+	if cap(cn.wbuf) > 64<<10 {
+		cn.wbuf = nil
+	}
+	if err != nil {
+		cn.werr = err
+		_ = cn.nc.Close() // the read side notices and the client reconnects
+	}
+	return err
+}
+
+// sendClose starts the closing handshake (no-op when already started).
+func (cn *conn) sendClose(code uint16, reason string) error {
+	p := binary.BigEndian.AppendUint16(nil, code)
+	p = append(p, reason...)
+	return cn.write(codec.OpClose, p)
+}
+
+// target is the parsed server URL.
+type target struct {
+	u    *url.URL
+	tls  bool
+	addr string // host:port to dial
+}
+
+func parseTarget(raw string) (target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return target{}, fmt.Errorf("wsd client: bad URL: %w", err)
+	}
+	t := target{u: u}
+	port := "80"
+	switch u.Scheme {
+	case "ws", "http":
+	case "wss", "https":
+		t.tls, port = true, "443"
+	default:
+		return target{}, fmt.Errorf("wsd client: URL scheme %q is not ws, wss, http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return target{}, errors.New("wsd client: URL has no host")
+	}
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	t.addr = net.JoinHostPort(u.Hostname(), port)
+	return t, nil
+}
+
+// dial opens and upgrades a connection. It returns the bytes the server
+// sent after its 101 response (the start of the first frames).
+func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+	defer cancel()
+
+	token := c.opts.Token
+	if c.opts.TokenFunc != nil {
+		if token, err = c.opts.TokenFunc(ctx); err != nil {
+			return nil, nil, fmt.Errorf("wsd client: getting a token: %w", err)
+		}
+	}
+
+	var nc net.Conn
+	if c.opts.NetDial != nil {
+		nc, err = c.opts.NetDial(ctx, "tcp", c.target.addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", c.target.addr)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	// The context cuts a slow handshake short by expiring the deadline
+	// (of the TCP connection, which a TLS one wraps).
+	raw := nc
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() && err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			_ = nc.Close()
+			cn, rest = nil, nil
+			return
+		}
+		_ = nc.SetDeadline(time.Time{})
+	}()
+
+	if c.target.tls {
+		cfg := c.opts.TLSConfig
+		if cfg == nil {
+			cfg = &tls.Config{}
+		} else {
+			cfg = cfg.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = c.target.u.Hostname()
+		}
+		tc := tls.Client(nc, cfg)
+		if err = tc.HandshakeContext(ctx); err != nil {
+			return nil, nil, err
+		}
+		nc = tc
+	}
+
+	var keyBytes [16]byte
+	_, _ = rand.Read(keyBytes[:])
+	key := base64.StdEncoding.EncodeToString(keyBytes[:])
+	if _, err = nc.Write(c.upgradeRequest(key, token)); err != nil {
+		return nil, nil, err
+	}
+
+	buf := make([]byte, 0, 4096)
+	end := -1
+	for end < 0 {
+		if len(buf) == cap(buf) {
+			if len(buf) >= maxResponseHead {
+				return nil, nil, errors.New("wsd client: upgrade response head too long")
+			}
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		n, rerr := nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		end = codec.RequestEnd(buf)
+		if rerr != nil && end < 0 {
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return nil, nil, fmt.Errorf("wsd client: reading the upgrade response: %w", rerr)
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(buf[:end])), nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("wsd client: bad upgrade response: %w", err)
+	}
+	rest = buf[end:]
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body := rest
+		if len(body) > 512 {
+			body = body[:512]
+		}
+		return nil, nil, &HandshakeError{Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}
+	}
+	if err = checkAccept(resp.Header, key); err != nil {
+		return nil, nil, err
+	}
+	return &conn{nc: nc, wto: c.opts.WriteTimeout}, bytes.Clone(rest), nil
+}
+
+func (c *Client) upgradeRequest(key, token string) []byte {
+	u := *c.target.u
+	if token != "" {
+		q := u.Query()
+		q.Set("token", token)
+		u.RawQuery = q.Encode()
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
+		u.RequestURI(), u.Host, key)
+	for name, values := range c.opts.Header {
+		switch http.CanonicalHeaderKey(name) {
+		case "Host", "Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions":
+			continue
+		}
+		for _, v := range values {
+			b.WriteString(name + ": " + v + "\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// checkAccept verifies the 101 response per RFC 6455 §4.1.
+func checkAccept(h http.Header, key string) error {
+	if !strings.EqualFold(h.Get("Upgrade"), "websocket") {
+		return errors.New("wsd client: upgrade response lacks Upgrade: websocket")
+	}
+	if !headerHasToken(h.Values("Connection"), "upgrade") {
+		return errors.New("wsd client: upgrade response lacks Connection: Upgrade")
+	}
+	sum := sha1.Sum([]byte(key + wsGUID))
+	if h.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
+		return errors.New("wsd client: wrong Sec-WebSocket-Accept in the upgrade response")
+	}
+	if h.Get("Sec-WebSocket-Extensions") != "" {
+		return errors.New("wsd client: the server chose an extension the client did not offer")
+	}
+	if h.Get("Sec-WebSocket-Protocol") != "" {
+		return errors.New("wsd client: the server chose a subprotocol the client did not offer")
+	}
+	return nil
+}
+
+func headerHasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var errPingTimeout = errors.New("wsd client: no answer from the server to a ping")
+
+// readLoop reads frames until the connection ends and hands every text
+// message to handleMessage. It runs on the run goroutine.
+func (c *Client) readLoop(cn *conn, buf []byte) error {
+	rd := codec.Reader{Client: true, Limits: &codec.Limits{MaxFrame: c.opts.MaxMessage, MaxMessage: c.opts.MaxMessage}}
+	if cap(buf) < 32<<10 {
+		buf = append(make([]byte, 0, 32<<10), buf...)
+	}
+	var msg []byte // a fragmented message being assembled
+	awaitingPong := false
+	for {
+		// Consume every complete frame in buf.
+		consumed := 0
+		for {
+			f, n, err := rd.Next(buf[consumed:])
+			if err != nil {
+				var pe *codec.ProtocolError
+				if errors.As(err, &pe) {
+					_ = cn.sendClose(pe.Code, pe.Reason)
+				}
+				return err
+			}
+			if f.Op == 0 {
+				break
+			}
+			consumed += n
+			switch f.Op {
+			case codec.OpPing:
+				if err := cn.write(codec.OpPong, f.Payload); err != nil {
+					return err
+				}
+			case codec.OpPong:
+			case codec.OpClose:
+				code, reason, err := codec.ParseClose(f.Payload)
+				if err != nil {
+					var pe *codec.ProtocolError
+					if errors.As(err, &pe) {
+						_ = cn.sendClose(pe.Code, pe.Reason)
+					}
+					return err
+				}
+				if code == codec.CloseNoStatus {
+					_ = cn.sendClose(codec.CloseNormal, "")
+				} else {
+					_ = cn.sendClose(code, "") // echo; no-op if we started it
+				}
+				return &CloseError{Code: code, Reason: string(reason)}
+			case codec.OpText, codec.OpBinary:
+				if f.First && f.Fin {
+					if f.Op == codec.OpText {
+						c.handleMessage(cn, f.Payload)
+					}
+					continue
+				}
+				if f.First {
+					msg = msg[:0]
+				}
+				msg = append(msg, f.Payload...)
+				if f.Fin {
+					if f.Op == codec.OpText {
+						c.handleMessage(cn, msg)
+					}
+					if cap(msg) > 64<<10 {
+						msg = nil
+					}
+				}
+			}
+		}
+		buf = buf[:copy(buf, buf[consumed:])]
+
+		if len(buf) == cap(buf) { // a frame bigger than the buffer
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		if c.opts.PingInterval > 0 {
+			_ = cn.nc.SetReadDeadline(time.Now().Add(c.opts.PingInterval))
+		}
+		n, err := cn.nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if n > 0 {
+			awaitingPong = false
+		}
+		if err != nil {
+			var ne net.Error
+			if n == 0 && c.opts.PingInterval > 0 && errors.As(err, &ne) && ne.Timeout() {
+				if awaitingPong {
+					return errPingTimeout
+				}
+				awaitingPong = true
+				if err := cn.write(codec.OpPing, nil); err != nil {
+					return err
+				}
+				continue
+			}
+			if n == 0 {
+				return err
+			}
+		}
+		if cap(buf) > 1<<20 && len(buf) < 32<<10 { // give back a buffer a big message grew
+			buf = append(make([]byte, 0, 32<<10), buf...)
+		}
+	}
+}

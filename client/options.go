@@ -1,0 +1,131 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Options configures a Client. The zero value is usable: every zero field
+// has the default its comment gives.
+type Options struct {
+	// Token is sent as the ?token= query parameter of the upgrade request
+	// (a JWT for servers that check one). Empty sends none.
+	Token string
+	// TokenFunc, when set, is called before every connection attempt and
+	// its result replaces Token, so an expiring JWT can be refreshed across
+	// reconnects. An error counts as a failed attempt (the client retries
+	// after the backoff).
+	TokenFunc func(ctx context.Context) (string, error)
+	// Header holds extra header lines for the upgrade request (Origin,
+	// Cookie, User-Agent, ...). The WebSocket headers are set by the client.
+	Header http.Header
+	// TLSConfig is used for wss:// URLs. Nil means a default config with
+	// ServerName taken from the URL.
+	TLSConfig *tls.Config
+	// NetDial opens the TCP connection. Nil uses a net.Dialer.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// DialTimeout bounds one connection attempt: TCP, TLS and the upgrade.
+	// 0 means 10 s.
+	DialTimeout time.Duration
+	// WriteTimeout bounds every write to the connection; a write that
+	// takes longer drops the connection (and the client reconnects).
+	// 0 means 10 s.
+	WriteTimeout time.Duration
+	// PingInterval: when nothing has arrived from the server for this long
+	// the client sends a ping, and when nothing arrives for another
+	// interval it treats the connection as dead and reconnects. 0 means
+	// 25 s; negative disables it (a half-open TCP connection is then only
+	// noticed when a write fails).
+	PingInterval time.Duration
+	// MaxMessage bounds a message from the server; a bigger one fails the
+	// connection with 1009. 0 means 16 MiB.
+	MaxMessage int64
+
+	// MinBackoff is the base of the exponential backoff between connection
+	// attempts. 0 means 500 ms.
+	MinBackoff time.Duration
+	// MaxBackoff caps the backoff. 0 means 30 s.
+	MaxBackoff time.Duration
+	// HealthyAfter is how long a connection must stay up for the backoff to
+	// start again from MinBackoff. 0 means 10 s.
+	HealthyAfter time.Duration
+
+	// FailFast makes requests made while disconnected fail at once with
+	// ErrNotConnected instead of waiting (bounded by their ctx) for the
+	// next connection.
+	FailFast bool
+
+	// OnState is called on every state change. err is why the connection
+	// was lost or the attempt failed (nil for Connecting and Connected, and
+	// for Closed after Close). Closed is always the last call.
+	OnState func(state State, err error)
+	// OnPublication is called for every publication on a subscribed
+	// channel, exactly once per offset and in offset order. data is the
+	// publication's JSON payload; the callback may keep it.
+	OnPublication func(channel string, offset uint64, epoch string, data json.RawMessage)
+	// OnRecover is called after a subscription was re-established with
+	// "since" (after every reconnect, after a gap repair, and for
+	// SubscribeSince): recovered true means every missed publication
+	// follows; false means the server could not provide them (its history
+	// was reset: epoch is the new one), and delivery resumes from the
+	// channel's latest offset in that epoch. It is also called with false
+	// when a live publication arrives in a new epoch, or when a gap could
+	// not be repaired.
+	OnRecover func(channel string, recovered bool, epoch string)
+	// OnError reports errors that belong to no request: a channel that
+	// could not be subscribed again after a reconnect (*SubscriptionError;
+	// the subscription is then dropped), or an error reply without an id.
+	OnError func(err error)
+
+	testHookBackoff func(attempt int, d time.Duration) // tests only
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.DialTimeout, 10*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.PingInterval, 25*time.Second)
+	def(&o.MinBackoff, 500*time.Millisecond)
+	def(&o.MaxBackoff, 30*time.Second)
+	def(&o.HealthyAfter, 10*time.Second)
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	if o.MaxMessage <= 0 {
+		o.MaxMessage = 16 << 20
+	}
+}
+
+// State is the connection state of a Client.
+type State int
+
+// States, in the order a client goes through them.
+const (
+	StateConnecting   State = iota // dialing or upgrading
+	StateConnected                 // upgraded; subscriptions are being (re)established
+	StateDisconnected              // lost or failed; waiting for the next attempt
+	StateClosed                    // Close was called or the server refused for good; final
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateDisconnected:
+		return "disconnected"
+	case StateClosed:
+		return "closed"
+	}
+	return "unknown"
+}

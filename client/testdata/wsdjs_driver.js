@@ -1,0 +1,62 @@
+// Drives web/wsd.js under Node for client/wsdjs_test.go: the browser's
+// online/offline and visibility events are simulated, the ws package plays
+// the browser's WebSocket. Commands arrive as JSON lines on stdin; events
+// leave as JSON lines on stdout.
+'use strict';
+const path = require('path');
+const readline = require('readline');
+const WebSocket = require('ws');
+
+const winListeners = {};
+const docListeners = {};
+globalThis.addEventListener = (name, fn) => { (winListeners[name] = winListeners[name] || []).push(fn); };
+const nav = {onLine: true};
+Object.defineProperty(globalThis, 'navigator', {value: nav, configurable: true, writable: true});
+globalThis.document = {
+  visibilityState: 'visible',
+  addEventListener: (name, fn) => { (docListeners[name] = docListeners[name] || []).push(fn); },
+};
+const fire = (ls, name) => (ls[name] || []).forEach((fn) => fn({type: name}));
+
+const WSD = require(path.resolve(process.argv[3]));
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+const c = new WSD.Client(process.argv[2], {
+  WebSocket, token: 'js-token', minBackoff: 10, maxBackoff: 100, requestTimeout: 5000,
+});
+c.on('state', (state, info) => out({ev: 'state', state, info: {
+  code: info.code, reason: info.reason, delay: info.delay, offline: !!info.offline, attempt: info.attempt,
+}, reconnects: c.reconnects}));
+c.on('recover', (r) => out({ev: 'recover', channel: r.channel, recovered: r.recovered, epoch: r.epoch}));
+c.on('error', (e) => out({ev: 'error', message: e.message}));
+
+const onPub = (p) => out({ev: 'pub', channel: p.channel, offset: p.offset, epoch: p.epoch, data: p.data});
+
+const rl = readline.createInterface({input: process.stdin});
+rl.on('line', (line) => {
+  const m = JSON.parse(line);
+  switch (m.cmd) {
+    case 'subscribe':
+      c.subscribe(m.channel, onPub).then((r) => out({ev: 'subscribed', channel: m.channel, result: r}),
+        (e) => out({ev: 'subscribe_error', channel: m.channel, code: e.code}));
+      break;
+    case 'unsubscribe':
+      c.unsubscribe(m.channel).then(() => out({ev: 'unsubscribed', channel: m.channel}));
+      break;
+    case 'publish':
+      c.publish(m.channel, m.data).then((r) => out({ev: 'published', tag: m.tag, result: r}),
+        (e) => out({ev: 'publish_error', tag: m.tag, code: e.code}));
+      break;
+    case 'presence':
+      c.presence(m.channel).then((r) => out({ev: 'presence', result: r}));
+      break;
+    case 'offline': nav.onLine = false; fire(winListeners, 'offline'); break;
+    case 'online': nav.onLine = true; fire(winListeners, 'online'); break;
+    case 'hidden': globalThis.document.visibilityState = 'hidden'; fire(docListeners, 'visibilitychange'); break;
+    case 'visible': globalThis.document.visibilityState = 'visible'; fire(docListeners, 'visibilitychange'); break;
+    case 'set': c.opts[m.key] = m.value; break;
+    case 'close': c.close(); setTimeout(() => process.exit(0), 50); break;
+  }
+  out({ev: 'ack', cmd: m.cmd});
+});
+rl.on('close', () => process.exit(0));
