@@ -194,6 +194,10 @@ func (h *Handler) OnMessage(c *server.Conn[Session], m server.Message) {
 		h.publish(c, &req)
 	case "presence":
 		h.presence(c, &req)
+	case "ping":
+		// Extension: an application-level liveness probe (browsers cannot
+		// send WebSocket pings). The reply is an empty result.
+		h.reply(c, req.ID, struct{}{})
 	case "":
 		h.fail(c, req.ID, &Error{CodeBadRequest, "missing op"})
 	default:

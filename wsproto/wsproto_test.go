@@ -470,3 +470,13 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("bad config: %v", err)
 	}
 }
+
+func TestPingOp(t *testing.T) {
+	e := start(t, Config{}, nil)
+	a := e.dial(t)
+	var r map[string]any
+	a.ok(`{"id":"p1","op":"ping"}`, &r)
+	if len(r) != 0 {
+		t.Fatalf("ping result %v, want {}", r)
+	}
+}
