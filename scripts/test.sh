@@ -5,13 +5,15 @@
 #   2. go vet (main module and test/interop)
 #   3. go test -race -count=1 ./...   (main module)
 #   4. test/interop: go test -race -count=1 ./...  (third-party clients vs the wsd binary)
-#   5. scripts/fuzz.sh with FUZZTIME=10s  (every fuzz target)
+#   5. test/browser: go vet, go test -count=1 -v ./...  (the demo page in headless Chromium)
+#   6. scripts/fuzz.sh with FUZZTIME=10s  (every fuzz target)
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-steps=(test-deps vet test-unit test-interop fuzz-short)
+steps=(test-deps vet test-unit test-interop test-browser fuzz-short)
+
 results=()
 failed=0
 start=$SECONDS
