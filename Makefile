@@ -13,7 +13,7 @@ BENCHPKG ?= ./codec/ ./poller/ ./server/
 # eat most of make test's 15-minute budget; this fails it with a stack dump.
 TEST_TIMEOUT ?= 5m
 
-.PHONY: help build run test test-deps vet test-unit test-interop fuzz-short fuzz bench lint clean
+.PHONY: help build run test test-deps vet test-unit test-interop test-browser fuzz-short fuzz bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test-unit: ## go test -race in the main module
 test-interop: ## third-party clients (gorilla, coder, python websockets, node ws) against the wsd binary
 	@TEST_TIMEOUT=$(TEST_TIMEOUT) scripts/interop.sh
 
+test-browser: ## the demo page in headless Chromium (nested module test/browser, chromedp)
+	cd test/browser && $(GO) vet ./... && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./...
+
 fuzz-short: ## every fuzz target for 10s
 	FUZZTIME=10s scripts/fuzz.sh
 
@@ -57,3 +60,59 @@ lint: ## gofmt -l must print nothing, then go vet
 
 clean: ## remove bin/ and test/interop/node/node_modules
 	rm -rf bin test/interop/node/node_modules
+
+# ---------------------------------------------------------------------------
+# Load generator (wsbench) and side-by-side runs against peer servers.
+# Owned by the bench/ work (issue 3); everything below is additive.
+# Knobs: DURATION (measured window per step), CONNS (bench-idle/bench-echo),
+# IDLE_CONNS / ECHO_CONNS / BCAST_CONNS / CONNECT_CONNS (bench-peers),
+# PEERS (which peers), STEPS (only steps starting with these), BENCH_OUT.
+# ---------------------------------------------------------------------------
+DURATION      ?= 8s
+CONNS         ?= 10000
+IDLE_CONNS    ?= 10000,19000
+ECHO_CONNS    ?= 1000,10000
+BCAST_CONNS   ?= 10000
+CONNECT_CONNS ?= 10000
+PEERS         ?= gorilla gws nbio gobwas
+STEPS         ?=
+BENCH_OUT     ?= docs/bench
+BENCH_LISTEN  ?= 127.0.0.1:18765
+
+.PHONY: wsbench bench-peers-build bench-peers bench-idle bench-echo bench-broadcast
+
+wsbench: ## build bin/wsbench (the load generator)
+	$(GO) build -o bin/wsbench ./cmd/wsbench
+
+bench-peers-build: ## build bin/wsd, bin/wsbench and the peer servers in bin/peers/
+	$(GO) build -o bin/wsd ./cmd/wsd
+	$(GO) build -o bin/wsbench ./cmd/wsbench
+	cd bench/peers && for p in $(PEERS); do $(GO) build -o ../../bin/peers/$$p ./cmd/$$p; done
+
+bench-peers: bench-peers-build ## wsd vs gorilla, gws, nbio, gobwas: writes $(BENCH_OUT)/results.{md,json,html} (~7 min)
+	bin/wsbench suite --out $(BENCH_OUT) --listen $(BENCH_LISTEN) --duration $(DURATION) \
+		--idle-conns $(IDLE_CONNS) --echo-conns $(ECHO_CONNS) --broadcast-conns $(BCAST_CONNS) \
+		--connect-conns $(CONNECT_CONNS) --steps '$(STEPS)' \
+		--server wsd=bin/wsd $(foreach p,$(PEERS),--server $(p)=bin/peers/$(p))
+
+bench-idle: bench-peers-build ## idle RSS per connection of wsd with $(CONNS) connections
+	@bin/wsd --listen $(BENCH_LISTEN) --log-level warn & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 0.5; \
+	procs=$$(( ($(CONNS) + 9999) / 10000 )); \
+	bin/wsbench idle --url ws://$(BENCH_LISTEN)/echo --conns $(CONNS) --procs $$procs --duration $(DURATION) \
+		--source-ips 127.0.0.2-127.0.0.60 --server-pid $$pid --json $(BENCH_OUT)/idle.json --html $(BENCH_OUT)/idle.html
+
+bench-echo: bench-peers-build ## closed-loop 1 KiB echo against wsd with $(CONNS) connections
+	@bin/wsd --listen $(BENCH_LISTEN) --log-level warn & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 0.5; \
+	procs=$$(( ($(CONNS) + 9999) / 10000 )); \
+	bin/wsbench echo --url ws://$(BENCH_LISTEN)/echo --conns $(CONNS) --procs $$procs --duration $(DURATION) \
+		--source-ips 127.0.0.2-127.0.0.60 --server-pid $$pid --json $(BENCH_OUT)/echo.json --html $(BENCH_OUT)/echo.html
+
+bench-broadcast: bench-peers-build ## broadcast to $(CONNS) subscribers of wsd
+	@bin/wsd --listen $(BENCH_LISTEN) --log-level warn & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 0.5; \
+	procs=$$(( ($(CONNS) + 9999) / 10000 )); \
+	bin/wsbench broadcast --url ws://$(BENCH_LISTEN)/broadcast --conns $(CONNS) --procs $$procs --text --pipeline 8 \
+		--duration $(DURATION) --source-ips 127.0.0.2-127.0.0.60 --server-pid $$pid \
+		--json $(BENCH_OUT)/broadcast.json --html $(BENCH_OUT)/broadcast.html
