@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Scenario names.
+const (
+	ScenarioConnect   = "connect"
+	ScenarioIdle      = "idle"
+	ScenarioEcho      = "echo"
+	ScenarioBroadcast = "broadcast"
+)
+
+// Hard bounds on every run: wsbench is a load generator and must stop by
+// itself whatever it is told.
+const (
+	MaxConns   = 1_000_000
+	MaxProcs   = 64
+	MaxRunTime = time.Hour
+	// fdReserve is what a worker process keeps free of its file limit.
+	fdReserve = 64
+)
+
+// Config describes one run. It is a plain value that travels as JSON to
+// worker processes; the zero value of each field means the default given.
+type Config struct {
+	Scenario string `json:"scenario"`
+	URL      string `json:"url"`
+	Label    string `json:"label,omitempty"` // names the server under test in reports
+
+	Conns       int           `json:"conns"`        // connections (broadcast: subscribers); default 100
+	ConnectRate float64       `json:"connect_rate"` // new connections per second, all procs together; 0 = as fast as Concurrency allows
+	Concurrency int           `json:"concurrency"`  // handshakes in flight at once, all procs; default 256
+	Duration    time.Duration `json:"duration"`     // measured window; default 10 s (connect: unused)
+	Warmup      time.Duration `json:"warmup"`       // traffic before measuring; default 1 s (idle: settle time, default 3 s)
+	Timeout     time.Duration `json:"timeout"`      // hard cap on the whole run; default Duration+Warmup+2 min, at most MaxRunTime
+
+	Size     int     `json:"size"`     // payload bytes; default 1024 (broadcast 64)
+	Text     bool    `json:"text"`     // text frames instead of binary
+	Deflate  bool    `json:"deflate"`  // offer permessage-deflate (no context takeover)
+	Rate     float64 `json:"rate"`     // echo: messages/s per connection (0 = closed loop); broadcast: publishes/s (0 = closed loop)
+	Pipeline int     `json:"pipeline"` // echo closed loop: messages in flight per connection; broadcast closed loop: publishes in flight; default 1
+
+	PingEvery  time.Duration `json:"ping_every"`  // idle: ping interval for the sample; default 1 s
+	PingSample int           `json:"ping_sample"` // idle: connections pinged each interval, all procs; default 100
+
+	Procs       int      `json:"procs"`      // worker processes; default 1 (in-process)
+	Loops       int      `json:"loops"`      // epoll loops per process; default GOMAXPROCS
+	SourceIPs   []string `json:"source_ips"` // local addresses to bind before connect, round-robin
+	AllowRemote bool     `json:"allow_remote"`
+
+	ServerPID     int           `json:"server_pid,omitempty"`     // sample /proc/PID/status VmRSS
+	PrometheusURL string        `json:"prometheus_url,omitempty"` // or scrape process_resident_memory_bytes
+	Sample        time.Duration `json:"sample"`                   // timeline / RSS sampling period; default 500 ms
+
+	// Worker identity; set by the coordinator.
+	WorkerIndex int `json:"worker_index"`
+	WorkerCount int `json:"worker_count"`
+}
+
+// withDefaults fills zero fields and validates the bounds.
+func (c Config) withDefaults() (Config, error) {
+	switch c.Scenario {
+	case ScenarioConnect, ScenarioIdle, ScenarioEcho, ScenarioBroadcast:
+	default:
+		return c, fmt.Errorf("unknown scenario %q (connect, idle, echo, broadcast)", c.Scenario)
+	}
+	if c.Conns == 0 {
+		c.Conns = 100
+	}
+	if c.Conns < 0 || c.Conns > MaxConns {
+		return c, fmt.Errorf("--conns must be 1..%d", MaxConns)
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 256
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Duration < 0 || c.Duration > MaxRunTime {
+		return c, fmt.Errorf("--duration must be positive and at most %v", MaxRunTime)
+	}
+	if c.Warmup == 0 {
+		c.Warmup = time.Second
+		if c.Scenario == ScenarioIdle {
+			c.Warmup = 3 * time.Second
+		}
+	}
+	if c.Warmup < 0 {
+		c.Warmup = 0
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = c.Duration + c.Warmup + 2*time.Minute
+	}
+	if c.Timeout > MaxRunTime {
+		c.Timeout = MaxRunTime
+	}
+	if c.Size == 0 {
+		c.Size = 1024
+		if c.Scenario == ScenarioBroadcast {
+			c.Size = 64
+		}
+	}
+	if c.Size < 0 || c.Size > 64<<20 {
+		return c, errors.New("--size must be 0..64 MiB")
+	}
+	if c.Scenario == ScenarioBroadcast && c.Size < bcastHeader {
+		c.Size = bcastHeader
+	}
+	if c.Pipeline <= 0 {
+		c.Pipeline = 1
+	}
+	if c.Rate < 0 || c.ConnectRate < 0 {
+		return c, errors.New("rates must not be negative")
+	}
+	if c.PingEvery <= 0 {
+		c.PingEvery = time.Second
+	}
+	if c.PingSample == 0 {
+		c.PingSample = 100
+	}
+	if c.Procs <= 0 {
+		c.Procs = 1
+	}
+	if c.Procs > MaxProcs {
+		return c, fmt.Errorf("--procs must be at most %d", MaxProcs)
+	}
+	if c.Sample <= 0 {
+		c.Sample = 500 * time.Millisecond
+	}
+	if _, err := ParseTarget(c.URL, c.AllowRemote); err != nil {
+		return c, err
+	}
+	for _, s := range c.SourceIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return c, err
+		}
+		if !c.AllowRemote && !a.IsLoopback() {
+			return c, fmt.Errorf("source ip %s: %w", s, ErrNotLoopback)
+		}
+	}
+	if c.WorkerCount == 0 {
+		c.WorkerCount = 1
+	}
+	return c, nil
+}
+
+// share is worker i's part of a total split over n workers.
+func share(total, i, n int) int {
+	s := total / n
+	if i < total%n {
+		s++
+	}
+	return s
+}

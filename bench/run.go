@@ -1,0 +1,317 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RunOptions are how a run talks to its caller; the zero value is silent
+// and runs every worker in-process.
+type RunOptions struct {
+	// Progress receives a live line (TTY: rewritten in place) or plain
+	// periodic lines; nil for none.
+	Progress io.Writer
+	TTY      bool
+	// Exe starts a worker process: the program and its arguments, which
+	// must lead to ServeWorker. Default: this executable with WorkerArg.
+	Exe []string
+}
+
+// Run performs one run of cfg and returns the merged result. With
+// cfg.Procs > 1 it starts that many worker processes (each under its own
+// file limit) and merges their histograms and counters.
+func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	var rss rssSource
+	switch {
+	case cfg.ServerPID > 0:
+		rss = procRSS(cfg.ServerPID)
+	case cfg.PrometheusURL != "":
+		if rss, err = promRSS(cfg.PrometheusURL, cfg.AllowRemote); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{
+		Scenario: cfg.Scenario, Label: cfg.Label, URL: cfg.URL, Started: time.Now().UTC(),
+		Conns: cfg.Conns, Procs: cfg.Procs, Size: cfg.Size, Text: cfg.Text, Deflate: cfg.Deflate,
+		Rate: cfg.Rate, Pipeline: cfg.Pipeline, ConnectRate: cfg.ConnectRate, ServerPID: cfg.ServerPID,
+	}
+	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioConnect {
+		res.Size, res.Rate, res.Pipeline = 0, 0, 0
+	}
+	if rss != nil {
+		if v, err := rss(); err == nil {
+			res.ServerRSSBefore = v
+		} else {
+			return nil, fmt.Errorf("reading the server's RSS: %w", err)
+		}
+	}
+
+	exe := opt.Exe
+	if len(exe) == 0 && cfg.Procs > 1 {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		exe = []string{self, WorkerArg}
+	}
+	handles := make([]handle, 0, cfg.Procs)
+	abortAll := func() {
+		for _, h := range handles {
+			h.abort()
+		}
+	}
+	for i := range cfg.Procs {
+		c := cfg
+		c.WorkerIndex, c.WorkerCount = i, cfg.Procs
+		var h handle
+		if cfg.Procs == 1 {
+			h, err = startInproc(ctx, c)
+		} else {
+			h, err = startProc(ctx, c, exe)
+		}
+		if err != nil {
+			abortAll()
+			return nil, err
+		}
+		handles = append(handles, h)
+	}
+
+	tl := &timeline{cfg: cfg, handles: handles, rss: rss, start: time.Now(), out: opt.Progress, tty: opt.TTY}
+	tl.setPhase("connect")
+	stopTL := tl.run()
+
+	fail := func(err error) (*Result, error) {
+		abortAll()
+		for _, h := range handles {
+			<-h.done()
+		}
+		stopTL()
+		return nil, err
+	}
+	// Wait until every worker has its connections (or a worker fails).
+	for _, h := range handles {
+		select {
+		case <-h.ready():
+		case <-h.done():
+			_, err := h.result()
+			if err == nil {
+				err = errors.New("worker ended before it was ready")
+			}
+			return fail(err)
+		case <-ctx.Done():
+			return fail(fmt.Errorf("connecting took longer than the run's limit (%v)", cfg.Timeout))
+		}
+	}
+	sleep := func(d time.Duration) error {
+		select {
+		case <-time.After(d):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	send := func(cmd string) {
+		for _, h := range handles {
+			h.send(cmd)
+		}
+	}
+	var measureFrom, measureTo float64
+	switch cfg.Scenario {
+	case ScenarioConnect:
+		tl.setPhase("measure")
+		measureFrom = tl.now()
+		send("measure")
+	case ScenarioIdle:
+		tl.setPhase("settle")
+		send("start") // pings only; idle conns stay idle
+		if err := sleep(cfg.Warmup); err != nil {
+			return fail(err)
+		}
+		tl.setPhase("measure")
+		measureFrom = tl.now()
+		send("measure")
+		if err := sleep(cfg.Duration); err != nil {
+			return fail(err)
+		}
+	default:
+		tl.setPhase("warmup")
+		send("start")
+		if err := sleep(cfg.Warmup); err != nil {
+			return fail(err)
+		}
+		tl.setPhase("measure")
+		measureFrom = tl.now()
+		send("measure")
+		if err := sleep(cfg.Duration); err != nil {
+			return fail(err)
+		}
+	}
+	measureTo = tl.now()
+	tl.sampleNow() // the last point of the measured window
+	tl.setPhase("drain")
+	send("stop")
+	var results []*workerResult
+	var errs []error
+	for _, h := range handles {
+		select {
+		case <-h.done():
+		case <-ctx.Done():
+			return fail(errors.New("workers did not finish in time"))
+		}
+		r, err := h.result()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		results = append(results, r)
+	}
+	stopTL()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	res.merge(results)
+	res.Timeline = tl.samples
+	if rss != nil {
+		var sum, n int64
+		for _, s := range tl.samples {
+			if s.RSS > 0 && s.T >= measureFrom && s.T <= measureTo+1e-9 {
+				sum += s.RSS
+				n++
+			}
+		}
+		if n > 0 {
+			res.ServerRSSAfter = sum / n
+		}
+		if res.ServerRSSAfter > 0 && res.ConnsUp > 0 {
+			v := float64(res.ServerRSSAfter-res.ServerRSSBefore) / float64(res.ConnsUp)
+			res.ServerRSSBytesPerConn = &v
+		}
+	}
+	if opt.Progress != nil && opt.TTY {
+		fmt.Fprint(opt.Progress, "\r\033[K")
+	}
+	return res, nil
+}
+
+// timeline samples the workers' counters (and the server's RSS) every
+// cfg.Sample, and prints progress.
+type timeline struct {
+	cfg     Config
+	handles []handle
+	rss     rssSource
+	start   time.Time
+	out     io.Writer
+	tty     bool
+
+	mu        sync.Mutex
+	phase     string
+	samples   []Sample
+	prev      Counters
+	prevT     float64
+	lastPrint time.Time
+}
+
+func (t *timeline) now() float64 { return time.Since(t.start).Seconds() }
+
+func (t *timeline) setPhase(p string) {
+	t.mu.Lock()
+	t.phase = p
+	t.mu.Unlock()
+}
+
+func (t *timeline) run() (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(t.cfg.Sample)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				t.sampleNow()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-finished }) }
+}
+
+func (t *timeline) sampleNow() {
+	var c Counters
+	for _, h := range t.handles {
+		c.Add(h.snapshot())
+	}
+	var rss int64
+	if t.rss != nil {
+		rss, _ = t.rss()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	dt := now - t.prevT
+	s := Sample{T: now, Phase: t.phase, Open: c.Open, Up: c.Up, Errors: c.Errors, RSS: rss}
+	if dt > 0 {
+		d := c.Sub(t.prev)
+		switch t.cfg.Scenario {
+		case ScenarioBroadcast:
+			s.MsgsPerSec = float64(d.Published) / dt
+		case ScenarioIdle:
+			s.MsgsPerSec = float64(d.Pongs) / dt
+		case ScenarioConnect:
+			s.MsgsPerSec = float64(d.Up) / dt
+		default:
+			s.MsgsPerSec = float64(d.Recv) / dt
+		}
+		s.DeliveriesPerSec = float64(d.Deliveries) / dt
+	}
+	t.prev, t.prevT = c, now
+	t.samples = append(t.samples, s)
+	t.print(s)
+}
+
+func (t *timeline) print(s Sample) {
+	if t.out == nil {
+		return
+	}
+	if !t.tty && time.Since(t.lastPrint) < 2*time.Second {
+		return
+	}
+	t.lastPrint = time.Now()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-7s %5.1fs  conns %d/%d", t.cfg.Scenario, s.Phase, s.T, s.Open, t.cfg.Conns)
+	switch t.cfg.Scenario {
+	case ScenarioConnect:
+		fmt.Fprintf(&b, "  upgrades/s %s", human(s.MsgsPerSec))
+	case ScenarioIdle:
+		fmt.Fprintf(&b, "  pongs/s %s", human(s.MsgsPerSec))
+	case ScenarioBroadcast:
+		fmt.Fprintf(&b, "  publishes/s %s  deliveries/s %s", human(s.MsgsPerSec), human(s.DeliveriesPerSec))
+	default:
+		fmt.Fprintf(&b, "  msgs/s %s", human(s.MsgsPerSec))
+	}
+	if s.RSS > 0 {
+		fmt.Fprintf(&b, "  server RSS %s", humanBytes(float64(s.RSS)))
+	}
+	fmt.Fprintf(&b, "  errors %d", s.Errors)
+	if t.tty {
+		fmt.Fprintf(t.out, "\r\033[K%s", b.String())
+	} else {
+		fmt.Fprintln(t.out, b.String())
+	}
+}

@@ -1,0 +1,185 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func quickRun(t *testing.T, cfg Config) *Result {
+	t.Helper()
+	if cfg.Duration == 0 {
+		cfg.Duration = 500 * time.Millisecond
+	}
+	if cfg.Warmup == 0 {
+		cfg.Warmup = 100 * time.Millisecond
+	}
+	cfg.Timeout = 60 * time.Second
+	cfg.Sample = 100 * time.Millisecond
+	res, err := Run(context.Background(), cfg, RunOptions{Exe: workerExe()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestEchoClosedLoop(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	for _, text := range []bool{false, true} {
+		res := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 20, Size: 1024, Text: text, Pipeline: 2})
+		if res.ConnsUp != 20 || res.Errors != 0 || res.MsgsPerSec <= 0 || res.LatencyMs.Count == 0 || res.Lost != 0 {
+			t.Fatalf("text=%v: %+v %v", text, res, res.ErrorReasons)
+		}
+		if res.LatencyMs.P50 <= 0 || res.LatencyMs.P99 < res.LatencyMs.P50 || res.LatencyMs.Max < res.LatencyMs.P999 {
+			t.Fatalf("percentiles out of order: %+v", res.LatencyMs)
+		}
+		if len(res.Timeline) < 3 {
+			t.Fatalf("timeline has %d samples", len(res.Timeline))
+		}
+	}
+}
+
+func TestEchoLargeFramesInPieces(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 3, Size: 300 << 10})
+	if res.Errors != 0 || res.Totals.Recv == 0 {
+		t.Fatalf("%+v %v", res.Totals, res.ErrorReasons)
+	}
+}
+
+func TestEchoFixedRate(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 10, Rate: 100, Size: 64, Duration: time.Second})
+	// 10 conns × 100/s = 1000 msgs/s offered.
+	if res.MsgsPerSec < 800 || res.MsgsPerSec > 1200 || res.Errors != 0 {
+		t.Fatalf("offered 1000/s, got %.0f/s, errors %v", res.MsgsPerSec, res.ErrorReasons)
+	}
+}
+
+func TestEchoDetectsCorruptReplies(t *testing.T) {
+	_, addr := startTiny(t, func(s *tinyServer) { s.corrupt = 10 })
+	res := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 5, Size: 256})
+	if res.Mismatched == 0 || res.Errors < res.Mismatched {
+		t.Fatalf("a server corrupting every 10th reply went unnoticed: %+v", res.Totals)
+	}
+	ratio := float64(res.Mismatched) / float64(res.Totals.Recv)
+	if ratio < 0.08 || ratio > 0.12 {
+		t.Fatalf("mismatch ratio %.3f, want ≈0.1", ratio)
+	}
+}
+
+func TestEchoWithDeflate(t *testing.T) {
+	_, addr := startTiny(t, nil) // the tiny server declines deflate: the client must cope
+	res := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 3, Deflate: true})
+	if res.Errors != 0 || res.Totals.Recv == 0 {
+		t.Fatalf("%v", res.ErrorReasons)
+	}
+}
+
+func TestBroadcastCountsLossAndDuplicates(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 30, Pipeline: 2})
+	if res.Subscribers != 30 || res.Lost != 0 || res.Duplicated != 0 || res.Errors != 0 || res.DeliveriesPerSec <= 0 || res.Published == 0 {
+		t.Fatalf("clean run: subs %d lost %d dup %d %v", res.Subscribers, res.Lost, res.Duplicated, res.ErrorReasons)
+	}
+	if res.Totals.Unique != uint64(res.Subscribers)*res.Published {
+		t.Fatalf("unique %d != %d × %d", res.Totals.Unique, res.Subscribers, res.Published)
+	}
+
+	_, addr = startTiny(t, func(s *tinyServer) { s.dropNth = 7; s.dupNth = 11 })
+	res = quickRun(t, Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 30, Rate: 200})
+	if res.Lost == 0 || res.Duplicated == 0 {
+		t.Fatalf("lossy server: lost %d dup %d", res.Lost, res.Duplicated)
+	}
+	// Deliveries the server attempted: subscribers+publisher per publish.
+	attempts := float64(res.Published) * 31
+	if l := float64(res.Lost) / attempts; l < 0.1 || l > 0.18 {
+		t.Fatalf("lost fraction %.3f, want ≈1/7", l)
+	}
+	if res.Errors < res.Lost+res.Duplicated {
+		t.Fatalf("errors %d must include lost %d and duplicated %d", res.Errors, res.Lost, res.Duplicated)
+	}
+}
+
+func TestIdlePingsSample(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioIdle, URL: "ws://" + addr + "/echo", Conns: 50, PingSample: 10,
+		PingEvery: 100 * time.Millisecond, Duration: time.Second, ServerPID: os.Getpid()})
+	if res.ConnsUp != 50 || res.Totals.Pongs < 50 || res.Lost != 0 || res.Errors != 0 {
+		t.Fatalf("%+v %v", res.Totals, res.ErrorReasons)
+	}
+	if res.ServerRSSBytesPerConn == nil || res.ServerRSSBefore <= 0 || res.ServerRSSAfter <= 0 {
+		t.Fatalf("RSS not sampled: %+v", res)
+	}
+	for _, s := range res.Timeline {
+		if s.RSS <= 0 {
+			t.Fatal("timeline sample without RSS")
+		}
+	}
+}
+
+func TestConnectCountsRefusals(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioConnect, URL: "ws://" + addr + "/echo", Conns: 300, Concurrency: 32})
+	if res.ConnsUp != 300 || res.UpgradesPerSec <= 0 || res.UpgradeMs.Count != 300 || res.LatencyMs.Count != 300 {
+		t.Fatalf("%+v", res)
+	}
+	_, addr = startTiny(t, func(s *tinyServer) { s.refuse = true })
+	res = quickRun(t, Config{Scenario: ScenarioConnect, URL: "ws://" + addr + "/echo", Conns: 20})
+	if res.ConnsUp != 0 || res.Totals.Failed != 20 || res.ErrorReasons["handshake: HTTP 503"] != 20 {
+		t.Fatalf("%+v %v", res.Totals, res.ErrorReasons)
+	}
+	res = quickRun(t, Config{Scenario: ScenarioConnect, URL: "ws://127.0.0.1:1/echo", Conns: 5})
+	if res.Totals.Failed != 5 || res.ErrorReasons["connect: refused"] != 5 {
+		t.Fatalf("%v", res.ErrorReasons)
+	}
+}
+
+func TestSourceIPs(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 20, SourceIPs: []string{"127.0.0.2", "127.0.0.3"}})
+	if res.ConnsUp != 20 || res.Errors != 0 {
+		t.Fatalf("%v", res.ErrorReasons)
+	}
+}
+
+func TestMultiProcessMerge(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 30, Procs: 3})
+	if res.ConnsUp != 30 || res.Errors != 0 || res.Procs != 3 || res.MsgsPerSec <= 0 || res.Latency.Count() != res.LatencyMs.Count {
+		t.Fatalf("%+v %v", res.Totals, res.ErrorReasons)
+	}
+	res = quickRun(t, Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 20, Procs: 2, Rate: 100})
+	if res.Subscribers != 20 || res.Lost != 0 || res.Published == 0 || res.Totals.Unique != 20*res.Published {
+		t.Fatalf("subs %d lost %d published %d unique %d %v", res.Subscribers, res.Lost, res.Published, res.Totals.Unique, res.ErrorReasons)
+	}
+}
+
+func TestRunRefusesRemoteAndBounds(t *testing.T) {
+	_, err := Run(context.Background(), Config{Scenario: ScenarioEcho, URL: "ws://192.0.2.1/echo"}, RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("remote target: %v", err)
+	}
+	_, err = Run(context.Background(), Config{Scenario: "flood", URL: "ws://127.0.0.1/"}, RunOptions{})
+	if err == nil {
+		t.Fatal("unknown scenario accepted")
+	}
+}
+
+func TestRunTimesOut(t *testing.T) {
+	// A server that accepts TCP but never answers the upgrade: the run must
+	// end by itself within its timeout.
+	ln := mustListen(t)
+	start := time.Now()
+	_, err := Run(context.Background(), Config{Scenario: ScenarioConnect, URL: "ws://" + ln + "/echo", Conns: 2, Timeout: 2 * time.Second}, RunOptions{})
+	if err == nil && time.Since(start) > 15*time.Second {
+		t.Fatal("run did not stop")
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Fatalf("took %v", time.Since(start))
+	}
+}

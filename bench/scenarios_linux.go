@@ -1,0 +1,315 @@
+//go:build linux
+
+package bench
+
+import (
+	"bytes"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+// scenario is what a run does with its connections once they are up. All
+// methods run on the loop that owns c.
+type scenario interface {
+	// begin starts traffic on every open connection of l.
+	begin(l *loop, now int64)
+	// timer runs when c.next has passed; re-arm with l.schedule.
+	timer(l *loop, c *conn, now int64)
+	// message handles one whole data message; false if c was closed.
+	message(l *loop, c *conn, op codec.OpCode, p []byte, now int64) bool
+}
+
+func newScenario(cfg Config) scenario {
+	op := codec.OpBinary
+	if cfg.Text {
+		op = codec.OpText
+	}
+	var interval int64
+	if cfg.Rate > 0 {
+		interval = int64(float64(time.Second) / cfg.Rate)
+		if interval < 1 {
+			interval = 1
+		}
+	}
+	switch cfg.Scenario {
+	case ScenarioEcho:
+		return &echoScenario{size: cfg.Size, op: op, interval: interval, pipeline: cfg.Pipeline}
+	case ScenarioBroadcast:
+		return &bcastScenario{size: cfg.Size, op: op, interval: interval, window: cfg.Pipeline}
+	case ScenarioIdle:
+		return &idleScenario{every: int64(cfg.PingEvery)}
+	}
+	return connectScenario{}
+}
+
+// connectScenario only opens connections (upgrade latency is recorded by
+// the loop) and holds them until the run ends.
+type connectScenario struct{}
+
+func (connectScenario) begin(*loop, int64)        {}
+func (connectScenario) timer(*loop, *conn, int64) {}
+func (connectScenario) message(l *loop, _ *conn, _ codec.OpCode, p []byte, _ int64) bool {
+	l.ctr.recv.Add(1)
+	return true
+}
+
+// idleScenario holds connections silent, pinging a sample of them.
+type idleScenario struct{ every int64 }
+
+func (s *idleScenario) begin(l *loop, now int64) {
+	w := l.w
+	k := share(share(w.cfg.PingSample, w.cfg.WorkerIndex, w.cfg.WorkerCount), l.id, len(w.loops))
+	for _, c := range l.all {
+		if k <= 0 {
+			break
+		}
+		if c.state == stOpen {
+			c.next = now + l.rng.Int64N(s.every)
+			l.schedule(c)
+			k--
+		}
+	}
+}
+
+func (s *idleScenario) timer(l *loop, c *conn, now int64) {
+	if !l.traffic() || c.state != stOpen {
+		return
+	}
+	var b [8]byte
+	l.sendControl(c, codec.OpPing, pingPayload(b[:0], now))
+	l.ctr.pings.Add(1)
+	c.next += s.every
+	if c.next < now {
+		c.next = now + s.every
+	}
+	l.schedule(c)
+}
+
+func (s *idleScenario) message(l *loop, _ *conn, _ codec.OpCode, _ []byte, _ int64) bool {
+	l.ctr.recv.Add(1)
+	return true
+}
+
+// echoScenario sends payloads and checks each reply against what was sent,
+// in order. Closed loop (interval 0) keeps pipeline messages in flight per
+// connection; open loop sends one every interval and measures latency from
+// the intended send time, so a stalled server cannot hide its stall
+// (no coordinated omission).
+type echoScenario struct {
+	size     int
+	op       codec.OpCode
+	interval int64
+	pipeline int
+}
+
+func (s *echoScenario) begin(l *loop, now int64) {
+	for _, c := range l.all {
+		if c.state != stOpen {
+			continue
+		}
+		if s.interval == 0 {
+			for range s.pipeline {
+				s.send(l, c, now)
+			}
+		} else {
+			c.next = now + l.rng.Int64N(s.interval)
+			l.schedule(c)
+		}
+	}
+}
+
+func (s *echoScenario) send(l *loop, c *conn, intended int64) {
+	if c.state != stOpen {
+		return
+	}
+	if len(c.fly)-c.flyHead >= maxInflight {
+		l.reason("echo: too many messages unanswered")
+		return
+	}
+	l.gbuf = appendEchoPayload(l.gbuf[:0], c.id, c.seq, s.size)
+	c.seq++
+	if c.flyHead > 1024 && c.flyHead*2 > len(c.fly) {
+		n := copy(c.fly, c.fly[c.flyHead:])
+		c.fly, c.flyHead = c.fly[:n], 0
+	}
+	c.fly = append(c.fly, intended)
+	l.ctr.sent.Add(1)
+	l.ctr.bytesSent.Add(uint64(s.size))
+	l.sendData(c, s.op, l.gbuf)
+}
+
+func (s *echoScenario) timer(l *loop, c *conn, now int64) {
+	for c.next <= now && l.traffic() && c.state == stOpen {
+		s.send(l, c, c.next)
+		c.next += s.interval
+	}
+	if l.traffic() {
+		l.schedule(c)
+	}
+}
+
+func (s *echoScenario) message(l *loop, c *conn, op codec.OpCode, p []byte, now int64) bool {
+	if c.flyHead == len(c.fly) {
+		l.reason("echo: message nobody asked for")
+		return true
+	}
+	l.gbuf = appendEchoPayload(l.gbuf[:0], c.id, c.ack, s.size)
+	if op != s.op || !bytes.Equal(p, l.gbuf) {
+		l.ctr.mismatch.Add(1)
+		l.reason("echo: reply differs from what was sent")
+	}
+	t := c.fly[c.flyHead]
+	c.flyHead++
+	if c.flyHead == len(c.fly) {
+		c.fly, c.flyHead = c.fly[:0], 0
+	}
+	c.ack++
+	l.ctr.recv.Add(1)
+	l.ctr.deliveries.Add(1)
+	l.ctr.bytesRecv.Add(uint64(len(p)))
+	if l.measuring {
+		l.hist.Record(now - t)
+	}
+	if s.interval == 0 && l.traffic() {
+		s.send(l, c, now)
+	}
+	return true
+}
+
+// bcastRing is how many recent publishes the closed-loop publisher tracks.
+const bcastRing = 4096
+
+// bcastState is shared by a worker's loops: subscribers count deliveries of
+// each recent sequence number, and the publisher (closed loop) sends the
+// next message once every local subscriber has the previous ones.
+type bcastState struct {
+	acks   [bcastRing]atomic.Int32
+	target atomic.Int32 // local subscribers open when traffic began
+	next   uint64       // next sequence number; publisher loop only
+}
+
+// bcastScenario: one publisher connection (on worker 0) sends sequence
+// numbered, timestamped payloads; every other connection checks each
+// delivery for order, loss and duplication and records publish→receive
+// latency from the timestamp (wall clock, so it holds across processes).
+type bcastScenario struct {
+	size     int
+	op       codec.OpCode
+	interval int64
+	window   int
+}
+
+func (s *bcastScenario) begin(l *loop, now int64) {
+	if l.pub == nil || l.pub.state != stOpen {
+		return
+	}
+	if s.interval > 0 {
+		l.pub.next = now
+		l.schedule(l.pub)
+	}
+}
+
+func (s *bcastScenario) publish(l *loop, now int64) {
+	bc := &l.w.bc
+	seq := bc.next
+	bc.next++
+	bc.acks[seq%bcastRing].Store(0)
+	l.gbuf = appendBcastPayload(l.gbuf[:0], seq, time.Now().UnixNano(), s.size)
+	l.ctr.published.Add(1)
+	l.ctr.sent.Add(1)
+	l.ctr.bytesSent.Add(uint64(s.size))
+	l.pubOut = append(l.pubOut, pubMsg{seq, now})
+	l.sendData(l.pub, s.op, l.gbuf)
+}
+
+func (s *bcastScenario) timer(l *loop, c *conn, now int64) {
+	if c != l.pub {
+		return
+	}
+	for c.next <= now && l.traffic() && c.state == stOpen {
+		s.publish(l, now)
+		c.next += s.interval
+	}
+	if l.traffic() {
+		l.schedule(c)
+	}
+}
+
+// pubPump runs on the publisher's loop every iteration: it retires
+// publishes that every local subscriber has (or that are over a second
+// old) and, in closed loop, publishes while fewer than window are pending.
+func (l *loop) pubPump(now int64) {
+	s, ok := l.w.scen.(*bcastScenario)
+	if !ok {
+		return
+	}
+	bc := &l.w.bc
+	target := bc.target.Load()
+	for len(l.pubOut) > 0 {
+		m := l.pubOut[0]
+		if bc.acks[m.seq%bcastRing].Load() >= target {
+			l.pubOut = l.pubOut[1:]
+			continue
+		}
+		if now-m.at > int64(time.Second) {
+			l.ctr.pubTimeout.Add(1)
+			l.pubOut = l.pubOut[1:]
+			continue
+		}
+		break
+	}
+	if len(l.pubOut) == 0 {
+		l.pubOut = l.pubOut[:0:0]
+	}
+	if s.interval > 0 || !l.traffic() || l.pub.state != stOpen {
+		return
+	}
+	for len(l.pubOut) < s.window && l.pub.state == stOpen {
+		s.publish(l, now)
+	}
+}
+
+func (s *bcastScenario) message(l *loop, c *conn, _ codec.OpCode, p []byte, _ int64) bool {
+	if c.role == rolePub {
+		return true // the publisher hears its own messages; not a delivery
+	}
+	wall := time.Now().UnixNano()
+	bc := &l.w.bc
+	for len(p) > 0 {
+		// gorilla's chat hub joins queued messages with '\n'; our payloads
+		// never contain one, so splitting is exact for every server.
+		part := p
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			part, p = p[:i], p[i+1:]
+		} else {
+			p = nil
+		}
+		seq, ts, ok := parseBcast(part)
+		if !ok || len(part) != s.size { // any data opcode: gorilla's hub always sends text
+			l.ctr.mismatch.Add(1)
+			l.reason("broadcast: payload does not verify")
+			if len(part) < bcastHeader {
+				continue
+			}
+		}
+		l.ctr.recv.Add(1)
+		l.ctr.deliveries.Add(1)
+		l.ctr.bytesRecv.Add(uint64(len(part)))
+		switch {
+		case seq >= c.ack:
+			c.ack = seq + 1
+			l.ctr.unique.Add(1)
+			if bc.acks[seq%bcastRing].Add(1) == bc.target.Load() && l.w.pubLoop != nil && l.w.pubLoop != l {
+				l.w.pubLoop.wake()
+			}
+		default:
+			l.ctr.dups.Add(1)
+		}
+		if l.measuring {
+			l.hist.Record(wall - ts)
+		}
+	}
+	return true
+}

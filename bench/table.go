@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+func human(v float64) string {
+	switch {
+	case v >= 1e9:
+		return fmt.Sprintf("%.2fG", v/1e9)
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
+
+func humanBytes(v float64) string {
+	switch {
+	case v >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", v/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	default:
+		return fmt.Sprintf("%.0f B", v)
+	}
+}
+
+// WriteTable prints a human summary of one result.
+func WriteTable(w io.Writer, r *Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t"+format+"\n", append([]any{k}, a...)...) }
+	title := r.Scenario
+	if r.Label != "" {
+		title += " — " + r.Label
+	}
+	fmt.Fprintf(tw, "%s  %s\n", title, r.URL)
+	row("connections", "%d up of %d (%d procs), opened in %.2fs", r.ConnsUp, r.Conns, r.Procs, r.ConnectS)
+	switch r.Scenario {
+	case ScenarioConnect:
+		row("upgrades/s", "%s", human(r.UpgradesPerSec))
+		row("upgrade latency ms", "%s", fmtPct(r.LatencyMs))
+	case ScenarioIdle:
+		row("held", "%.1fs", r.DurationS)
+		row("ping rtt ms", "%s", fmtPct(r.LatencyMs))
+	case ScenarioEcho:
+		mode := "closed loop"
+		if r.Rate > 0 {
+			mode = fmt.Sprintf("%.4g msg/s per conn", r.Rate)
+		}
+		row("payload", "%d B %s%s, %s", r.Size, map[bool]string{true: "text", false: "binary"}[r.Text], map[bool]string{true: ", deflate", false: ""}[r.Deflate], mode)
+		row("msgs/s", "%s  (%s/s payload in)", human(r.MsgsPerSec), humanBytes(r.BytesPerSec))
+		row("latency ms", "%s", fmtPct(r.LatencyMs))
+	case ScenarioBroadcast:
+		row("subscribers", "%d, payload %d B", r.Subscribers, r.Size)
+		row("publishes/s", "%s", human(r.MsgsPerSec))
+		row("deliveries/s", "%s", human(r.DeliveriesPerSec))
+		row("latency ms", "%s", fmtPct(r.LatencyMs))
+	}
+	if r.Scenario != ScenarioConnect {
+		row("window", "%.2fs", r.DurationS)
+	}
+	if r.ServerRSSBytesPerConn != nil {
+		row("server RSS", "%s before, %s with conns: %.0f B/conn", humanBytes(float64(r.ServerRSSBefore)), humanBytes(float64(r.ServerRSSAfter)), *r.ServerRSSBytesPerConn)
+	}
+	row("errors", "%d (lost %d, duplicated %d, mismatched %d)", r.Errors, r.Lost, r.Duplicated, r.Mismatched)
+	keys := make([]string, 0, len(r.ErrorReasons))
+	for k := range r.ErrorReasons {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		row("", "%8d  %s", r.ErrorReasons[k], k)
+	}
+	tw.Flush()
+}
+
+func fmtPct(p Percentiles) string {
+	if p.Count == 0 {
+		return "no samples"
+	}
+	return strings.Join([]string{
+		fmt.Sprintf("p50 %.3f", p.P50), fmt.Sprintf("p90 %.3f", p.P90), fmt.Sprintf("p99 %.3f", p.P99),
+		fmt.Sprintf("p99.9 %.3f", p.P999), fmt.Sprintf("max %.3f", p.Max), fmt.Sprintf("(n=%d)", p.Count),
+	}, "  ")
+}

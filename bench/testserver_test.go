@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/wsdhq/wsd/codec"
+)
+
+// TestMain lets the test binary act as a wsbench worker process, so that
+// --procs runs can be tested without building cmd/wsbench.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
+		if err := ServeWorker(os.Stdin, os.Stdout); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func workerExe() []string { return []string{os.Args[0], WorkerArg} }
+
+// tinyServer is a goroutine-per-connection WebSocket server built on the
+// codec, with knobs to misbehave so the client's verification can be tested.
+type tinyServer struct {
+	ln      net.Listener
+	refuse  bool  // answer 503 instead of upgrading
+	corrupt int64 // echo: flip a byte in every corrupt-th reply
+	dropNth int64 // broadcast: skip every dropNth delivery
+	dupNth  int64 // broadcast: send every dupNth delivery twice
+	n       atomic.Int64
+
+	mu    sync.Mutex
+	subs  map[*tinyConn]struct{}
+	conns sync.WaitGroup
+}
+
+type tinyConn struct {
+	c  net.Conn
+	mu sync.Mutex
+}
+
+func (tc *tinyConn) write(b []byte) {
+	tc.mu.Lock()
+	_, _ = tc.c.Write(b)
+	tc.mu.Unlock()
+}
+
+func startTiny(t *testing.T, configure func(*tinyServer)) (*tinyServer, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tinyServer{ln: ln, subs: map[*tinyConn]struct{}{}}
+	if configure != nil {
+		configure(s)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.conns.Add(1)
+			go s.serve(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return s, ln.Addr().String()
+}
+
+func (s *tinyServer) serve(c net.Conn) {
+	defer s.conns.Done()
+	defer c.Close()
+	br := bufio.NewReader(c)
+	var head []byte
+	for codec.RequestEnd(head) < 0 {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		head = append(head, line...)
+	}
+	if s.refuse {
+		_, _ = c.Write(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "full"}))
+		return
+	}
+	var u codec.Upgrader
+	req, _, err := u.ReadRequest(head)
+	if err != nil {
+		return
+	}
+	acc, err := u.Negotiate(req)
+	if err != nil {
+		return
+	}
+	tc := &tinyConn{c: c}
+	tc.write(codec.AppendAccept(nil, req, acc))
+	if req.Path == "/broadcast" {
+		s.mu.Lock()
+		s.subs[tc] = struct{}{}
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.subs, tc)
+			s.mu.Unlock()
+		}()
+	}
+	rd := codec.Reader{}
+	buf := make([]byte, 0, 64<<10)
+	var msg []byte
+	var op codec.OpCode
+	tmp := make([]byte, 32<<10)
+	for {
+		n, err := br.Read(tmp)
+		if err != nil {
+			return
+		}
+		buf = append(buf, tmp[:n]...)
+		p := buf
+		for {
+			f, k, err := rd.Next(p)
+			if err != nil {
+				return
+			}
+			if k == 0 {
+				break
+			}
+			p = p[k:]
+			switch f.Op {
+			case codec.OpPing:
+				tc.write(codec.AppendFrame(nil, codec.OpPong, true, f.Payload))
+				continue
+			case codec.OpClose:
+				tc.write(codec.AppendClose(nil, 1000, ""))
+				return
+			case codec.OpPong:
+				continue
+			}
+			if f.First {
+				msg, op = msg[:0], f.Op
+			}
+			msg = append(msg, f.Payload...)
+			if f.Fin {
+				s.onMessage(tc, req.Path, op, msg)
+			}
+		}
+		buf = append(buf[:0], p...)
+	}
+}
+
+func (s *tinyServer) onMessage(tc *tinyConn, path string, op codec.OpCode, msg []byte) {
+	if path != "/broadcast" {
+		out := append([]byte(nil), msg...)
+		if s.corrupt > 0 && s.n.Add(1)%s.corrupt == 0 && len(out) > 20 {
+			out[20] ^= 0x01
+		}
+		tc.write(codec.AppendFrame(nil, op, true, out))
+		return
+	}
+	frame := codec.AppendFrame(nil, op, true, msg)
+	s.mu.Lock()
+	subs := make([]*tinyConn, 0, len(s.subs))
+	for c := range s.subs {
+		subs = append(subs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range subs {
+		k := s.n.Add(1)
+		if s.dropNth > 0 && k%s.dropNth == 0 {
+			continue
+		}
+		c.write(frame)
+		if s.dupNth > 0 && k%s.dupNth == 0 {
+			c.write(frame)
+		}
+	}
+}

@@ -1,0 +1,225 @@
+// Command wsbench load-tests WebSocket servers: connect, idle, echo and
+// broadcast scenarios over many connections held by a few epoll loops, with
+// multi-process runs, latency histograms and JSON/HTML reports.
+//
+//	wsbench echo --url ws://127.0.0.1:8080/echo --conns 1000 --duration 10s
+//	wsbench idle --url ws://127.0.0.1:8080/echo --conns 19000 --procs 2 --server-pid $(pidof wsd)
+//	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000
+//	wsbench suite --server wsd=bin/wsd --server gorilla=bin/peer-gorilla --out docs/bench
+//	wsbench report --html out.html results.json
+//
+// Targets must be loopback unless --allow-remote is given.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wsdhq/wsd/bench"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.WorkerArg {
+		if err := bench.ServeWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "wsbench worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `Usage: wsbench <scenario> [flags]
+
+Scenarios:
+  connect    open --conns connections at --connect-rate; upgrade latency, upgrades/s, failures
+  idle       open --conns and hold them --duration, pinging a sample; with --server-pid
+             (or --prometheus) report the server's RSS per connection
+  echo       --conns connections echo --size byte messages, closed loop or --rate per conn
+  broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate)
+
+Other commands:
+  suite      run the standard scenarios against several servers, write results.md/json/html
+  report     turn result JSON files into an HTML report (--html) or tables
+
+Run "wsbench <command> -h" for its flags.
+`
+
+func isTTY(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case bench.ScenarioConnect, bench.ScenarioIdle, bench.ScenarioEcho, bench.ScenarioBroadcast:
+		err = runScenario(cmd, rest, stdout, stderr)
+	case "suite":
+		err = runSuite(rest, stdout, stderr)
+	case "report":
+		err = runReport(rest, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "wsbench: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "wsbench:", err)
+		return 1
+	}
+	return 0
+}
+
+// scenarioFlags registers the flags shared by the scenarios and the suite.
+func scenarioFlags(fs *flag.FlagSet, c *bench.Config, sourceIPs *string) {
+	fs.IntVar(&c.Conns, "conns", 100, "connections (broadcast: subscribers); at most 1,000,000")
+	fs.Float64Var(&c.ConnectRate, "connect-rate", 0, "new connections per second, all procs together (0 = as fast as --concurrency allows)")
+	fs.IntVar(&c.Concurrency, "concurrency", 256, "handshakes in flight at once, all procs together")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured window (idle: how long to hold)")
+	fs.DurationVar(&c.Warmup, "warmup", 0, "traffic before measuring (default 1s; idle: settle time before sampling RSS, default 3s)")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "hard cap on the whole run (default duration+warmup+2m, at most 1h)")
+	fs.IntVar(&c.Procs, "procs", 1, "worker processes (each holds its share under its own file limit)")
+	fs.IntVar(&c.Loops, "loops", 0, "epoll loops per process (default GOMAXPROCS)")
+	fs.StringVar(sourceIPs, "source-ips", "", "bind connections round-robin to these local addresses, e.g. 127.0.0.2-127.0.0.60")
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow non-loopback targets (only hosts you own)")
+	fs.DurationVar(&c.Sample, "sample", 500*time.Millisecond, "timeline and RSS sampling period")
+}
+
+func runScenario(name string, args []string, stdout, stderr io.Writer) error {
+	c := bench.Config{Scenario: name}
+	var sourceIPs, jsonPath, htmlPath string
+	var quiet bool
+	var cpuProfile string
+	fs := flag.NewFlagSet("wsbench "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080/"+map[bool]string{true: "broadcast", false: "echo"}[name == bench.ScenarioBroadcast], "target ws:// URL")
+	fs.StringVar(&c.Label, "label", "", "name of the server under test, for reports")
+	scenarioFlags(fs, &c, &sourceIPs)
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "sample this process's RSS (/proc/PID/status VmRSS)")
+	fs.StringVar(&c.PrometheusURL, "prometheus", "", "or scrape process_resident_memory_bytes from this URL")
+	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to `file` (- for stdout)")
+	fs.StringVar(&htmlPath, "html", "", "write a self-contained HTML report to `file`")
+	fs.BoolVar(&quiet, "quiet", false, "no progress output")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write wsbench's own CPU profile to `file` (to check the client is not the bottleneck)")
+	switch name {
+	case bench.ScenarioEcho, bench.ScenarioBroadcast:
+		fs.IntVar(&c.Size, "size", 0, "payload bytes (default 1024; broadcast 64, at least 32)")
+		fs.BoolVar(&c.Text, "text", false, "text frames (default binary)")
+		fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate (no context takeover)")
+		fs.Float64Var(&c.Rate, "rate", 0, "echo: messages/s per connection; broadcast: publishes/s (0 = closed loop)")
+		fs.IntVar(&c.Pipeline, "pipeline", 1, "closed loop: messages in flight per connection (broadcast: publishes not yet delivered to every local subscriber)")
+	case bench.ScenarioIdle:
+		fs.DurationVar(&c.PingEvery, "ping-every", time.Second, "ping interval for the sampled connections")
+		fs.IntVar(&c.PingSample, "ping-sample", 100, "connections pinged each interval (all procs)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	ips, err := bench.ParseSourceIPs(sourceIPs, c.AllowRemote)
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		c.SourceIPs = append(c.SourceIPs, ip.String())
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opt := bench.RunOptions{}
+	if !quiet {
+		opt.Progress, opt.TTY = stderr, isTTY(os.Stderr)
+	}
+	res, err := bench.Run(ctx, c, opt)
+	if err != nil {
+		return err
+	}
+	tableOut := stdout
+	if jsonPath == "-" {
+		tableOut = stderr
+	}
+	bench.WriteTable(tableOut, res)
+	if jsonPath != "" {
+		if err := bench.WriteJSON(jsonPath, res); err != nil {
+			return err
+		}
+	}
+	if htmlPath != "" {
+		if err := bench.WriteHTMLFile(htmlPath, bench.Report{Title: "wsbench " + name, Machine: bench.DescribeMachine(), Results: []*bench.Result{res}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runReport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wsbench report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var htmlPath, title string
+	fs.StringVar(&htmlPath, "html", "", "write a self-contained HTML report to `file`")
+	fs.StringVar(&title, "title", "wsbench report", "report title")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return errors.New("report: give one or more result JSON files")
+	}
+	var all []*bench.Result
+	for _, p := range fs.Args() {
+		rs, err := bench.ReadResults(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		all = append(all, rs...)
+	}
+	if htmlPath != "" {
+		return bench.WriteHTMLFile(htmlPath, bench.Report{Title: title, Machine: bench.DescribeMachine(), Results: all})
+	}
+	for _, r := range all {
+		bench.WriteTable(stdout, r)
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
+
+// splitServer parses name=command args.
+func splitServer(s string) (string, []string, error) {
+	name, cmd, ok := strings.Cut(s, "=")
+	if !ok || name == "" || strings.TrimSpace(cmd) == "" {
+		return "", nil, fmt.Errorf("--server %q: want name=command", s)
+	}
+	return name, strings.Fields(cmd), nil
+}
