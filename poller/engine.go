@@ -130,6 +130,9 @@ func (e *Engine) Serve(addr string) error {
 		// descriptors never run out under an accept burst (EMFILE would
 		// stop the whole gnet engine).
 		gnet.WithReusePort(true),
+		// A restarted wsd must bind while the old one's sockets sit in
+		// TIME_WAIT.
+		gnet.WithReuseAddr(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(slogAdapter{e.log}),
