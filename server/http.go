@@ -34,13 +34,14 @@ func (s *Server[T]) HandleHTTP(pattern string, h http.Handler) {
 
 // ServeHTTP implements poller.HTTPHandler, on the loop.
 func (s *Server[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []byte) {
+	if s.routes[req.Path] != nil {
+		// A WebSocket endpoint asked without an Upgrade header.
+		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 426, Reason: "this is a WebSocket endpoint",
+			Header: []codec.HeaderField{{Name: "Upgrade", Value: "websocket"}, {Name: "Sec-WebSocket-Version", Value: "13"}}}))
+		return
+	}
 	if s.mux == nil {
-		status := 404
-		if s.routes[req.Path] != nil {
-			status = 426 // a WebSocket endpoint asked without Upgrade
-		}
-		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: status, Reason: http.StatusText(status),
-			Header: []codec.HeaderField{{Name: "Sec-WebSocket-Version", Value: "13"}}}))
+		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 404, Reason: "not found"}))
 		return
 	}
 	select {

@@ -52,6 +52,9 @@ func TestPlainHTTPOnSamePort(t *testing.T) {
 	if r.StatusCode != 201 || b != `{"a":"bcd"}` || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("Injected") != "" {
 		t.Fatalf("post: %d %q %v", r.StatusCode, b, r.Header)
 	}
+	if r, _ := get("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"); r.StatusCode != 426 || r.Header.Get("Upgrade") != "websocket" {
+		t.Fatalf("WebSocket route without Upgrade: %d", r.StatusCode)
+	}
 	if r, _ := get("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"); r.StatusCode != 404 {
 		t.Fatalf("unknown: %d", r.StatusCode)
 	}
