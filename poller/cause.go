@@ -20,13 +20,14 @@ const (
 	CausePanic                          // a handler panicked (1011)
 	CauseOverCapacity                   // over MaxConns: 503 before the upgrade
 	CauseHTTPDone                       // a plain HTTP request was answered
+	CausePerIPLimit                     // over MaxConnsPerIP: 429 before the upgrade
 	NumCauses
 )
 
 var causeNames = [NumCauses]string{
 	"peer_gone", "peer_close", "server_close", "protocol_error", "too_big", "idle",
 	"handshake_timeout", "handshake_rejected", "slow_consumer", "inbound_overflow",
-	"shutdown", "panic", "over_capacity", "http_done",
+	"shutdown", "panic", "over_capacity", "http_done", "per_ip_limit",
 }
 
 func (c Cause) String() string {

@@ -26,6 +26,7 @@ type Config struct {
 	Flate    *codec.Flate   // nil: made from Upgrader.Deflate when enabled
 
 	MaxConns         int           // 0: RLIMIT_NOFILE (raised to its hard limit by Serve) minus a reserve
+	MaxConnsPerIP    int           // 0: no per-address limit; over it: 429 before the upgrade
 	HandshakeTimeout time.Duration // 0: 10 s
 	IdleTimeout      time.Duration // 0: none; enforced by a 1 s sweep, so within 1–2 s after
 	PingInterval     time.Duration // 0: none; pings a conn silent this long

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,10 @@ type Engine struct {
 	nextID   atomic.Uint64
 	draining atomic.Bool
 	overCap  []byte // the 503 answer, built once
+	overIP   []byte // the 429 answer, built once
+
+	ipMu  sync.Mutex
+	perIP map[netip.Addr]int32 // live conns per remote address (MaxConnsPerIP > 0 only)
 
 	mu     sync.Mutex
 	loops  map[gnet.EventLoop]*loop
@@ -93,6 +98,11 @@ func New(cfg Config, h Handler) *Engine {
 		loops: map[gnet.EventLoop]*loop{}, booted: make(chan struct{})}
 	e.overCap = codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "server at connection capacity",
 		Header: []codec.HeaderField{{Name: "Retry-After", Value: "1"}}})
+	e.overIP = codec.AppendHTTPError(nil, &codec.HTTPError{Status: 429, Reason: "too many connections from this address",
+		Header: []codec.HeaderField{{Name: "Retry-After", Value: "5"}}})
+	if cfg.MaxConnsPerIP > 0 {
+		e.perIP = map[netip.Addr]int32{}
+	}
 	return e
 }
 
@@ -235,14 +245,43 @@ func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		e.stats.count(CauseOverCapacity)
 		return e.overCap, gnet.Close
 	}
+	remote, _ := gc.RemoteAddr().(*net.TCPAddr)
+	if e.perIP != nil && remote != nil && !e.admitIP(remote) {
+		e.stats.count(CausePerIPLimit)
+		return e.overIP, gnet.Close
+	}
 	e.stats.Conns.Add(1)
-	c := &Conn{gc: gc, id: e.nextID.Add(1), since: e.clock()}
+	c := &Conn{gc: gc, id: e.nextID.Add(1), since: e.clock(), remote: remote}
 	c.rd.Limits = &e.cfg.Limits
-	c.remote, _ = gc.RemoteAddr().(*net.TCPAddr)
 	c.loop = e.loopOf(gc)
 	c.loop.add(c)
 	gc.SetContext(c)
 	return nil, gnet.None
+}
+
+// admitIP counts a conn against its address's limit.
+func (e *Engine) admitIP(a *net.TCPAddr) bool {
+	ip, _ := netip.AddrFromSlice(a.IP)
+	ip = ip.Unmap()
+	e.ipMu.Lock()
+	defer e.ipMu.Unlock()
+	if int(e.perIP[ip]) >= e.cfg.MaxConnsPerIP {
+		return false
+	}
+	e.perIP[ip]++
+	return true
+}
+
+func (e *Engine) releaseIP(a *net.TCPAddr) {
+	ip, _ := netip.AddrFromSlice(a.IP)
+	ip = ip.Unmap()
+	e.ipMu.Lock()
+	if n := e.perIP[ip] - 1; n > 0 {
+		e.perIP[ip] = n
+	} else {
+		delete(e.perIP, ip)
+	}
+	e.ipMu.Unlock()
 }
 
 // OnClose implements gnet.EventHandler.
@@ -253,6 +292,9 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	gc.SetContext(nil)
 	e.stats.Conns.Add(-1)
+	if e.perIP != nil && c.remote != nil {
+		e.releaseIP(c.remote)
+	}
 	c.loop.remove(c)
 	wasOpen := c.session != nil
 	c.state = stateClosed

@@ -139,6 +139,7 @@ func New[T any](opts Options) *Server[T] {
 		},
 		Limits:           codec.Limits{MaxFrame: opts.MaxFrameBytes, MaxMessage: opts.MaxMessageBytes},
 		MaxConns:         opts.MaxConns,
+		MaxConnsPerIP:    opts.MaxConnsPerIP,
 		HandshakeTimeout: opts.HandshakeTimeout,
 		IdleTimeout:      opts.IdleTimeout,
 		PingInterval:     opts.PingInterval,

@@ -432,3 +432,32 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatalf("closed after %v", d)
 	}
 }
+
+func TestMaxConnsPerIP429(t *testing.T) {
+	srv := New[struct{}](Options{MaxConnsPerIP: 2})
+	srv.Handle("/e", echo[struct{}]())
+	addr := start(t, srv)
+	a, _ := wstest.Dial(addr, "/e")
+	b, _ := wstest.Dial(addr, "/e")
+	defer a.Close()
+	defer b.Close()
+	if _, err := wstest.Dial(addr, "/e"); !isStatus(err, 429) {
+		t.Fatalf("third conn from one address: %v", err)
+	}
+	a.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := wstest.Dial(addr, "/e")
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("room not released: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if srv.Engine().Stats().Closes[poller.CausePerIPLimit].Load() == 0 {
+		t.Fatal("per-IP refusals not counted")
+	}
+}

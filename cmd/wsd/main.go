@@ -41,6 +41,7 @@ type config struct {
 	listen           string
 	maxMessage       int64
 	maxConns         int
+	maxConnsPerIP    int
 	deflate          bool
 	idleTimeout      time.Duration
 	pingInterval     time.Duration
@@ -92,6 +93,7 @@ Flags:
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` to listen on (host:port)")
 	fs.Int64Var(&c.maxMessage, "max-message", 16<<20, "largest message in `bytes` (after decompression); larger ones close with 1009")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most connections at once; 0 = the file limit minus a reserve; excess gets 503")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (0 = no limit); excess gets 429")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate (without context takeover)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close connections silent this long (0 = never)")
 	fs.DurationVar(&c.pingInterval, "ping-interval", 0, "ping connections silent this long (0 = never)")
@@ -196,6 +198,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 
 	srv := server.New[wsproto.Session](server.Options{
 		MaxConns:         c.maxConns,
+		MaxConnsPerIP:    c.maxConnsPerIP,
 		MaxMessageBytes:  c.maxMessage,
 		Compression:      c.deflate,
 		IdleTimeout:      c.idleTimeout,
