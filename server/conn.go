@@ -34,7 +34,7 @@ type Prepared = poller.Prepared
 // it; the handler's callbacks for one conn never run concurrently, so they
 // may use Value without locking (other goroutines must synchronise).
 //
-// An idle Conn is 64 bytes plus Value: what only some conns need (a query
+// An idle Conn is 56 bytes plus Value: what only some conns need (a query
 // string, a subprotocol, queued messages) hangs off pointers that stay nil.
 type Conn[T any] struct {
 	pc    *poller.Conn
@@ -45,19 +45,20 @@ type Conn[T any] struct {
 
 	mu        sync.Mutex
 	inbox     *inbox // nil when no message is waiting
-	closeErr  *CloseError
-	scheduled bool // on the ready queue or being run by a worker
-	paused    bool // we asked the loop to stop reading
-	opened    bool // OnOpen delivered
-	done      bool // OnClose delivered
+	scheduled bool   // on the ready queue or being run by a worker
+	paused    bool   // we asked the loop to stop reading
+	opened    bool   // OnOpen delivered
+	done      bool   // OnClose delivered
 }
 
 type connInfo struct{ query, proto string }
 
-// inbox holds a conn's messages waiting for a worker.
+// inbox holds a conn's messages waiting for a worker, and its close once
+// it closed: both only exist while there is something to deliver.
 type inbox struct {
-	msgs []poller.Message
-	head int
+	msgs     []poller.Message
+	head     int
+	closeErr *CloseError
 }
 
 // ID is unique within the server. Safe from any goroutine.

@@ -336,7 +336,10 @@ func (c *Conn[T]) OnClose(_ *poller.Conn, code uint16, reason string, cause poll
 		return
 	}
 	c.mu.Lock()
-	c.closeErr = ce
+	if c.inbox == nil {
+		c.inbox = s.inboxes.Get().(*inbox)
+	}
+	c.inbox.closeErr = ce // delivered after the queued messages
 	submit := !c.scheduled
 	c.scheduled = true
 	c.mu.Unlock()
@@ -396,16 +399,19 @@ func (s *Server[T]) run(c *Conn[T]) {
 	for i := 0; ; i++ {
 		c.mu.Lock()
 		if q := c.inbox; q == nil || q.head == len(q.msgs) {
+			var ce *CloseError
 			if q != nil {
-				// Idle conns hold no queue: it goes back to the pool.
-				q.msgs, q.head = q.msgs[:0], 0
-				if cap(q.msgs) <= 64 {
-					s.inboxes.Put(q)
-				}
-				c.inbox = nil
+				ce = q.closeErr
 			}
-			ce := c.closeErr
 			if ce == nil || c.done {
+				if q != nil {
+					// Idle conns hold no queue: it goes back to the pool.
+					q.msgs, q.head, q.closeErr = q.msgs[:0], 0, nil
+					if cap(q.msgs) <= 64 {
+						s.inboxes.Put(q)
+					}
+					c.inbox = nil
+				}
 				c.scheduled = false
 				resume := c.paused
 				c.paused = false

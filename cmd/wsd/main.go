@@ -52,6 +52,7 @@ type config struct {
 	loops            int
 	logLevel         string
 	pprof            bool
+	returnMemory     bool
 
 	apiKey           string
 	tokenSecret      string
@@ -103,6 +104,7 @@ Flags:
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.returnMemory, "return-memory", true, "after a burst of 1000+ connections followed by 2 s without new ones, return the handshakes' garbage to the OS (a forced GC)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (do not expose publicly)")
 	fs.StringVar(&c.apiKey, "api-key", "", "enables the HTTP API for 'Authorization: apikey KEY' (unset: the API answers 403)")
 	fs.StringVar(&c.tokenSecret, "token-secret", "", "HS256 secret of connection JWTs (sub = client ID, channels = allowed patterns); unset: anonymous clients may subscribe and publish")
@@ -260,6 +262,10 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 	ctx, stopTicker := context.WithCancel(context.Background())
 	var tickers sync.WaitGroup
+	if c.returnMemory {
+		tickers.Add(1)
+		go func() { defer tickers.Done(); returnMemory(ctx, srv.Engine().Stats()) }()
+	}
 	if c.demoTicker {
 		tickers.Add(1)
 		go func() { defer tickers.Done(); demoTicker(ctx, hub, log) }()
