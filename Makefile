@@ -65,21 +65,24 @@ clean: ## remove bin/ and test/interop/node/node_modules
 # Load generator (wsbench) and side-by-side runs against peer servers.
 # Owned by the bench/ work (issue 3); everything below is additive.
 # Knobs: DURATION (measured window per step), CONNS (bench-idle/bench-echo),
-# IDLE_CONNS / ECHO_CONNS / BCAST_CONNS / CONNECT_CONNS (bench-peers),
-# PEERS (which peers), STEPS (only steps starting with these), BENCH_OUT.
+# IDLE_CONNS / ECHO_CONNS / BCAST_CONNS / WS_BCAST_CONNS / CONNECT_CONNS
+# (bench-peers), PEERS (which peers), STEPS (only steps starting with these),
+# BENCH_OUT, PUBLISH (bench-broadcast-ws: ws or http).
 # ---------------------------------------------------------------------------
 DURATION      ?= 8s
 CONNS         ?= 10000
 IDLE_CONNS    ?= 10000,19000
 ECHO_CONNS    ?= 1000,10000
 BCAST_CONNS   ?= 10000
+WS_BCAST_CONNS ?= 10000
 CONNECT_CONNS ?= 10000
 PEERS         ?= gorilla gws nbio gobwas
 STEPS         ?=
 BENCH_OUT     ?= docs/bench
 BENCH_LISTEN  ?= 127.0.0.1:18765
+PUBLISH       ?= ws
 
-.PHONY: wsbench bench-peers-build bench-peers bench-idle bench-echo bench-broadcast
+.PHONY: wsbench bench-peers-build bench-peers bench-idle bench-echo bench-broadcast bench-broadcast-ws
 
 wsbench: ## build bin/wsbench (the load generator)
 	$(GO) build -o bin/wsbench ./cmd/wsbench
@@ -92,7 +95,7 @@ bench-peers-build: ## build bin/wsd, bin/wsbench and the peer servers in bin/pee
 bench-peers: bench-peers-build ## wsd vs gorilla, gws, nbio, gobwas: writes $(BENCH_OUT)/results.{md,json,html} (~7 min)
 	bin/wsbench suite --out $(BENCH_OUT) --listen $(BENCH_LISTEN) --duration $(DURATION) \
 		--idle-conns $(IDLE_CONNS) --echo-conns $(ECHO_CONNS) --broadcast-conns $(BCAST_CONNS) \
-		--connect-conns $(CONNECT_CONNS) --steps '$(STEPS)' \
+		--ws-broadcast-conns $(WS_BCAST_CONNS) --connect-conns $(CONNECT_CONNS) --steps '$(STEPS)' \
 		--server wsd=bin/wsd $(foreach p,$(PEERS),--server $(p)=bin/peers/$(p))
 
 bench-idle: bench-peers-build ## idle RSS per connection of wsd with $(CONNS) connections
@@ -116,3 +119,13 @@ bench-broadcast: bench-peers-build ## broadcast to $(CONNS) subscribers of wsd
 	bin/wsbench broadcast --url ws://$(BENCH_LISTEN)/broadcast --conns $(CONNS) --procs $$procs --text --pipeline 8 \
 		--duration $(DURATION) --source-ips 127.0.0.2-127.0.0.60 --server-pid $$pid \
 		--json $(BENCH_OUT)/broadcast.json --html $(BENCH_OUT)/broadcast.html
+
+bench-broadcast-ws: bench-peers-build ## broadcast to $(CONNS) subscribers of one channel on wsd's /ws, published over $(PUBLISH) (ws or http)
+	@key=wsbench-$$$$; \
+	bin/wsd --listen $(BENCH_LISTEN) --log-level warn --rate-limit -1 --api-key $$key & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; sleep 0.5; \
+	procs=$$(( ($(CONNS) + 9999) / 10000 )); \
+	if [ "$(PUBLISH)" = http ]; then pub="--publish http --api-key $$key"; else pub="--publish ws"; fi; \
+	bin/wsbench broadcast --mode ws --url ws://$(BENCH_LISTEN)/ws --channel bench $$pub --conns $(CONNS) --procs $$procs --pipeline 8 \
+		--duration $(DURATION) --source-ips 127.0.0.2-127.0.0.60 --server-pid $$pid \
+		--json $(BENCH_OUT)/broadcast-ws-$(PUBLISH).json --html $(BENCH_OUT)/broadcast-ws-$(PUBLISH).html

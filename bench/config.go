@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -13,6 +15,27 @@ const (
 	ScenarioIdle      = "idle"
 	ScenarioEcho      = "echo"
 	ScenarioBroadcast = "broadcast"
+)
+
+// Broadcast modes and /ws publish paths.
+const (
+	// ModeRaw: every data message sent to the URL is relayed to every
+	// connection on it (wsd's /broadcast, the peers' hubs).
+	ModeRaw = "raw"
+	// ModeWS: wsd's /ws JSON protocol (docs/protocol.md): subscribers
+	// subscribe to Channel, and publications go out as publish ops over
+	// /ws or through the HTTP API, by Publish.
+	ModeWS = "ws"
+
+	PublishWS   = "ws"   // publish op on a /ws connection of its own
+	PublishHTTP = "http" // POST /api/publish, one request at a time
+
+	// DefaultChannel is the /ws mode's channel.
+	DefaultChannel = "bench"
+	// MaxHTTPPublishRate bounds the HTTP publisher even in closed loop:
+	// wsd's API answers one request per connection, so each publish is a
+	// new TCP connection.
+	MaxHTTPPublishRate = 500
 )
 
 // Hard bounds on every run: wsbench is a load generator and must stop by
@@ -44,6 +67,13 @@ type Config struct {
 	Deflate  bool    `json:"deflate"`  // offer permessage-deflate (no context takeover)
 	Rate     float64 `json:"rate"`     // echo: messages/s per connection (0 = closed loop); broadcast: publishes/s (0 = closed loop)
 	Pipeline int     `json:"pipeline"` // echo closed loop: messages in flight per connection; broadcast closed loop: publishes in flight; default 1
+
+	// Broadcast only.
+	Mode    string `json:"mode,omitempty"`    // ModeRaw (default) or ModeWS
+	Channel string `json:"channel,omitempty"` // ws mode: channel to subscribe and publish on; default "bench"
+	Publish string `json:"publish,omitempty"` // ws mode: PublishWS (default) or PublishHTTP
+	APIKey  string `json:"api_key,omitempty"` // ws mode, publish over HTTP: "Authorization: apikey KEY"
+	APIURL  string `json:"api_url,omitempty"` // ws mode, publish over HTTP: default http://HOST:PORT/api/publish of URL
 
 	PingEvery  time.Duration `json:"ping_every"`  // idle: ping interval for the sample; default 1 s
 	PingSample int           `json:"ping_sample"` // idle: connections pinged each interval, all procs; default 100
@@ -108,8 +138,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Size < 0 || c.Size > 64<<20 {
 		return c, errors.New("--size must be 0..64 MiB")
 	}
-	if c.Scenario == ScenarioBroadcast && c.Size < bcastHeader {
-		c.Size = bcastHeader
+	if err := c.broadcastDefaults(); err != nil {
+		return c, err
 	}
 	if c.Pipeline <= 0 {
 		c.Pipeline = 1
@@ -157,4 +187,99 @@ func share(total, i, n int) int {
 		s++
 	}
 	return s
+}
+
+// broadcastDefaults fills and checks the broadcast mode fields.
+func (c *Config) broadcastDefaults() error {
+	if c.Scenario != ScenarioBroadcast {
+		if c.Mode != "" || c.Channel != "" || c.Publish != "" || c.APIKey != "" || c.APIURL != "" {
+			return errors.New("--mode, --channel, --publish, --api-key and --api-url are for broadcast only")
+		}
+		return nil
+	}
+	if c.Mode == "" {
+		c.Mode = ModeRaw
+	}
+	switch c.Mode {
+	case ModeRaw:
+		if c.Channel != "" || c.Publish != "" || c.APIKey != "" || c.APIURL != "" {
+			return errors.New("--channel, --publish, --api-key and --api-url need --mode ws")
+		}
+		if c.Size < bcastHeader {
+			c.Size = bcastHeader
+		}
+		return nil
+	case ModeWS:
+	default:
+		return fmt.Errorf("unknown --mode %q (raw, ws)", c.Mode)
+	}
+	if c.Channel == "" {
+		c.Channel = DefaultChannel
+	}
+	if err := checkChannel(c.Channel); err != nil {
+		return err
+	}
+	if c.Publish == "" {
+		c.Publish = PublishWS
+	}
+	c.Text = true // the protocol is JSON in text frames
+	if c.Size < wsDataMin {
+		c.Size = wsDataMin
+	}
+	switch c.Publish {
+	case PublishWS:
+		if c.APIKey != "" || c.APIURL != "" {
+			return errors.New("--api-key and --api-url need --publish http")
+		}
+	case PublishHTTP:
+		if c.APIKey == "" {
+			return errors.New("--publish http needs --api-key (the key wsd was started with)")
+		}
+		if c.Rate > MaxHTTPPublishRate {
+			return fmt.Errorf("--publish http: --rate is at most %d publishes/s", MaxHTTPPublishRate)
+		}
+		if c.APIURL == "" {
+			t, err := ParseTarget(c.URL, c.AllowRemote)
+			if err != nil {
+				return err
+			}
+			c.APIURL = "http://" + t.Host + "/api/publish"
+		}
+		if err := checkAPIURL(c.APIURL, c.AllowRemote); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown --publish %q (ws, http)", c.Publish)
+	}
+	return nil
+}
+
+// checkChannel applies docs/protocol.md's channel rules: 1–255 bytes of
+// printable ASCII without space or " \ * ? [ ] { }.
+func checkChannel(ch string) error {
+	if len(ch) == 0 || len(ch) > 255 {
+		return fmt.Errorf("--channel %q: want 1 to 255 bytes", ch)
+	}
+	for i := 0; i < len(ch); i++ {
+		c := ch[i]
+		if c <= ' ' || c > '~' || strings.IndexByte(`"\*?[]{}`, c) >= 0 {
+			return fmt.Errorf("--channel %q: byte %q is not allowed in a channel name", ch, c)
+		}
+	}
+	return nil
+}
+
+// checkAPIURL checks an http:// API URL against the loopback rule.
+func checkAPIURL(raw string, allowRemote bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("--api-url: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("--api-url %q: scheme must be http:// or https://", raw)
+	}
+	if _, err := resolveHost(u.Hostname(), allowRemote); err != nil {
+		return fmt.Errorf("--api-url: %w", err)
+	}
+	return nil
 }

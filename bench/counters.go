@@ -23,6 +23,8 @@ type Counters struct {
 	Pongs      uint64 `json:"pongs"`       // idle: pongs received
 	Published  uint64 `json:"published"`   // broadcast: messages published
 	PubTimeout uint64 `json:"pub_timeout"` // broadcast closed loop: publishes not fully delivered in 1 s
+	Subscribed int64  `json:"subscribed"`  // broadcast /ws mode: subscribe requests answered with a result
+	PubErrors  uint64 `json:"pub_errors"`  // broadcast /ws mode: publishes the server refused (error reply, HTTP status, transport error)
 }
 
 // Add adds o to c.
@@ -45,6 +47,8 @@ func (c *Counters) Add(o Counters) {
 	c.Pongs += o.Pongs
 	c.Published += o.Published
 	c.PubTimeout += o.PubTimeout
+	c.Subscribed += o.Subscribed
+	c.PubErrors += o.PubErrors
 }
 
 // Sub returns c − o for the cumulative fields (Open is kept from c).
@@ -57,6 +61,7 @@ func (c Counters) Sub(o Counters) Counters {
 		Errors: c.Errors - o.Errors, Mismatch: c.Mismatch - o.Mismatch, Dups: c.Dups - o.Dups,
 		Unique: c.Unique - o.Unique, Pings: c.Pings - o.Pings, Pongs: c.Pongs - o.Pongs,
 		Published: c.Published - o.Published, PubTimeout: c.PubTimeout - o.PubTimeout,
+		Subscribed: c.Subscribed - o.Subscribed, PubErrors: c.PubErrors - o.PubErrors,
 	}
 }
 
@@ -66,8 +71,13 @@ type liveCounters struct {
 	attempts, up, failed, open, dropped                  atomic.Int64
 	sent, recv, deliveries, bytesSent, bytesRecv, errors atomic.Uint64
 	mismatch, dups, unique, pings, pongs, published      atomic.Uint64
-	pubTimeout                                           atomic.Uint64
-	_                                                    [64]byte // keep loops' counters off each other's cache lines
+	pubTimeout, pubErrors                                atomic.Uint64
+	subscribed                                           atomic.Int64
+	// settled counts connections that are ready (upgraded; in /ws mode
+	// also subscribed) or gone for good; the worker is connected once
+	// every planned connection has settled.
+	settled atomic.Int64
+	_       [64]byte // keep loops' counters off each other's cache lines
 }
 
 func (l *liveCounters) snapshot() Counters {
@@ -77,5 +87,6 @@ func (l *liveCounters) snapshot() Counters {
 		BytesSent: l.bytesSent.Load(), BytesRecv: l.bytesRecv.Load(), Errors: l.errors.Load(),
 		Mismatch: l.mismatch.Load(), Dups: l.dups.Load(), Unique: l.unique.Load(), Pings: l.pings.Load(),
 		Pongs: l.pongs.Load(), Published: l.published.Load(), PubTimeout: l.pubTimeout.Load(),
+		Subscribed: l.subscribed.Load(), PubErrors: l.pubErrors.Load(),
 	}
 }

@@ -6,7 +6,9 @@
 //
 // Every client frame is masked and every received payload is checked: echo
 // replies against what was sent, broadcast deliveries by sequence number
-// (lost and duplicated are counted) and publish timestamp.
+// (lost and duplicated are counted) and publish timestamp. Broadcast also
+// speaks wsd's /ws pub/sub protocol (Config.Mode "ws"): subscribers subscribe
+// to a channel and the publisher uses publish ops over /ws or the HTTP API.
 //
 // Targets must be loopback unless Config.AllowRemote is set, and every run
 // is bounded by Config.Conns (≤ MaxConns) and Config.Timeout (≤ MaxRunTime).

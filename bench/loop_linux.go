@@ -47,11 +47,13 @@ type conn struct {
 	role    uint8
 	deflate bool
 	epOut   bool
+	settled bool  // counted in ctr.settled: ready, or gone
 	heapIdx int32 // index in the loop's timer heap, -1 if not scheduled
 	id      uint64
 	start   int64 // monotonic ns when the connect began
 	next    int64 // next timer, monotonic ns
 	closeAt int64
+	readyBy int64 // /ws mode: the subscribe reply is due by then
 	rd      codec.Reader
 	key     [24]byte
 	in      []byte // unparsed bytes left from earlier reads
@@ -264,6 +266,7 @@ func (l *loop) openOne(now int64) {
 	fd, err := dialNonblock(w.target.Addr, src)
 	if err != nil {
 		l.ctr.failed.Add(1)
+		l.ctr.settled.Add(1)
 		l.reason(errReason("connect", err))
 		return
 	}
@@ -276,6 +279,7 @@ func (l *loop) openOne(now int64) {
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
 		closeAbort(fd)
 		l.ctr.failed.Add(1)
+		l.ctr.settled.Add(1)
 		l.reason(errReason("epoll", err))
 		return
 	}
@@ -434,6 +438,27 @@ func (l *loop) upgraded(c *conn, now int64) {
 	l.ctr.open.Add(1)
 	l.up.Record(now - c.start)
 	l.lastUp = time.Now().UnixNano()
+	if o, ok := l.w.scen.(opener); ok && !o.opened(l, c, now) {
+		c.readyBy = now + int64(handshakeTimeout)
+		return
+	}
+	l.settle(c)
+}
+
+// opener is a scenario that has something to do on each new connection
+// before it counts as ready (the /ws mode's subscribe).
+type opener interface {
+	// opened runs right after the upgrade; false: c is not ready yet, and
+	// the scenario calls l.settle(c) once it is.
+	opened(l *loop, c *conn, now int64) bool
+}
+
+// settle counts c as ready or gone, once.
+func (l *loop) settle(c *conn) {
+	if !c.settled {
+		c.settled = true
+		l.ctr.settled.Add(1)
+	}
 }
 
 func (l *loop) frame(c *conn, f codec.Frame, now int64) bool {
@@ -454,9 +479,15 @@ func (l *loop) frame(c *conn, f codec.Frame, now int64) bool {
 			l.finish(c)
 			return false
 		}
-		code, _, _ := codec.ParseClose(f.Payload)
+		code, why, _ := codec.ParseClose(f.Payload)
 		l.sendControl(c, codec.OpClose, f.Payload[:min(len(f.Payload), 2)])
-		l.lost(c, fmt.Sprintf("server closed with %d", code))
+		if c.role == rolePub && code == 1008 && string(why) == "rate limit exceeded" {
+			l.lost(c, `server closed the publisher with 1008 "rate limit exceeded": start wsd with --rate-limit -1`)
+		} else if len(why) > 0 {
+			l.lost(c, fmt.Sprintf("server closed with %d %q", code, why))
+		} else {
+			l.lost(c, fmt.Sprintf("server closed with %d", code))
+		}
 		return false
 	}
 	if f.First && f.Fin && !f.Compressed {
@@ -607,6 +638,7 @@ func (l *loop) closeFd(c *conn) {
 		return
 	}
 	c.state = stClosed
+	l.settle(c)
 	l.byFd[c.fd] = nil
 	closeAbort(c.fd)
 	l.live--
@@ -624,6 +656,10 @@ func (l *loop) sweep(now int64) {
 		case stConnecting, stHandshake:
 			if now-c.start > int64(handshakeTimeout) {
 				l.failConn(c, "handshake: timeout")
+			}
+		case stOpen:
+			if !c.settled && c.readyBy > 0 && now > c.readyBy {
+				l.lost(c, "subscribe: no reply within 10s")
 			}
 		case stClosing:
 			if now > c.closeAt {

@@ -81,7 +81,7 @@ func WriteSuiteMarkdown(w io.Writer, sr *SuiteResult) {
 		for _, n := range names {
 			r := rs[n]
 			if r == nil {
-				cells = append(cells, "failed")
+				cells = append(cells, missing(s, n))
 				continue
 			}
 			name, v, ok, _ := headlineOf(r)
@@ -99,7 +99,7 @@ func WriteSuiteMarkdown(w io.Writer, sr *SuiteResult) {
 				if r := rs[n]; r != nil {
 					cells = append(cells, fmtNum(r.LatencyMs.P99))
 				} else {
-					cells = append(cells, "failed")
+					cells = append(cells, missing(s, n))
 				}
 			}
 			what := "p99 ms"
@@ -140,6 +140,15 @@ func WriteSuiteMarkdown(w io.Writer, sr *SuiteResult) {
 			if base == nil {
 				continue
 			}
+			peers := 0
+			for _, n := range names[1:] {
+				if s.runsOn(n) {
+					peers++
+				}
+			}
+			if peers == 0 {
+				continue // a wsd-only step (/ws): nothing to compare with
+			}
 			metric, _, _, _ := headlineOf(base)
 			row(metric, func(r *Result) (float64, bool) { _, v, ok, _ := headlineOf(r); return v, ok })
 			if s.Config.Scenario != ScenarioIdle {
@@ -163,12 +172,23 @@ func WriteSuiteMarkdown(w io.Writer, sr *SuiteResult) {
 		}
 		fmt.Fprintf(w, "`%s`\n\n", stepCommand(first))
 		fmt.Fprintf(w, "%s\n\n", stepDescription(c, first))
+		if len(s.Servers) > 0 {
+			fmt.Fprintf(w, "Runs on %s only", strings.Join(s.Servers, ", "))
+			if len(s.ServerArgs) > 0 {
+				fmt.Fprintf(w, ", started with `%s`", strings.Join(redactArgs(s.ServerArgs), " "))
+			}
+			fmt.Fprintf(w, ".\n\n")
+		} else if len(s.ServerArgs) > 0 {
+			fmt.Fprintf(w, "Servers started with `%s`.\n\n", strings.Join(redactArgs(s.ServerArgs), " "))
+		}
 		fmt.Fprintf(w, "| server | conns up | msgs/s | deliveries/s | upgrades/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | lost | dup | RSS before | RSS with conns | RSS B/conn |\n")
 		fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", 15))
 		for _, n := range names {
 			r := byStep[s.Name][n]
 			if r == nil {
-				fmt.Fprintf(w, "| %s | failed |%s\n", n, strings.Repeat(" |", 14))
+				if s.runsOn(n) {
+					fmt.Fprintf(w, "| %s | failed |%s\n", n, strings.Repeat(" |", 14))
+				}
 				continue
 			}
 			per := "–"
@@ -210,6 +230,12 @@ func WriteSuiteMarkdown(w io.Writer, sr *SuiteResult) {
 	fmt.Fprintf(w, "- **idle**: server RSS per connection = (mean VmRSS while the connections are held − VmRSS of the fresh server before connecting) / connections up, after a 3 s settle; a sample of 100 connections is pinged every second to prove they are alive (its round trip is the latency shown).\n")
 	fmt.Fprintf(w, "- **echo**: closed loop keeps one 1 KiB binary message in flight per connection (peak msgs/s, round-trip latency); *-halfpeak* offers half of the first server's peak as a fixed rate spread evenly over the connections, and latency counts from the intended send time (no coordinated omission).\n")
 	fmt.Fprintf(w, "- **broadcast**: one publisher sends 64-byte text messages to /broadcast, keeping 8 publishes in flight until every subscriber has them; deliveries/s counts verified deliveries to subscribers, latency is publish→receive from the timestamp in the payload, and every lost or duplicated sequence number is counted.\n")
+	for _, s := range steps {
+		if s.Config.Mode == ModeWS {
+			fmt.Fprintf(w, "- **broadcast-ws**: the same broadcast over wsd's `/ws` protocol (docs/protocol.md): every subscriber subscribes to channel `%s` and counts as ready on the reply; the publisher sends `{\"seq\":N,\"ts\":UNIX_NANOS,\"pad\":\"…\"}` (64 bytes of JSON data) as `publish` ops on its own `/ws` connection, keeping 8 publishes in flight (*broadcast-ws*), or with `POST /api/publish` from one goroutine, one request at a time (*broadcast-ws-http*: wsd answers once the publication is in every local subscriber's queue, so this measures a serial backend publisher, bound by that round trip); each push is checked for channel, seq (lost, duplicated), pad and length. Only wsd has `/ws`: these rows have no peer figures, compare them with wsd's and the peers' *broadcast* rows.\n", s.Config.Channel)
+			break
+		}
+	}
 	fmt.Fprintf(w, "- **connect**: upgrades/s over the whole ramp with 256 handshakes in flight; latency is socket()→101.\n")
 	fmt.Fprintf(w, "- Every reply is verified byte for byte; client frames are masked; connections beyond 10,000 are split over client processes (`--procs`), and source addresses 127.0.0.2–127.0.0.60 are used round-robin.\n")
 }
@@ -219,14 +245,21 @@ func stepCommand(r *Result) string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "wsbench %s --url %s --conns %d", r.Scenario, r.URL, r.Conns)
+	fmt.Fprintf(&b, "wsbench %s", r.Scenario)
+	if r.Mode == ModeWS {
+		fmt.Fprintf(&b, " --mode ws --channel %s --publish %s", r.Channel, r.PublishVia)
+		if r.PublishVia == PublishHTTP {
+			b.WriteString(" --api-key KEY")
+		}
+	}
+	fmt.Fprintf(&b, " --url %s --conns %d", r.URL, r.Conns)
 	if r.Procs > 1 {
 		fmt.Fprintf(&b, " --procs %d", r.Procs)
 	}
 	switch r.Scenario {
 	case ScenarioEcho, ScenarioBroadcast:
 		fmt.Fprintf(&b, " --size %d", r.Size)
-		if r.Text {
+		if r.Text && r.Mode != ModeWS { // /ws mode is always text
 			b.WriteString(" --text")
 		}
 		if r.Rate > 0 {
@@ -257,7 +290,33 @@ func stepDescription(c Config, r *Result) string {
 		}
 		return fmt.Sprintf("%d connections, 1 KiB binary echo, closed loop.", c.Conns)
 	case ScenarioBroadcast:
+		if c.Mode == ModeWS {
+			via := "publish ops on its own /ws connection"
+			if c.Publish == PublishHTTP {
+				via = "POST /api/publish, one request at a time"
+			}
+			return fmt.Sprintf("%d subscribers of channel %q on /ws, one publisher (%s), %d bytes of JSON data per publication.", c.Conns, c.Channel, via, c.Size)
+		}
 		return fmt.Sprintf("%d subscribers, one publisher, %d-byte text messages.", c.Conns, c.Size)
 	}
 	return ""
+}
+
+// missing is the headline cell of a server without a result for step s.
+func missing(s SuiteStep, name string) string {
+	if s.runsOn(name) {
+		return "failed"
+	}
+	return "n/a"
+}
+
+// redactArgs hides the value of --api-key.
+func redactArgs(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] == "--api-key" || out[i] == "-api-key" {
+			out[i+1] = "KEY"
+		}
+	}
+	return out
 }

@@ -53,17 +53,31 @@ func parseHex64(p []byte) (uint64, bool) {
 }
 
 // appendFill appends n pattern bytes chosen by seq.
-func appendFill(dst []byte, seq uint64, n int) []byte {
+func appendFill(dst []byte, seq uint64, n int) []byte { return appendFillFrom(dst, pattern, seq, n) }
+
+func appendFillFrom(dst, pat []byte, seq uint64, n int) []byte {
 	off := int((seq * 7919) % 509)
 	for n > 0 {
 		k := n
 		if k > patternLen {
 			k = patternLen
 		}
-		dst = append(dst, pattern[off:off+k]...)
+		dst = append(dst, pat[off:off+k]...)
 		n -= k
 	}
 	return dst
+}
+
+// fillOK reports whether fill is what appendFillFrom(nil, pat, seq, len(fill)) makes.
+func fillOK(fill, pat []byte, seq uint64) bool {
+	off := int((seq * 7919) % 509)
+	for i := 0; i < len(fill); i += patternLen {
+		end := min(len(fill), i+patternLen)
+		if string(fill[i:end]) != string(pat[off:off+end-i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // appendEchoPayload appends the size-byte payload of message seq of
@@ -95,15 +109,7 @@ func parseBcast(p []byte) (seq uint64, wallNs int64, ok bool) {
 	if !ok1 || !ok2 {
 		return 0, 0, false
 	}
-	fill := p[bcastHeader:]
-	off := int((seq * 7919) % 509)
-	for i := 0; i < len(fill); i += patternLen {
-		end := min(len(fill), i+patternLen)
-		if string(fill[i:end]) != string(pattern[off:off+end-i]) {
-			return seq, int64(ts), false
-		}
-	}
-	return seq, int64(ts), true
+	return seq, int64(ts), fillOK(p[bcastHeader:], pattern, seq)
 }
 
 // pingPayload and pongTime carry a monotonic timestamp in a ping.

@@ -100,6 +100,55 @@ func TestSuiteMarkdownRatios(t *testing.T) {
 	}
 }
 
+// TestSuiteMarkdownWSStep: a step that runs on wsd only shows n/a for the
+// peers (not "failed"), has no ratio row, and says how it was run.
+func TestSuiteMarkdownWSStep(t *testing.T) {
+	steps := append([]SuiteStep{{Name: "broadcast-10k", Config: Config{Scenario: ScenarioBroadcast, Conns: 10000}}},
+		WSBroadcastSteps(10000, []string{"wsd"}, "s3cret", 8*time.Second)...)
+	sr := &SuiteResult{
+		Started: time.Now(), Servers: []SuiteServer{{Name: "wsd", Cmd: []string{"bin/wsd"}}, {Name: "gorilla", Cmd: []string{"bin/peers/gorilla"}}},
+		Steps: steps,
+	}
+	for _, l := range []string{"wsd", "gorilla"} {
+		r := fakeResult(l, ScenarioBroadcast, 240_000, 0)
+		r.Step = "broadcast-10k"
+		sr.Results = append(sr.Results, r)
+	}
+	for i, st := range steps[1:] {
+		r := fakeResult("wsd", ScenarioBroadcast, 200_000+float64(i), 0)
+		r.Step, r.Mode, r.Channel, r.PublishVia, r.URL = st.Name, ModeWS, st.Config.Channel, st.Config.Publish, "ws://127.0.0.1:1/ws"
+		if r.PublishVia == "" {
+			r.PublishVia = PublishWS
+		}
+		sr.Results = append(sr.Results, r)
+	}
+	var w bytes.Buffer
+	WriteSuiteMarkdown(&w, sr)
+	out := w.String()
+	for _, want := range []string{
+		"| broadcast-ws-10k | deliveries/s | 200000 | n/a |", "| broadcast-ws-http-10k | deliveries/s | 200001 | n/a |",
+		"wsbench broadcast --mode ws --channel bench --publish ws --url", "--publish http --api-key KEY --url", "Runs on wsd only, started with `--rate-limit -1 --api-key KEY`",
+		"POST /api/publish, one request at a time", "**broadcast-ws**",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "s3cret") || strings.Contains(out, "| broadcast-ws-10k | deliveries/s | – |") || strings.Contains(out, "| gorilla | failed |") {
+		t.Error("API key shown, ratio row for a wsd-only step, or a peer marked failed")
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+	dir := t.TempDir()
+	if err := WriteSuiteFiles(dir, sr); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "results.json")); bytes.Contains(b, []byte("s3cret")) {
+		t.Error("results.json holds the API key")
+	}
+}
+
 func writeTestReport(t *testing.T) string {
 	t.Helper()
 	rs := []*Result{
@@ -107,6 +156,9 @@ func writeTestReport(t *testing.T) string {
 		fakeResult("wsd", ScenarioIdle, 0, 300), fakeResult("wsd", ScenarioBroadcast, 1000, 0), fakeResult("wsd", ScenarioConnect, 0, 0),
 	}
 	rs[2].Step = "idle"
+	ws := fakeResult("wsd", ScenarioBroadcast, 900, 0)
+	ws.Mode, ws.Channel, ws.PublishVia = ModeWS, DefaultChannel, PublishHTTP
+	rs = append(rs, ws)
 	path := filepath.Join(t.TempDir(), "report.html")
 	if err := WriteHTMLFile(path, Report{Title: "test <report>", Machine: DescribeMachine(), Results: rs}); err != nil {
 		t.Fatal(err)

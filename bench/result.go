@@ -61,6 +61,9 @@ type Result struct {
 	Rate        float64 `json:"rate"` // echo: per conn; broadcast: publishes/s; 0 = closed loop
 	Pipeline    int     `json:"pipeline"`
 	ConnectRate float64 `json:"connect_rate"`
+	Mode        string  `json:"mode,omitempty"`    // broadcast: raw or ws
+	Channel     string  `json:"channel,omitempty"` // broadcast, ws mode
+	PublishVia  string  `json:"publish,omitempty"` // broadcast, ws mode: ws or http
 
 	DurationS        float64 `json:"duration_s"` // the measured window
 	ConnectS         float64 `json:"connect_s"`  // time to open every connection
@@ -78,6 +81,7 @@ type Result struct {
 	Duplicated   uint64            `json:"duplicated"`
 	Mismatched   uint64            `json:"mismatched"`
 	Published    uint64            `json:"published,omitempty"`
+	PubErrors    uint64            `json:"pub_errors,omitempty"` // publishes the server refused (ws mode)
 
 	ServerPID             int      `json:"server_pid,omitempty"`
 	ServerRSSBefore       int64    `json:"server_rss_before_bytes,omitempty"`
@@ -187,7 +191,8 @@ func (r *Result) merge(ws []*workerResult) {
 	case ScenarioBroadcast:
 		r.MsgsPerSec = per(win.Published)
 		r.DeliveriesPerSec = per(win.Deliveries)
-		want := uint64(r.Subscribers) * r.Totals.Published
+		r.PubErrors = r.Totals.PubErrors
+		want := uint64(r.Subscribers) * (r.Totals.Published - min(r.Totals.Published, r.Totals.PubErrors))
 		if want > r.Totals.Unique {
 			r.Lost = want - r.Totals.Unique
 		}

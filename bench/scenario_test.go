@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -181,5 +182,118 @@ func TestRunTimesOut(t *testing.T) {
 	}
 	if time.Since(start) > 15*time.Second {
 		t.Fatalf("took %v", time.Since(start))
+	}
+}
+
+func TestBroadcastWSCountsDeliveries(t *testing.T) {
+	s, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioBroadcast, Mode: ModeWS, URL: "ws://" + addr + "/ws", Conns: 30, Pipeline: 2})
+	if res.Subscribers != 30 || res.Totals.Subscribed != 30 || res.Lost != 0 || res.Duplicated != 0 || res.Errors != 0 ||
+		res.DeliveriesPerSec <= 0 || res.Published == 0 || res.LatencyMs.Count == 0 {
+		t.Fatalf("clean run: subs %d subscribed %d lost %d dup %d published %d %v",
+			res.Subscribers, res.Totals.Subscribed, res.Lost, res.Duplicated, res.Published, res.ErrorReasons)
+	}
+	// Every publish reached every subscriber once; the publisher's replies
+	// are not deliveries.
+	if res.Totals.Unique != 30*res.Published || res.Totals.Deliveries != res.Totals.Unique {
+		t.Fatalf("unique %d deliveries %d, want 30 × %d", res.Totals.Unique, res.Totals.Deliveries, res.Published)
+	}
+	if res.Mode != ModeWS || res.Channel != DefaultChannel || res.PublishVia != PublishWS || res.Size != 64 {
+		t.Fatalf("result does not say how it ran: %q %q %q %d", res.Mode, res.Channel, res.PublishVia, res.Size)
+	}
+	s.mu.Lock()
+	seen := s.offset
+	s.mu.Unlock()
+	if seen != res.Published {
+		t.Fatalf("server saw %d publishes, wsbench counted %d", seen, res.Published)
+	}
+
+	// Larger data, several processes.
+	_, addr = startTiny(t, nil)
+	res = quickRun(t, Config{Scenario: ScenarioBroadcast, Mode: ModeWS, URL: "ws://" + addr + "/ws", Channel: "chat:bench", Conns: 20, Procs: 2, Rate: 100, Size: 3000})
+	if res.Subscribers != 20 || res.Lost != 0 || res.Errors != 0 || res.Published == 0 || res.Totals.Unique != 20*res.Published {
+		t.Fatalf("procs 2: subs %d lost %d published %d unique %d %v", res.Subscribers, res.Lost, res.Published, res.Totals.Unique, res.ErrorReasons)
+	}
+}
+
+func TestBroadcastWSDetectsLossAndDuplicates(t *testing.T) {
+	_, addr := startTiny(t, func(s *tinyServer) { s.dropNth = 7; s.dupNth = 11 })
+	res := quickRun(t, Config{Scenario: ScenarioBroadcast, Mode: ModeWS, URL: "ws://" + addr + "/ws", Conns: 30, Rate: 200})
+	if res.Lost == 0 || res.Duplicated == 0 {
+		t.Fatalf("lossy server: lost %d dup %d %v", res.Lost, res.Duplicated, res.ErrorReasons)
+	}
+	// The server attempted subscribers (not the publisher) deliveries per publish.
+	attempts := float64(res.Published) * 30
+	if l := float64(res.Lost) / attempts; l < 0.1 || l > 0.18 {
+		t.Fatalf("lost fraction %.3f, want ≈1/7", l)
+	}
+	if res.Errors < res.Lost+res.Duplicated {
+		t.Fatalf("errors %d must include lost %d and duplicated %d", res.Errors, res.Lost, res.Duplicated)
+	}
+
+	_, addr = startTiny(t, func(s *tinyServer) { s.misroute = 5 })
+	res = quickRun(t, Config{Scenario: ScenarioBroadcast, Mode: ModeWS, URL: "ws://" + addr + "/ws", Conns: 10, Rate: 100})
+	if res.Mismatched == 0 || res.ErrorReasons["broadcast: push on a channel not subscribed to"] != res.Mismatched || res.Lost < res.Mismatched {
+		t.Fatalf("pushes on another channel: mismatched %d lost %d %v", res.Mismatched, res.Lost, res.ErrorReasons)
+	}
+}
+
+func TestBroadcastWSOverHTTP(t *testing.T) {
+	s, addr := startTiny(t, nil)
+	api := httptest.NewServer(s.apiHandler("sesame"))
+	t.Cleanup(api.Close)
+	cfg := Config{Scenario: ScenarioBroadcast, Mode: ModeWS, Publish: PublishHTTP, APIKey: "sesame", APIURL: api.URL + "/api/publish",
+		URL: "ws://" + addr + "/ws", Conns: 25, Pipeline: 4}
+	res := quickRun(t, cfg)
+	if res.Subscribers != 25 || res.ConnsUp != 25 || res.Lost != 0 || res.Errors != 0 || res.Published == 0 || res.Totals.Unique != 25*res.Published {
+		t.Fatalf("over HTTP: subs %d up %d lost %d published %d unique %d %v",
+			res.Subscribers, res.ConnsUp, res.Lost, res.Published, res.Totals.Unique, res.ErrorReasons)
+	}
+	if res.PublishVia != PublishHTTP || res.LatencyMs.Count == 0 {
+		t.Fatalf("%q, latency %+v", res.PublishVia, res.LatencyMs)
+	}
+
+	cfg.APIKey = "wrong"
+	res = quickRun(t, cfg)
+	if res.PubErrors == 0 || res.PubErrors != res.Published || res.Lost != 0 || res.ErrorReasons["http publish: HTTP 401 unauthorized"] != res.PubErrors {
+		t.Fatalf("wrong key: published %d refused %d lost %d %v", res.Published, res.PubErrors, res.Lost, res.ErrorReasons)
+	}
+	// Refused publishes hold the publisher off instead of hammering the API.
+	if res.Published > 30 {
+		t.Fatalf("%d refused publishes in 0.6 s", res.Published)
+	}
+}
+
+func TestBroadcastWSSubscribeRefused(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	res := quickRun(t, Config{Scenario: ScenarioBroadcast, Mode: ModeWS, URL: "ws://" + addr + "/ws", Channel: "forbidden", Conns: 10, Rate: 50})
+	if res.Totals.Subscribed != 0 || res.Subscribers != 0 || res.Totals.Dropped != 10 || res.ErrorReasons["subscribe: error forbidden"] != 10 {
+		t.Fatalf("subscribed %d subs %d dropped %d %v", res.Totals.Subscribed, res.Subscribers, res.Totals.Dropped, res.ErrorReasons)
+	}
+}
+
+func TestBroadcastWSConfig(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Scenario: ScenarioBroadcast, Mode: "grpc"}, "unknown --mode"},
+		{Config{Scenario: ScenarioBroadcast, Channel: "x"}, "need --mode ws"},
+		{Config{Scenario: ScenarioEcho, Mode: ModeWS}, "broadcast only"},
+		{Config{Scenario: ScenarioBroadcast, Mode: ModeWS, Channel: "a*b"}, "not allowed"},
+		{Config{Scenario: ScenarioBroadcast, Mode: ModeWS, Publish: "carrier-pigeon"}, "unknown --publish"},
+		{Config{Scenario: ScenarioBroadcast, Mode: ModeWS, Publish: PublishHTTP}, "needs --api-key"},
+		{Config{Scenario: ScenarioBroadcast, Mode: ModeWS, Publish: PublishHTTP, APIKey: "k", Rate: 10_000}, "at most"},
+		{Config{Scenario: ScenarioBroadcast, Mode: ModeWS, Publish: PublishHTTP, APIKey: "k", APIURL: "http://192.0.2.1/api/publish"}, "loopback"},
+		{Config{Scenario: ScenarioBroadcast, Mode: ModeWS, APIKey: "k"}, "need --publish http"},
+	} {
+		c.cfg.URL = "ws://127.0.0.1:1/ws"
+		if _, err := c.cfg.withDefaults(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	cfg, err := Config{Scenario: ScenarioBroadcast, Mode: ModeWS, Publish: PublishHTTP, APIKey: "k", URL: "ws://127.0.0.1:8080/ws", Size: 10}.withDefaults()
+	if err != nil || cfg.APIURL != "http://127.0.0.1:8080/api/publish" || cfg.Channel != DefaultChannel || cfg.Size != wsDataMin || !cfg.Text {
+		t.Fatalf("%+v %v", cfg, err)
 	}
 }

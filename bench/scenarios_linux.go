@@ -37,7 +37,13 @@ func newScenario(cfg Config) scenario {
 	case ScenarioEcho:
 		return &echoScenario{size: cfg.Size, op: op, interval: interval, pipeline: cfg.Pipeline}
 	case ScenarioBroadcast:
-		return &bcastScenario{size: cfg.Size, op: op, interval: interval, window: cfg.Pipeline}
+		s := &bcastScenario{size: cfg.Size, op: op, interval: interval, window: cfg.Pipeline}
+		if cfg.Mode == ModeWS {
+			s.ws, s.channel, s.op = true, cfg.Channel, codec.OpText
+			s.quoted = []byte(`"` + cfg.Channel + `"`) // checkChannel: nothing to escape
+			s.subReq = wsSubscribe(cfg.Channel)
+		}
+		return s
 	case ScenarioIdle:
 		return &idleScenario{every: int64(cfg.PingEvery)}
 	}
@@ -187,18 +193,65 @@ const bcastRing = 4096
 type bcastState struct {
 	acks   [bcastRing]atomic.Int32
 	target atomic.Int32 // local subscribers open when traffic began
-	next   uint64       // next sequence number; publisher loop only
+	next   uint64       // next sequence number; publisher (loop or HTTP goroutine) only
+}
+
+// ackDone marks a publish as retired without deliveries (the server
+// refused it): more than any subscriber count.
+const ackDone = 1 << 30
+
+// retire drops from the front of out the publishes every local subscriber
+// has, and those over a second old (counted in timeouts).
+func (bc *bcastState) retire(out []pubMsg, now int64, timeouts *atomic.Uint64) []pubMsg {
+	target := bc.target.Load()
+	for len(out) > 0 {
+		m := out[0]
+		if bc.acks[m.seq%bcastRing].Load() >= target {
+			out = out[1:]
+			continue
+		}
+		if now-m.at > int64(time.Second) {
+			timeouts.Add(1)
+			out = out[1:]
+			continue
+		}
+		break
+	}
+	if len(out) == 0 {
+		out = out[:0:0]
+	}
+	return out
 }
 
 // bcastScenario: one publisher connection (on worker 0) sends sequence
 // numbered, timestamped payloads; every other connection checks each
 // delivery for order, loss and duplication and records publish→receive
 // latency from the timestamp (wall clock, so it holds across processes).
+//
+// In /ws mode (ws) every subscriber first subscribes to the channel and
+// counts as ready on the reply; the publisher sends publish ops on its own
+// /ws connection (it does not subscribe: its replies are not deliveries) or,
+// with --publish http, is a goroutine posting to the HTTP API (worker.hpub)
+// and opens no connection. The payload is JSON data {"seq":N,"ts":T,"pad":…}.
 type bcastScenario struct {
 	size     int
 	op       codec.OpCode
 	interval int64
 	window   int
+
+	ws      bool
+	channel string
+	quoted  []byte // the channel as a JSON string
+	subReq  []byte
+}
+
+// opened subscribes a new /ws subscriber; it is ready on the reply.
+func (s *bcastScenario) opened(l *loop, c *conn, _ int64) bool {
+	if !s.ws || c.role == rolePub {
+		return true
+	}
+	l.sendData(c, codec.OpText, s.subReq)
+	return false
 }
 
 func (s *bcastScenario) begin(l *loop, now int64) {
@@ -216,7 +269,11 @@ func (s *bcastScenario) publish(l *loop, now int64) {
 	seq := bc.next
 	bc.next++
 	bc.acks[seq%bcastRing].Store(0)
-	l.gbuf = appendBcastPayload(l.gbuf[:0], seq, time.Now().UnixNano(), s.size)
+	if s.ws {
+		l.gbuf = appendWSPublish(l.gbuf[:0], s.channel, seq, time.Now().UnixNano(), s.size)
+	} else {
+		l.gbuf = appendBcastPayload(l.gbuf[:0], seq, time.Now().UnixNano(), s.size)
+	}
 	l.ctr.published.Add(1)
 	l.ctr.sent.Add(1)
 	l.ctr.bytesSent.Add(uint64(s.size))
@@ -245,24 +302,7 @@ func (l *loop) pubPump(now int64) {
 	if !ok {
 		return
 	}
-	bc := &l.w.bc
-	target := bc.target.Load()
-	for len(l.pubOut) > 0 {
-		m := l.pubOut[0]
-		if bc.acks[m.seq%bcastRing].Load() >= target {
-			l.pubOut = l.pubOut[1:]
-			continue
-		}
-		if now-m.at > int64(time.Second) {
-			l.ctr.pubTimeout.Add(1)
-			l.pubOut = l.pubOut[1:]
-			continue
-		}
-		break
-	}
-	if len(l.pubOut) == 0 {
-		l.pubOut = l.pubOut[:0:0]
-	}
+	l.pubOut = l.w.bc.retire(l.pubOut, now, &l.ctr.pubTimeout)
 	if s.interval > 0 || !l.traffic() || l.pub.state != stOpen {
 		return
 	}
@@ -272,11 +312,13 @@ func (l *loop) pubPump(now int64) {
 }
 
 func (s *bcastScenario) message(l *loop, c *conn, _ codec.OpCode, p []byte, _ int64) bool {
+	if s.ws {
+		return s.messageWS(l, c, p)
+	}
 	if c.role == rolePub {
 		return true // the publisher hears its own messages; not a delivery
 	}
 	wall := time.Now().UnixNano()
-	bc := &l.w.bc
 	for len(p) > 0 {
 		// gorilla's chat hub joins queued messages with '\n'; our payloads
 		// never contain one, so splitting is exact for every server.
@@ -294,22 +336,92 @@ func (s *bcastScenario) message(l *loop, c *conn, _ codec.OpCode, p []byte, _ in
 				continue
 			}
 		}
-		l.ctr.recv.Add(1)
-		l.ctr.deliveries.Add(1)
-		l.ctr.bytesRecv.Add(uint64(len(part)))
-		switch {
-		case seq >= c.ack:
-			c.ack = seq + 1
-			l.ctr.unique.Add(1)
-			if bc.acks[seq%bcastRing].Add(1) == bc.target.Load() && l.w.pubLoop != nil && l.w.pubLoop != l {
-				l.w.pubLoop.wake()
-			}
-		default:
-			l.ctr.dups.Add(1)
-		}
-		if l.measuring {
-			l.hist.Record(wall - ts)
-		}
+		s.delivered(l, c, seq, ts, wall, len(part))
 	}
+	return true
+}
+
+// delivered counts one delivery of publication seq, published at ts (wall
+// clock ns), to subscriber c.
+func (s *bcastScenario) delivered(l *loop, c *conn, seq uint64, ts, wall int64, n int) {
+	bc := &l.w.bc
+	l.ctr.recv.Add(1)
+	l.ctr.deliveries.Add(1)
+	l.ctr.bytesRecv.Add(uint64(n))
+	switch {
+	case seq >= c.ack:
+		c.ack = seq + 1
+		l.ctr.unique.Add(1)
+		if bc.acks[seq%bcastRing].Add(1) == bc.target.Load() {
+			l.w.notifyPub(l)
+		}
+	default:
+		l.ctr.dups.Add(1)
+	}
+	if l.measuring {
+		l.hist.Record(wall - ts)
+	}
+}
+
+// messageWS handles one message from /ws: the subscribe reply, a push, or
+// (on the publisher) a publish reply.
+func (s *bcastScenario) messageWS(l *loop, c *conn, p []byte) bool {
+	kind, data, code := classifyWS(p, s.quoted)
+	if c.role == rolePub {
+		switch {
+		case kind == wsReply && code != nil:
+			l.ctr.pubErrors.Add(1)
+			l.reason("publish: error " + string(code))
+			if id, ok := replyID(p); ok {
+				l.w.bc.acks[id%bcastRing].Store(ackDone)
+			}
+		case kind == wsReply:
+		case kind == wsPush || kind == wsOtherPush:
+			l.reason("broadcast: push to the publisher, which did not subscribe")
+		default:
+			l.reason("broadcast: publisher got neither a reply nor a push")
+		}
+		return true
+	}
+	if !c.settled {
+		if kind != wsReply {
+			l.lost(c, "subscribe: a message came before the reply")
+			return false
+		}
+		if code != nil {
+			l.lost(c, "subscribe: error "+string(code))
+			return false
+		}
+		c.readyBy = 0
+		l.ctr.subscribed.Add(1)
+		l.settle(c)
+		return true
+	}
+	switch kind {
+	case wsPush:
+	case wsOtherPush:
+		l.ctr.mismatch.Add(1)
+		l.reason("broadcast: push on a channel not subscribed to")
+		return true
+	case wsReply:
+		l.reason("broadcast: reply to no request")
+		return true
+	default:
+		l.ctr.mismatch.Add(1)
+		l.reason("broadcast: neither a push nor a reply")
+		return true
+	}
+	wall := time.Now().UnixNano()
+	seq, ts, n, st := parseWSData(data)
+	if st == wsDataBad {
+		l.ctr.mismatch.Add(1)
+		l.reason("broadcast: push data is not a wsbench publication")
+		return true
+	}
+	if st != wsDataOK || n != s.size {
+		l.ctr.mismatch.Add(1)
+		l.reason("broadcast: push data does not verify")
+	}
+	s.delivered(l, c, seq, ts, wall, n)
 	return true
 }

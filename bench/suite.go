@@ -26,10 +26,29 @@ type SuiteServer struct {
 // closed-loop echo step: this step then offers half of the first server's
 // measured msgs/s from that step, spread over its connections (the same
 // offered load for every server).
+//
+// Servers, when set, limits the step to the servers of those names (the
+// /ws steps run only on wsd: the peers have no /ws); ServerArgs are added
+// to the server's command for this step (before --listen).
 type SuiteStep struct {
-	Name       string `json:"name"`
-	Config     Config `json:"config"`
-	HalfPeakOf string `json:"half_peak_of,omitempty"`
+	Name       string   `json:"name"`
+	Config     Config   `json:"config"`
+	HalfPeakOf string   `json:"half_peak_of,omitempty"`
+	Servers    []string `json:"servers,omitempty"`
+	ServerArgs []string `json:"server_args,omitempty"`
+}
+
+// runsOn reports whether the step runs on the server named name.
+func (s SuiteStep) runsOn(name string) bool {
+	if len(s.Servers) == 0 {
+		return true
+	}
+	for _, n := range s.Servers {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // SuiteOptions configures RunSuite.
@@ -82,6 +101,26 @@ func DefaultSuiteSteps(idleConns, echoConns []int, bcastConns, connectConns int,
 	return steps
 }
 
+// WSBroadcastSteps are the /ws broadcast steps of `make bench-peers`, for
+// the servers named in servers (those that speak wsd's /ws protocol): conns
+// subscribers of one channel, 64-byte JSON data, 8 publishes in flight,
+// published over /ws (broadcast-ws-*) and over the HTTP API
+// (broadcast-ws-http-*). The server is started with --rate-limit -1 (the
+// publisher sends far more than 20 messages/s) and --api-key apiKey.
+func WSBroadcastSteps(conns int, servers []string, apiKey string, d time.Duration) []SuiteStep {
+	if conns <= 0 || len(servers) == 0 {
+		return nil
+	}
+	args := []string{"--rate-limit", "-1", "--api-key", apiKey}
+	base := Config{Scenario: ScenarioBroadcast, URL: "/ws", Mode: ModeWS, Channel: DefaultChannel, Conns: conns, Size: 64, Text: true, Pipeline: 8, Duration: d}
+	viaHTTP := base
+	viaHTTP.Publish, viaHTTP.APIKey = PublishHTTP, apiKey
+	return []SuiteStep{
+		{Name: "broadcast-ws-" + kconns(conns), Config: base, Servers: servers, ServerArgs: args},
+		{Name: "broadcast-ws-http-" + kconns(conns), Config: viaHTTP, Servers: servers, ServerArgs: args},
+	}
+}
+
 func kconns(n int) string {
 	if n%1000 == 0 {
 		return fmt.Sprintf("%dk", n/1000)
@@ -116,6 +155,9 @@ func RunSuite(ctx context.Context, opt SuiteOptions) (*SuiteResult, error) {
 			if ctx.Err() != nil {
 				return sr, ctx.Err()
 			}
+			if !step.runsOn(srv.Name) {
+				continue
+			}
 			// Every run gets its own port: the previous server's TIME_WAIT
 			// sockets must not stop a server that binds without SO_REUSEADDR.
 			o := opt
@@ -136,12 +178,12 @@ func RunSuite(ctx context.Context, opt SuiteOptions) (*SuiteResult, error) {
 				cfg.Rate = peak / 2 / float64(cfg.Conns)
 			}
 			fmt.Fprintf(logw, "== %s on %s\n", step.Name, srv.Name)
-			res, err := runStepOn(ctx, srv, o, cfg)
+			res, err := runStepOn(ctx, srv, step.ServerArgs, o, cfg)
 			if errors.Is(err, errNotListening) {
 				// The port may still be held by the previous server: once more.
 				fmt.Fprintln(logw, "   retrying:", err)
 				time.Sleep(2 * time.Second)
-				res, err = runStepOn(ctx, srv, o, cfg)
+				res, err = runStepOn(ctx, srv, step.ServerArgs, o, cfg)
 			}
 			if err != nil {
 				msg := fmt.Sprintf("%s/%s: %v", step.Name, srv.Name, err)
@@ -160,8 +202,8 @@ func RunSuite(ctx context.Context, opt SuiteOptions) (*SuiteResult, error) {
 	return sr, nil
 }
 
-func runStepOn(ctx context.Context, srv SuiteServer, opt SuiteOptions, cfg Config) (*Result, error) {
-	args := append(append([]string{}, srv.Cmd[1:]...), "--listen", opt.Listen)
+func runStepOn(ctx context.Context, srv SuiteServer, extra []string, opt SuiteOptions, cfg Config) (*Result, error) {
+	args := append(append(append([]string{}, srv.Cmd[1:]...), extra...), "--listen", opt.Listen)
 	cmd := exec.Command(srv.Cmd[0], args...)
 	var serr strings.Builder
 	cmd.Stdout, cmd.Stderr = io.Discard, &limitedWriter{w: &serr, n: 4096}
@@ -233,6 +275,17 @@ func WriteSuiteFiles(dir string, sr *SuiteResult) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// No API keys in the files, even of a server long gone.
+	red := *sr
+	red.Steps = make([]SuiteStep, len(sr.Steps))
+	for i, st := range sr.Steps {
+		if st.Config.APIKey != "" {
+			st.Config.APIKey = "KEY"
+		}
+		st.ServerArgs = redactArgs(st.ServerArgs)
+		red.Steps[i] = st
+	}
+	sr = &red
 	if err := WriteJSON(dir+"/results.json", sr); err != nil {
 		return err
 	}

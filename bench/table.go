@@ -60,7 +60,12 @@ func WriteTable(w io.Writer, r *Result) {
 		row("msgs/s", "%s  (%s/s payload in)", human(r.MsgsPerSec), humanBytes(r.BytesPerSec))
 		row("latency ms", "%s", fmtPct(r.LatencyMs))
 	case ScenarioBroadcast:
-		row("subscribers", "%d, payload %d B", r.Subscribers, r.Size)
+		if r.Mode == ModeWS {
+			row("mode", "/ws protocol, channel %q, publish over %s", r.Channel, map[bool]string{true: "HTTP (POST /api/publish)", false: "/ws (publish op)"}[r.PublishVia == PublishHTTP])
+			row("subscribers", "%d (subscribed %d), data %d B", r.Subscribers, r.Totals.Subscribed, r.Size)
+		} else {
+			row("subscribers", "%d, payload %d B", r.Subscribers, r.Size)
+		}
 		row("publishes/s", "%s", human(r.MsgsPerSec))
 		row("deliveries/s", "%s", human(r.DeliveriesPerSec))
 		row("latency ms", "%s", fmtPct(r.LatencyMs))
@@ -71,7 +76,11 @@ func WriteTable(w io.Writer, r *Result) {
 	if r.ServerRSSBytesPerConn != nil {
 		row("server RSS", "%s before, %s with conns: %.0f B/conn", humanBytes(float64(r.ServerRSSBefore)), humanBytes(float64(r.ServerRSSAfter)), *r.ServerRSSBytesPerConn)
 	}
-	row("errors", "%d (lost %d, duplicated %d, mismatched %d)", r.Errors, r.Lost, r.Duplicated, r.Mismatched)
+	if r.PubErrors > 0 {
+		row("errors", "%d (lost %d, duplicated %d, mismatched %d, publishes refused %d)", r.Errors, r.Lost, r.Duplicated, r.Mismatched, r.PubErrors)
+	} else {
+		row("errors", "%d (lost %d, duplicated %d, mismatched %d)", r.Errors, r.Lost, r.Duplicated, r.Mismatched)
+	}
 	keys := make([]string, 0, len(r.ErrorReasons))
 	for k := range r.ErrorReasons {
 		keys = append(keys, k)

@@ -2,7 +2,10 @@ package bench
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -33,11 +36,15 @@ type tinyServer struct {
 	corrupt int64 // echo: flip a byte in every corrupt-th reply
 	dropNth int64 // broadcast: skip every dropNth delivery
 	dupNth  int64 // broadcast: send every dupNth delivery twice
-	n       atomic.Int64
+	// /ws: every misroute-th push goes out on channel "elsewhere"
+	misroute int64
+	n        atomic.Int64
 
-	mu    sync.Mutex
-	subs  map[*tinyConn]struct{}
-	conns sync.WaitGroup
+	mu     sync.Mutex
+	subs   map[*tinyConn]struct{}
+	wsSubs map[*tinyConn]string // /ws: each connection's channel
+	offset uint64
+	conns  sync.WaitGroup
 }
 
 type tinyConn struct {
@@ -57,7 +64,7 @@ func startTiny(t *testing.T, configure func(*tinyServer)) (*tinyServer, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &tinyServer{ln: ln, subs: map[*tinyConn]struct{}{}}
+	s := &tinyServer{ln: ln, subs: map[*tinyConn]struct{}{}, wsSubs: map[*tinyConn]string{}}
 	if configure != nil {
 		configure(s)
 	}
@@ -112,6 +119,13 @@ func (s *tinyServer) serve(c net.Conn) {
 			s.mu.Unlock()
 		}()
 	}
+	if req.Path == "/ws" {
+		defer func() {
+			s.mu.Lock()
+			delete(s.wsSubs, tc)
+			s.mu.Unlock()
+		}()
+	}
 	rd := codec.Reader{}
 	buf := make([]byte, 0, 64<<10)
 	var msg []byte
@@ -156,6 +170,10 @@ func (s *tinyServer) serve(c net.Conn) {
 }
 
 func (s *tinyServer) onMessage(tc *tinyConn, path string, op codec.OpCode, msg []byte) {
+	if path == "/ws" {
+		s.onWS(tc, msg)
+		return
+	}
 	if path != "/broadcast" {
 		out := append([]byte(nil), msg...)
 		if s.corrupt > 0 && s.n.Add(1)%s.corrupt == 0 && len(out) > 20 {
@@ -181,4 +199,103 @@ func (s *tinyServer) onMessage(tc *tinyConn, path string, op codec.OpCode, msg [
 			c.write(frame)
 		}
 	}
+}
+
+// onWS is a small subset of wsd's /ws protocol: subscribe (channel
+// "forbidden" is refused) and publish, with the broadcast knobs.
+func (s *tinyServer) onWS(tc *tinyConn, msg []byte) {
+	var req struct {
+		ID      json.RawMessage `json:"id"`
+		Op      string          `json:"op"`
+		Channel string          `json:"channel"`
+		Data    json.RawMessage `json:"data"`
+	}
+	type wsError struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	reply := func(result any, e *wsError) { // the shape and order of wsd's replies
+		b, _ := json.Marshal(struct {
+			ID     json.RawMessage `json:"id,omitempty"`
+			Result any             `json:"result,omitempty"`
+			Error  *wsError        `json:"error,omitempty"`
+		}{req.ID, result, e})
+		tc.write(codec.AppendFrame(nil, codec.OpText, true, b))
+	}
+	if err := json.Unmarshal(msg, &req); err != nil {
+		reply(nil, &wsError{"bad_request", err.Error()})
+		return
+	}
+	switch {
+	case req.Op == "subscribe" && req.Channel == "forbidden":
+		reply(nil, &wsError{"forbidden", "no"})
+	case req.Op == "subscribe":
+		s.mu.Lock()
+		s.wsSubs[tc] = req.Channel
+		off := s.offset
+		s.mu.Unlock()
+		reply(map[string]any{"epoch": "e", "offset": off, "recovered": false}, nil)
+	case req.Op == "publish":
+		off := s.publish(req.Channel, req.Data)
+		reply(map[string]any{"offset": off, "epoch": "e"}, nil)
+	default:
+		reply(nil, &wsError{"unknown_op", req.Op})
+	}
+}
+
+// publish pushes data to the channel's /ws subscribers, as wsd encodes it.
+func (s *tinyServer) publish(channel string, data []byte) uint64 {
+	s.mu.Lock()
+	s.offset++
+	off := s.offset
+	var subs []*tinyConn
+	for c, ch := range s.wsSubs {
+		if ch == channel {
+			subs = append(subs, c)
+		}
+	}
+	s.mu.Unlock()
+	push := func(ch string) []byte {
+		b := fmt.Appendf(nil, `{"channel":%q,"offset":%d,"epoch":"e","data":`, ch, off)
+		b = append(append(b, data...), '}')
+		return codec.AppendFrame(nil, codec.OpText, true, b)
+	}
+	frame, wrong := push(channel), push("elsewhere")
+	for _, c := range subs {
+		k := s.n.Add(1)
+		switch {
+		case s.dropNth > 0 && k%s.dropNth == 0:
+			continue
+		case s.misroute > 0 && k%s.misroute == 0:
+			c.write(wrong)
+			continue
+		}
+		c.write(frame)
+		if s.dupNth > 0 && k%s.dupNth == 0 {
+			c.write(frame)
+		}
+	}
+	return off
+}
+
+// apiHandler is POST /api/publish with key.
+func (s *tinyServer) apiHandler(key string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "apikey "+key {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":{"code":"unauthorized","message":"wrong key"}}`)
+			return
+		}
+		var body struct {
+			Channel string          `json:"channel"`
+			Data    json.RawMessage `json:"data"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Channel == "" || len(body.Data) == 0 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":{"code":"bad_request","message":"body"}}`)
+			return
+		}
+		off := s.publish(body.Channel, body.Data)
+		fmt.Fprintf(w, `{"offset":%d,"epoch":"e"}`, off)
+	})
 }

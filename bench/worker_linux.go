@@ -34,7 +34,8 @@ type worker struct {
 	base    time.Time
 	phase   atomic.Int32
 	loops   []*loop
-	pubLoop *loop
+	pubLoop *loop          // the loop holding the publisher connection, if any
+	hpub    *httpPublisher // /ws mode, publish over HTTP: the publisher (worker 0)
 	scen    scenario
 	flate   *codec.Flate
 	idBase  int
@@ -66,6 +67,10 @@ func newWorker(cfg Config) (*worker, error) {
 		w.idBase += share(cfg.Conns, i, cfg.WorkerCount)
 	}
 	pub := cfg.Scenario == ScenarioBroadcast && cfg.WorkerIndex == 0
+	if pub && cfg.Mode == ModeWS && cfg.Publish == PublishHTTP {
+		w.hpub = newHTTPPublisher(w, w.scen.(*bcastScenario))
+		pub = false // no publisher connection
+	}
 	w.planned = mine
 	if pub {
 		w.planned++
@@ -102,12 +107,30 @@ func (w *worker) start() {
 		w.wg.Add(1)
 		go l.run()
 	}
+	if w.hpub != nil {
+		w.wg.Add(1)
+		go w.hpub.run()
+	}
 }
 
 func (w *worker) setPhase(p int32) {
 	w.phase.Store(p)
 	for _, l := range w.loops {
 		l.wake()
+	}
+	if w.hpub != nil {
+		w.hpub.poke()
+	}
+}
+
+// notifyPub tells the publisher, from subscriber loop l, that a publish has
+// reached every local subscriber.
+func (w *worker) notifyPub(l *loop) {
+	if w.pubLoop != nil && w.pubLoop != l {
+		w.pubLoop.wake()
+	}
+	if w.hpub != nil {
+		w.hpub.poke()
 	}
 }
 
@@ -116,13 +139,20 @@ func (w *worker) snapshot() Counters {
 	for _, l := range w.loops {
 		c.Add(l.ctr.snapshot())
 	}
+	if w.hpub != nil {
+		c.Add(w.hpub.ctr.snapshot())
+	}
 	return c
 }
 
-// connected reports whether every planned connection upgraded or failed.
+// connected reports whether every planned connection is ready (upgraded;
+// in /ws mode also subscribed) or gone.
 func (w *worker) connected() bool {
-	s := w.snapshot()
-	return s.Up+s.Failed >= int64(w.planned)
+	var n int64
+	for _, l := range w.loops {
+		n += l.ctr.settled.Load()
+	}
+	return n >= int64(w.planned)
 }
 
 // drain waits, after traffic stopped, until every echo is answered (or every
@@ -159,6 +189,9 @@ func (w *worker) drain() {
 // close ends every connection and waits for the loops to exit.
 func (w *worker) close() {
 	w.setPhase(phClose)
+	if w.hpub != nil {
+		w.hpub.cancel()
+	}
 	done := make(chan struct{})
 	go func() { w.wg.Wait(); close(done) }()
 	select {
@@ -241,6 +274,13 @@ func (w *worker) drive(ctx context.Context, cmds <-chan string, ready func()) (*
 					res.FirstStartNs = l.firstStart
 				}
 				res.LastUpNs = max(res.LastUpNs, l.lastUp)
+			}
+			if w.hpub != nil {
+				w.hpub.mu.Lock()
+				for k, v := range w.hpub.reasons {
+					res.Reasons[k] += v
+				}
+				w.hpub.mu.Unlock()
 			}
 			return res, nil
 		}

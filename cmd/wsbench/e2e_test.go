@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,8 +39,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestEndToEndAgainstWsd builds wsd and wsbench, runs `wsbench echo` and
-// `wsbench idle` briefly against the daemon, and checks the JSON output.
+// TestEndToEndAgainstWsd builds wsd and wsbench, runs `wsbench echo`,
+// `wsbench idle` and `wsbench broadcast` (/broadcast, and /ws with publish
+// over /ws and over the HTTP API) briefly against the daemon, and checks the
+// JSON output; the /ws runs are checked against wsd's own /metrics.
 func TestEndToEndAgainstWsd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries")
@@ -47,7 +51,7 @@ func TestEndToEndAgainstWsd(t *testing.T) {
 	wsd := build(t, dir, "./cmd/wsd", "wsd")
 	wsbench := build(t, dir, "./cmd/wsbench", "wsbench")
 	addr := freeAddr(t)
-	srv := exec.Command(wsd, "--listen", addr, "--log-level", "warn")
+	srv := exec.Command(wsd, "--listen", addr, "--log-level", "error", "--rate-limit", "-1", "--api-key", "e2e-key")
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -117,6 +121,33 @@ func TestEndToEndAgainstWsd(t *testing.T) {
 		t.Fatalf("broadcast: %v", bc)
 	}
 
+	// /ws: every delivery wsbench counts is one wsd handed out, and the
+	// other way round (no loss, no duplicates), in both publish modes.
+	for _, via := range []string{"ws", "http"} {
+		m0 := scrape(t, addr)
+		args := []string{"broadcast", "--mode", "ws", "--url", "ws://" + addr + "/ws", "--channel", "e2e-" + via, "--conns", "150",
+			"--duration", "1s", "--warmup", "200ms", "--pipeline", "4", "--publish", via}
+		if via == "http" {
+			args = append(args, "--api-key", "e2e-key")
+		} else {
+			args = append(args, "--procs", "2")
+		}
+		r := runJSON(args...)
+		m1 := scrape(t, addr)
+		tot := r["totals"].(map[string]any)
+		pubs, uniq := tot["published"].(float64), tot["unique"].(float64)
+		if r["errors"].(float64) != 0 || r["lost"].(float64) != 0 || r["subscribers"].(float64) != 150 || tot["subscribed"].(float64) != 150 ||
+			r["deliveries_per_sec"].(float64) <= 0 || pubs == 0 || uniq != 150*pubs || r["mode"] != "ws" || r["publish"] != via {
+			t.Fatalf("/ws publish over %s: %v", via, r)
+		}
+		if d := m1["wsd_publications_total"] - m0["wsd_publications_total"]; d != pubs {
+			t.Errorf("/ws publish over %s: wsd accepted %v publications, wsbench sent %v", via, d, pubs)
+		}
+		if d := m1["wsd_fanout_deliveries_total"] - m0["wsd_fanout_deliveries_total"]; d != uniq {
+			t.Errorf("/ws publish over %s: wsd handed out %v deliveries, wsbench received %v", via, d, uniq)
+		}
+	}
+
 	// report: the JSON files become one HTML page.
 	html := filepath.Join(dir, "r.html")
 	cmd := exec.Command(wsbench, "report", "--html", html, filepath.Join(dir, "echo.json"), filepath.Join(dir, "idle.json"))
@@ -126,6 +157,31 @@ func TestEndToEndAgainstWsd(t *testing.T) {
 	if b, _ := os.ReadFile(html); !bytes.Contains(b, []byte("latency_hist")) {
 		t.Fatal("report has no data")
 	}
+}
+
+// scrape reads wsd's counters from /metrics.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			m[name] = v
+		}
+	}
+	if _, ok := m["wsd_fanout_deliveries_total"]; !ok {
+		t.Fatalf("/metrics without wsd_fanout_deliveries_total:\n%s", b)
+	}
+	return m
 }
 
 func TestRefusesRemoteTarget(t *testing.T) {
@@ -142,4 +198,23 @@ func TestRefusesRemoteTarget(t *testing.T) {
 		t.Fatalf("unknown command: exit %d", code)
 	}
 	fmt.Fprint(&so) // keep imports tidy
+}
+
+func TestBroadcastWSFlags(t *testing.T) {
+	t.Setenv("WSBENCH_API_KEY", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"broadcast", "--mode", "ws", "--publish", "http", "--quiet"}, "needs --api-key"},
+		{[]string{"broadcast", "--channel", "x", "--quiet"}, "need --mode ws"},
+		{[]string{"broadcast", "--mode", "ws", "--url", "ws://192.0.2.1/ws", "--quiet"}, "loopback"},
+		{[]string{"broadcast", "--mode", "ws", "--publish", "http", "--api-key", "k", "--api-url", "http://192.0.2.1/api/publish", "--quiet"}, "loopback"},
+		{[]string{"echo", "--mode", "ws"}, "flag provided but not defined"},
+	} {
+		var so, se bytes.Buffer
+		if code := run(c.args, &so, &se); code == 0 || !strings.Contains(se.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, se.String(), c.want)
+		}
+	}
 }

@@ -5,6 +5,7 @@
 //	wsbench echo --url ws://127.0.0.1:8080/echo --conns 1000 --duration 10s
 //	wsbench idle --url ws://127.0.0.1:8080/echo --conns 19000 --procs 2 --server-pid $(pidof wsd)
 //	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000
+//	wsbench broadcast --mode ws --url ws://127.0.0.1:8080/ws --channel bench --conns 10000 [--publish http --api-key KEY]
 //	wsbench suite --server wsd=bin/wsd --server gorilla=bin/peer-gorilla --out docs/bench
 //	wsbench report --html out.html results.json
 //
@@ -46,7 +47,8 @@ Scenarios:
   idle       open --conns and hold them --duration, pinging a sample; with --server-pid
              (or --prometheus) report the server's RSS per connection
   echo       --conns connections echo --size byte messages, closed loop or --rate per conn
-  broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate)
+  broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate);
+             --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http
 
 Other commands:
   suite      run the standard scenarios against several servers, write results.md/json/html
@@ -111,9 +113,13 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	var sourceIPs, jsonPath, htmlPath string
 	var quiet bool
 	var cpuProfile string
+	defaultURL := "ws://127.0.0.1:8080/echo"
+	if name == bench.ScenarioBroadcast {
+		defaultURL = "ws://127.0.0.1:8080/broadcast"
+	}
 	fs := flag.NewFlagSet("wsbench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080/"+map[bool]string{true: "broadcast", false: "echo"}[name == bench.ScenarioBroadcast], "target ws:// URL")
+	fs.StringVar(&c.URL, "url", defaultURL, "target ws:// URL (broadcast --mode ws: default ws://127.0.0.1:8080/ws)")
 	fs.StringVar(&c.Label, "label", "", "name of the server under test, for reports")
 	scenarioFlags(fs, &c, &sourceIPs)
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "sample this process's RSS (/proc/PID/status VmRSS)")
@@ -129,6 +135,14 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 		fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate (no context takeover)")
 		fs.Float64Var(&c.Rate, "rate", 0, "echo: messages/s per connection; broadcast: publishes/s (0 = closed loop)")
 		fs.IntVar(&c.Pipeline, "pipeline", 1, "closed loop: messages in flight per connection (broadcast: publishes not yet delivered to every local subscriber)")
+		if name == bench.ScenarioBroadcast {
+			fs.StringVar(&c.Mode, "mode", bench.ModeRaw, "raw: every message sent to --url is relayed to every connection (/broadcast, the peers' hubs); "+
+				"ws: wsd's /ws protocol: subscribers subscribe to --channel, the publisher publishes on it (start wsd with --rate-limit -1)")
+			fs.StringVar(&c.Channel, "channel", "", "ws mode: channel (default \""+bench.DefaultChannel+"\"); use one nobody else publishes on")
+			fs.StringVar(&c.Publish, "publish", "", "ws mode: ws (publish ops on a /ws connection of its own, the default) or http (POST /api/publish, one at a time, at most "+fmt.Sprint(bench.MaxHTTPPublishRate)+"/s)")
+			fs.StringVar(&c.APIKey, "api-key", "", "ws mode, --publish http: wsd's --api-key (or $WSBENCH_API_KEY)")
+			fs.StringVar(&c.APIURL, "api-url", "", "ws mode, --publish http: the publish endpoint (default http://HOST:PORT/api/publish of --url)")
+		}
 	case bench.ScenarioIdle:
 		fs.DurationVar(&c.PingEvery, "ping-every", time.Second, "ping interval for the sampled connections")
 		fs.IntVar(&c.PingSample, "ping-sample", 100, "connections pinged each interval (all procs)")
@@ -138,6 +152,16 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if name == bench.ScenarioBroadcast && c.Mode == bench.ModeWS {
+		urlSet := false
+		fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
+		if !urlSet {
+			c.URL = "ws://127.0.0.1:8080/ws"
+		}
+		if c.APIKey == "" && c.Publish == bench.PublishHTTP {
+			c.APIKey = os.Getenv("WSBENCH_API_KEY")
+		}
 	}
 	ips, err := bench.ParseSourceIPs(sourceIPs, c.AllowRemote)
 	if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,8 +43,8 @@ func runSuite(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wsbench suite", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var servers listFlag
-	var out, listen, idle, echo, only, sourceIPs string
-	var bcast, connect int
+	var out, listen, idle, echo, only, sourceIPs, wsServers string
+	var bcast, wsBcast, connect int
 	var d time.Duration
 	var quiet bool
 	fs.Var(&servers, "server", "name=command (repeatable; the first is the reference for ratios); the command gets --listen ADDR")
@@ -52,6 +54,8 @@ func runSuite(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&idle, "idle-conns", "10000,19000", "idle steps: connection counts (0 to skip)")
 	fs.StringVar(&echo, "echo-conns", "1000,10000", "echo steps: connection counts, each closed loop then at half the first server's peak")
 	fs.IntVar(&bcast, "broadcast-conns", 10000, "broadcast subscribers (0 to skip)")
+	fs.IntVar(&wsBcast, "ws-broadcast-conns", 10000, "broadcast-ws steps (wsd's /ws protocol, publish over /ws and over HTTP): subscribers (0 to skip)")
+	fs.StringVar(&wsServers, "ws-servers", "wsd", "names of the --server entries that speak wsd's /ws protocol: only they run the broadcast-ws steps (comma-separated)")
 	fs.IntVar(&connect, "connect-conns", 10000, "connect step: connections (0 to skip)")
 	fs.StringVar(&only, "steps", "", "run only steps whose names start with one of these (comma-separated)")
 	fs.StringVar(&sourceIPs, "source-ips", "127.0.0.2-127.0.0.60", "client source addresses")
@@ -86,6 +90,18 @@ func runSuite(args []string, stdout, stderr io.Writer) error {
 	if connect == 0 {
 		steps = steps[1:]
 	}
+	var wsNames []string
+	for _, n := range strings.Split(wsServers, ",") {
+		n = strings.TrimSpace(n)
+		for _, s := range opt.Servers {
+			if n != "" && s.Name == n {
+				wsNames = append(wsNames, n)
+			}
+		}
+	}
+	var key [12]byte
+	_, _ = rand.Read(key[:])
+	steps = append(steps, bench.WSBroadcastSteps(wsBcast, wsNames, hex.EncodeToString(key[:]), d)...)
 	var kept []bench.SuiteStep
 	for _, s := range steps {
 		for _, ip := range ips {
