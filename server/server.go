@@ -310,16 +310,23 @@ func (c *Conn[T]) OnMessage(_ *poller.Conn, m poller.Message) bool {
 		c.inbox = s.inboxes.Get().(*inbox)
 	}
 	c.inbox.msgs = append(c.inbox.msgs, m)
+	// paused is decided under mu together with scheduled: the worker that
+	// drains c reads both under mu, so it cannot miss a pause and leave the
+	// conn unread forever.
 	full := len(c.inbox.msgs)-c.inbox.head >= s.opts.Inbox
+	if full {
+		c.paused = true
+	}
 	submit := !c.scheduled
 	c.scheduled = true
 	c.mu.Unlock()
 	if submit && !s.submit(c) {
-		full = true // the pool is saturated: stop reading this conn
-	}
-	if full {
+		// The pool is saturated: stop reading this conn, unless a worker
+		// already took it from the overflow list and finished.
 		c.mu.Lock()
-		c.paused = true
+		if c.scheduled {
+			c.paused, full = true, true
+		}
 		c.mu.Unlock()
 	}
 	return full
