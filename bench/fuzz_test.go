@@ -16,7 +16,7 @@ func FuzzPayloadParsers(f *testing.F) {
 		if ts < 0 {
 			ts = -ts
 		}
-		size = 64 + (size&0xfff)
+		size = 64 + (size & 0xfff)
 		w := appendWSData(nil, seq, ts, size)
 		gs, gt, n, st := parseWSData(w)
 		if st != wsDataOK || gs != seq || gt != ts || n != len(w) {
