@@ -18,15 +18,18 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	defer e.recoverPanic(c, "OnTraffic")
 	l := c.loop
-	if gc.InboundBuffered() > 0 {
+	// The handshake deadline runs from accept: only an open conn's idle
+	// clock restarts on traffic (else one byte every few seconds would
+	// hold a half-sent request forever).
+	if c.state == stateOpen && gc.InboundBuffered() > 0 {
 		c.since = e.clock()
 		c.pingOut = false
 	}
 	if c.resume.Swap(false) {
 		c.paused = false
 	}
-	if c.state == stateDraining {
-		_, _ = gc.Discard(-1)
+	if c.state == stateDraining || c.state == stateHTTP {
+		_, _ = gc.Discard(-1) // nothing more is read from these
 		return gnet.None
 	}
 	if c.state == stateHandshake {

@@ -421,8 +421,17 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.Write([]byte("GET /e HTTP/1.1\r\nHost: x\r\n")) // never finished
 	start := time.Now()
+	// A slowloris: one more header byte now and then, never the end.
+	c.Write([]byte("GET /e HTTP/1.1\r\nHost: x\r\n"))
+	go func() {
+		for i := 0; i < 6; i++ {
+			time.Sleep(400 * time.Millisecond)
+			if _, err := c.Write([]byte("X")); err != nil {
+				return
+			}
+		}
+	}()
 	buf := make([]byte, 100)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(buf); err == nil {
