@@ -34,7 +34,6 @@ type Config struct {
 	MaxOutboundBytes int           // 0: 4 MiB queued per conn before the next message is refused
 	SlowPolicy       Policy        // PolicyClose by default
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
-	DeflateThreshold int           // 0: 64; smaller messages go uncompressed
 
 	Loops         int // 0: one per core
 	ReadBufferCap int // 0: 64 KiB per loop
@@ -65,9 +64,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInboundBytes == 0 {
 		c.MaxInboundBytes = int(c.Limits.MaxMessage) + 1<<20
-	}
-	if c.DeflateThreshold == 0 {
-		c.DeflateThreshold = 64
 	}
 	if c.Upgrader.Deflate.Enabled && c.Flate == nil {
 		c.Flate = codec.NewFlate(c.Upgrader.Deflate)

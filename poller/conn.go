@@ -94,7 +94,7 @@ func (c *Conn) Send(op codec.OpCode, payload []byte) error {
 	e := c.loop.eng
 	var z *Buf
 	body, rsv1 := payload, false
-	if c.deflate && len(payload) >= e.cfg.DeflateThreshold && c.flate == nil {
+	if c.deflate && c.flate == nil && e.cfg.Flate.ShouldCompress(len(payload)) {
 		z = e.bufs.Get(len(payload)/2 + 64)
 		z.B = e.cfg.Flate.Deflate(z.B, payload, nil)
 		body, rsv1 = z.B, true
@@ -105,7 +105,7 @@ func (c *Conn) Send(op codec.OpCode, payload []byte) error {
 		e.bufs.Put(z)
 		return ErrClosed
 	}
-	if c.deflate && c.flate != nil && len(payload) >= e.cfg.DeflateThreshold {
+	if c.deflate && c.flate != nil && e.cfg.Flate.ShouldCompress(len(payload)) {
 		// Context takeover: the compressor is this conn's, used under mu so
 		// frames leave in the order their bytes entered it.
 		z = e.bufs.Get(len(payload)/2 + 64)
@@ -156,7 +156,7 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 		return c.Send(p.op, p.raw) // takeover: this conn's own compressor
 	}
 	frame := p.plain
-	if c.deflate && len(p.raw) >= c.loop.eng.cfg.DeflateThreshold {
+	if c.deflate && c.loop.eng.cfg.Flate.ShouldCompress(len(p.raw)) {
 		frame = p.deflated(c.loop.eng)
 	}
 	c.mu.Lock()

@@ -37,7 +37,7 @@ type Options struct {
 	Compression       bool // offer permessage-deflate (no context takeover)
 	ContextTakeover   bool // keep flate state per conn: better ratio, ~1 MiB+ per compressing conn
 	CompressionLevel  int  // default 1 (fastest)
-	CompressThreshold int  // default 64: smaller messages go out uncompressed
+	CompressThreshold int  // default 128 bytes: smaller messages go out uncompressed; <0: compress all
 
 	Subprotocols []string              // in preference order
 	CheckOrigin  func(r *Request) bool // nil: any Origin

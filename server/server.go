@@ -146,7 +146,6 @@ func New[T any](opts Options) *Server[T] {
 		CloseTimeout:     opts.CloseTimeout,
 		MaxOutboundBytes: opts.MaxOutboundBytes,
 		SlowPolicy:       opts.SlowConsumer,
-		DeflateThreshold: opts.CompressThreshold,
 		Loops:            opts.Loops,
 		TCPKeepAlive:     opts.TCPKeepAlive,
 		Logger:           opts.Logger,
