@@ -135,20 +135,12 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 		tl.setPhase("measure")
 		measureFrom = tl.now()
 		send("measure")
-	case ScenarioIdle:
-		tl.setPhase("settle")
-		send("start") // pings only; idle conns stay idle
-		if err := sleep(cfg.Warmup); err != nil {
-			return fail(err)
-		}
-		tl.setPhase("measure")
-		measureFrom = tl.now()
-		send("measure")
-		if err := sleep(cfg.Duration); err != nil {
-			return fail(err)
-		}
 	default:
-		tl.setPhase("warmup")
+		warm := "warmup"
+		if cfg.Scenario == ScenarioIdle {
+			warm = "settle" // pings only; idle conns stay idle
+		}
+		tl.setPhase(warm)
 		send("start")
 		if err := sleep(cfg.Warmup); err != nil {
 			return fail(err)
