@@ -20,12 +20,3 @@ func RaiseFileLimit() (uint64, error) {
 	}
 	return r.Cur, nil
 }
-
-// FileLimit is the current soft RLIMIT_NOFILE (0 if unknown).
-func FileLimit() uint64 {
-	var r unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
-		return 0
-	}
-	return r.Cur
-}
