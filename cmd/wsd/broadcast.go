@@ -8,7 +8,7 @@ import (
 )
 
 // hub is the /broadcast endpoint: every message any client sends there goes
-// to every client connected there, encoded once (DESIGN rule 4).
+// to every client connected there, encoded once and shared by every queue (see docs/architecture.md).
 type hub struct {
 	srv   *server.Server[wsproto.Session]
 	mu    sync.RWMutex

@@ -9,7 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// TestDaemonSIGTERM checks the daemon's shutdown contract (DESIGN.md) as a
+// TestDaemonSIGTERM checks the daemon's shutdown contract (README.md) as a
 // gorilla client sees it: on SIGTERM every open connection gets a close
 // frame 1001 (going away) and the process exits 0 within its deadline.
 func TestDaemonSIGTERM(t *testing.T) {
