@@ -147,10 +147,11 @@ type fdChild struct {
 	addr     string
 	maxConns int
 
-	mu     sync.Mutex
-	lines  []string
-	more   chan struct{} // a token after each new line
-	exited chan struct{} // closed once the child is gone
+	mu      sync.Mutex
+	lines   []string
+	more    chan struct{} // a token after each new line
+	exited  chan struct{} // closed once the child is gone
+	exitErr error         // the child's exit, once exited is closed
 }
 
 // startFDChild runs this test in a child with maxConns and waits for it to
@@ -183,7 +184,7 @@ func startFDChild(t *testing.T, maxConns int) *fdChild {
 			default:
 			}
 		}
-		_ = cmd.Wait()
+		ch.exitErr = cmd.Wait()
 		close(ch.exited)
 	}()
 	t.Cleanup(func() {
@@ -194,6 +195,10 @@ func startFDChild(t *testing.T, maxConns int) *fdChild {
 			_ = cmd.Process.Kill()
 			<-ch.exited
 			t.Errorf("the child did not stop when told to")
+			return
+		}
+		if ch.exitErr != nil {
+			t.Errorf("the child did not stop cleanly: %v; it said:\n%s", ch.exitErr, ch.output())
 		}
 	})
 	ready := ch.waitLine(t, func(l string) bool { return strings.HasPrefix(l, "ready ") })
