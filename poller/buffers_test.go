@@ -33,15 +33,6 @@ func TestBufferPutDropsResliced(t *testing.T) {
 	}
 }
 
-func TestDefaultMaxConns(t *testing.T) {
-	cases := map[uint64]int{20000: 19600, 64: 32, 1 << 20: 1<<20 - (1<<20)/50, 0: 1 << 30, 40: 16}
-	for lim, want := range cases {
-		if got := DefaultMaxConns(lim); got != want {
-			t.Errorf("DefaultMaxConns(%d) = %d, want %d", lim, got, want)
-		}
-	}
-}
-
 func BenchmarkBuffersGetPut(b *testing.B) {
 	var p Buffers
 	b.ReportAllocs()

@@ -25,7 +25,7 @@ type Config struct {
 	Limits   codec.Limits   // 0: frame 16 MiB, message 16 MiB
 	Flate    *codec.Flate   // nil: made from Upgrader.Deflate when enabled
 
-	MaxConns         int           // 0: RLIMIT_NOFILE (raised to its hard limit by Serve) minus a reserve
+	MaxConns         int           // 0, or more than RLIMIT_NOFILE (raised by Serve) holds: DefaultMaxConns, a lowering is logged; over it: 503
 	MaxConnsPerIP    int           // 0: no per-address limit; over it: 429 before the upgrade
 	HandshakeTimeout time.Duration // 0: 10 s
 	IdleTimeout      time.Duration // 0: none; enforced by a 1 s sweep, so within 1–2 s after

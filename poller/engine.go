@@ -124,21 +124,19 @@ func (e *Engine) Serve(addr string) error {
 	if err != nil {
 		e.log.Warn("could not raise RLIMIT_NOFILE to its hard limit", "err", err)
 	}
-	if e.cfg.MaxConns <= 0 {
-		e.cfg.MaxConns = DefaultMaxConns(limit)
-	}
-	e.log.Info("connection capacity", "file_limit", limit, "max_conns", e.cfg.MaxConns)
 	loops := e.cfg.Loops
 	if loops <= 0 {
 		loops = runtime.GOMAXPROCS(0)
 	}
+	e.fitMaxConns(limit, loops)
+	e.log.Info("connection capacity", "file_limit", limit, "loops", loops, "max_conns", e.cfg.MaxConns)
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(loops),
 		// One listener per loop and one accept per readiness event: the
 		// over-capacity check in OnOpen then runs between two accepts, so
 		// descriptors never run out under an accept burst (EMFILE would
-		// stop the whole gnet engine).
+		// stop the whole gnet engine; see DefaultMaxConns).
 		gnet.WithReusePort(true),
 		// A restarted wsd must bind while the old one's sockets sit in
 		// TIME_WAIT.
@@ -155,6 +153,21 @@ func (e *Engine) Serve(addr string) error {
 		opts = append(opts, gnet.WithTCPKeepAlive(e.cfg.TCPKeepAlive))
 	}
 	return gnet.Run(e, "tcp://"+addr, opts...)
+}
+
+// fitMaxConns sets MaxConns to what limit descriptors hold when it is unset
+// or above that: an accept that fails for lack of descriptors would stop
+// the engine, not just refuse one conn.
+func (e *Engine) fitMaxConns(limit uint64, loops int) {
+	fit := DefaultMaxConns(limit, loops)
+	switch {
+	case e.cfg.MaxConns <= 0:
+		e.cfg.MaxConns = fit
+	case e.cfg.MaxConns > fit:
+		e.log.Warn("MaxConns lowered to what the file limit allows",
+			"asked", e.cfg.MaxConns, "max_conns", fit, "file_limit", limit, "loops", loops)
+		e.cfg.MaxConns = fit
+	}
 }
 
 // Ready is closed once the listeners are up.
@@ -241,22 +254,40 @@ func (e *Engine) loopOf(gc gnet.Conn) *loop {
 // OnOpen implements gnet.EventHandler: a TCP connection was accepted.
 func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	e.stats.Accepted.Add(1)
-	if e.draining.Load() || e.stats.Conns.Load() >= int64(e.cfg.MaxConns) {
+	if e.draining.Load() || !e.admit() {
 		e.stats.count(CauseOverCapacity)
 		return e.overCap, gnet.Close
 	}
 	remote, _ := gc.RemoteAddr().(*net.TCPAddr)
 	if e.perIP != nil && remote != nil && !e.admitIP(remote) {
+		e.stats.Conns.Add(-1)
 		e.stats.count(CausePerIPLimit)
 		return e.overIP, gnet.Close
 	}
-	e.stats.Conns.Add(1)
 	c := &Conn{gc: gc, id: e.nextID.Add(1), since: e.clock(), remote: remote}
 	c.rd.Limits = &e.cfg.Limits
 	c.loop = e.loopOf(gc)
 	c.loop.add(c)
 	gc.SetContext(c)
 	return nil, gnet.None
+}
+
+// admit counts a conn against MaxConns if there is room, in one step:
+// loops run OnOpen in parallel, and with a separate check and increment
+// each of them could take the last free place, overshooting the cap (and
+// the descriptors reserved under it) by up to loops−1. The CAS retries only
+// when another loop changed the count in between.
+func (e *Engine) admit() bool {
+	limit := int64(e.cfg.MaxConns)
+	for {
+		n := e.stats.Conns.Load()
+		if n >= limit {
+			return false
+		}
+		if e.stats.Conns.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // admitIP counts a conn against its address's limit.
