@@ -67,20 +67,46 @@ func (l *loop) Run(context.Context) error {
 
 // flush writes c's queued frames. On the loop.
 func (l *loop) flush(c *Conn) {
+	cfg := &l.eng.cfg
 	c.mu.Lock()
 	out := c.out
 	closeOut, code, why := c.closeOut, c.closeReq, c.closeWhy
-	c.out = nil
-	c.mu.Unlock()
 	if out == nil {
+		c.mu.Unlock()
 		return
 	}
+	// Slow means the peer has not read what it was sent before: gnet still
+	// holds more than the cap. A single message larger than the cap (up to
+	// MaxMessage) still goes out to a peer that keeps up.
+	slow := c.state == stateOpen && why != CauseSlowConsumer && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes
+	if slow && cfg.SlowPolicy == PolicyDrop && !closeOut {
+		// Hold the batch instead of dropping it: its Sends succeeded and a
+		// takeover compressor has seen it. Send refuses what comes once
+		// the held queue passes the cap; the sweep and later Sends retry.
+		if !c.stalled {
+			c.stalled = true
+			l.eng.stats.SlowConsumers.Add(1)
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.stalled = false
+	c.out = nil
+	if slow {
+		c.closeOut, c.closeReq, c.closeWhy = true, codec.ClosePolicyViolation, CauseSlowConsumer
+	}
+	c.mu.Unlock()
 	defer l.eng.bufs.Put(out)
 	if c.state >= stateDraining {
 		return
 	}
 	if c.state == stateHandshake {
 		// Sends before the 101 cannot happen through the API; drop.
+		return
+	}
+	if slow {
+		l.eng.stats.SlowConsumers.Add(1)
+		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
 		return
 	}
 	l.iov = l.iov[:0]
@@ -94,21 +120,6 @@ func (l *loop) flush(c *Conn) {
 	}
 	if len(out.B) > pos {
 		l.iov = append(l.iov, out.B[pos:])
-	}
-	cfg := &l.eng.cfg
-	// Slow means the peer has not read what it was sent before: gnet still
-	// holds more than the cap. A single message larger than the cap (up to
-	// MaxMessage) still goes out to a peer that keeps up.
-	if c.state == stateOpen && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes && why != CauseSlowConsumer {
-		l.eng.stats.SlowConsumers.Add(1)
-		if cfg.SlowPolicy == PolicyDrop && !closeOut {
-			return
-		}
-		c.mu.Lock()
-		c.closeOut, c.closeReq, c.closeWhy = true, codec.ClosePolicyViolation, CauseSlowConsumer
-		c.mu.Unlock()
-		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
-		return
 	}
 	switch len(l.iov) {
 	case 0:
@@ -209,6 +220,14 @@ func (l *loop) sweep() {
 				_ = c.gc.Close()
 			}
 		case stateOpen:
+			if c.stalled {
+				// gnet drains on its own; nothing else may wake the held
+				// queue if the application stopped sending.
+				l.flush(c)
+				if c.state != stateOpen {
+					continue
+				}
+			}
 			switch {
 			case idle > 0 && age > idle:
 				l.fail(c, codec.CloseGoingAway, "idle timeout", CauseIdle)
