@@ -109,6 +109,18 @@ func (l *loop) flush(c *Conn) {
 		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
 		return
 	}
+	l.write(c, out)
+	if closeOut && c.state == stateOpen {
+		// The close frame was the last thing queued and is now written.
+		c.closeCode, c.closeCause = code, why
+		c.state = stateClosing
+		c.since = l.eng.clock()
+	}
+}
+
+// write hands a batch to gnet in one call: own bytes and shared frames,
+// in the order they were queued. On the loop.
+func (l *loop) write(c *Conn, out *Buf) {
 	l.iov = l.iov[:0]
 	pos := 0
 	for _, s := range out.segs {
@@ -129,12 +141,6 @@ func (l *loop) flush(c *Conn) {
 		_, _ = c.gc.Writev(l.iov)
 	}
 	clear(l.iov)
-	if closeOut && c.state == stateOpen {
-		// The close frame was the last thing queued and is now written.
-		c.closeCode, c.closeCause = code, why
-		c.state = stateClosing
-		c.since = l.eng.clock()
-	}
 }
 
 // sendClose writes a close frame now and moves c to closing. On the loop.
