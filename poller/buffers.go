@@ -48,12 +48,17 @@ func (p *Buffers) Get(n int) *Buf {
 }
 
 // Grow makes room for n more bytes, moving to a larger class if needed.
+// Everything b holds moves: its bytes and its shared frames, which stay at
+// the same offsets. b must not be used afterwards.
 func (p *Buffers) Grow(b *Buf, n int) *Buf {
 	if cap(b.B)-len(b.B) >= n {
 		return b
 	}
 	nb := p.Get(len(b.B) + n)
 	nb.B = append(nb.B, b.B...)
+	// Swap rather than copy: no allocation, and b goes back to the pool
+	// holding nb's empty slice.
+	nb.segs, b.segs = b.segs, nb.segs[:0]
 	p.Put(b)
 	return nb
 }

@@ -1,6 +1,10 @@
 package poller
 
-import "testing"
+import (
+	"bytes"
+	"slices"
+	"testing"
+)
 
 func TestBuffersClasses(t *testing.T) {
 	var p Buffers
@@ -39,4 +43,35 @@ func BenchmarkBuffersGetPut(b *testing.B) {
 	for b.Loop() {
 		p.Put(p.Get(1024))
 	}
+}
+
+// Grow must carry the shared frames along with the flat bytes: an outbound
+// batch is both, and a frame lost here is a message silently never sent.
+func TestBuffersGrowKeepsSegs(t *testing.T) {
+	var p Buffers
+	b := p.Get(0)
+	b.B = append(b.B, "own1"...)
+	shared1, shared2 := []byte("shared frame 1"), []byte("shared frame 2")
+	b.segs = append(b.segs, seg{b: shared1, ownEnd: len(b.B)})
+	b.B = append(b.B, "own2"...)
+	b.segs = append(b.segs, seg{b: shared2, ownEnd: len(b.B)})
+	want := slices.Clone(b.segs)
+	ownWant := string(b.B)
+
+	b = p.Grow(b, 4096) // past the 512 B class: a new Buf
+	if cap(b.B)-len(b.B) < 4096 {
+		t.Fatalf("Grow: cap %d len %d", cap(b.B), len(b.B))
+	}
+	if string(b.B) != ownWant {
+		t.Fatalf("own bytes after Grow: %q, want %q", b.B, ownWant)
+	}
+	if len(b.segs) != len(want) {
+		t.Fatalf("Grow kept %d shared frames, want %d", len(b.segs), len(want))
+	}
+	for i, s := range b.segs {
+		if !bytes.Equal(s.b, want[i].b) || s.ownEnd != want[i].ownEnd {
+			t.Fatalf("seg %d after Grow: %q at %d, want %q at %d", i, s.b, s.ownEnd, want[i].b, want[i].ownEnd)
+		}
+	}
+	p.Put(b)
 }

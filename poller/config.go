@@ -7,14 +7,26 @@ import (
 	"github.com/wsdhq/wsd/codec"
 )
 
-// Policy is what happens when a connection's outbound queue passes its cap.
+// Policy is what happens when a connection's outbound queue passes its
+// cap (Config.MaxOutboundBytes). A conn is over the cap when the messages
+// queued for it, or the bytes gnet still holds because the peer has not
+// read them, exceed MaxOutboundBytes.
 type Policy uint8
 
 const (
-	// PolicyClose closes the connection with 1008 (reliable feeds: the
-	// client reconnects and recovers from history).
+	// PolicyClose closes the connection with 1008 "slow consumer", counted
+	// under CauseSlowConsumer, discarding what is queued (reliable feeds:
+	// the client reconnects and recovers from history). Sends from then on
+	// fail.
 	PolicyClose Policy = iota
-	// PolicyDrop drops the messages that do not fit (lossy feeds).
+	// PolicyDrop refuses the messages that do not fit (lossy feeds): Send
+	// returns ErrSlowConsumer and queues nothing, and the conn stays open.
+	// A message Send accepted is not dropped later: while gnet is over the
+	// cap the queue is held, not discarded, until the peer reads (only a
+	// close while it is held discards it, with 1008 "slow consumer"). The
+	// decision is taken before the message is compressed, so with context
+	// takeover the compressor only ever sees messages the peer receives
+	// and every delivered message inflates correctly.
 	PolicyDrop
 )
 
@@ -31,7 +43,7 @@ type Config struct {
 	IdleTimeout      time.Duration // 0: none; enforced by a 1 s sweep, so within 1–2 s after
 	PingInterval     time.Duration // 0: none; pings a conn silent this long
 	CloseTimeout     time.Duration // 0: 5 s to wait for the peer's close
-	MaxOutboundBytes int           // 0: 4 MiB queued per conn before the next message is refused
+	MaxOutboundBytes int           // 0: 4 MiB queued per conn (ours, or gnet's unread) before SlowPolicy applies
 	SlowPolicy       Policy        // PolicyClose by default
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
 

@@ -54,6 +54,7 @@ type Conn struct {
 	pingOut    bool // a keepalive ping is unanswered
 	deflate    bool
 	closeCause Cause
+	stalled    bool // out is held until gnet's buffer drains (PolicyDrop)
 
 	// Guarded by mu (the outbound side, touched by any goroutine).
 	dirty    bool // queued on the loop's dirty list
@@ -89,25 +90,31 @@ type seg struct {
 
 // Send queues a whole message. It is encoded (and compressed if negotiated)
 // on the caller's goroutine and written by the loop. Safe from any
-// goroutine; messages from one goroutine go out in order.
+// goroutine; messages from one goroutine go out in order. It returns
+// ErrClosed once the conn started closing, and ErrSlowConsumer when the
+// outbound cap refused the message (see Policy). payload may be reused as
+// soon as Send returns.
 func (c *Conn) Send(op codec.OpCode, payload []byte) error {
 	e := c.loop.eng
+	compress := c.deflate && e.cfg.Flate.ShouldCompress(len(payload))
 	var z *Buf
 	body, rsv1 := payload, false
-	if c.deflate && c.flate == nil && e.cfg.Flate.ShouldCompress(len(payload)) {
+	if compress && c.flate == nil {
+		// No shared state: compress outside the lock.
 		z = e.bufs.Get(len(payload)/2 + 64)
 		z.B = e.cfg.Flate.Deflate(z.B, payload, nil)
 		body, rsv1 = z.B, true
 	}
 	c.mu.Lock()
-	if c.closeOut {
+	if err := c.admitLocked(); err != nil {
 		c.mu.Unlock()
 		e.bufs.Put(z)
-		return ErrClosed
+		return err
 	}
-	if c.deflate && c.flate != nil && e.cfg.Flate.ShouldCompress(len(payload)) {
-		// Context takeover: the compressor is this conn's, used under mu so
-		// frames leave in the order their bytes entered it.
+	if compress && c.flate != nil {
+		// Context takeover: the compressor is this conn's, used under mu
+		// and only for a message already admitted, so that it remembers
+		// exactly the frames the peer will inflate, in their order.
 		z = e.bufs.Get(len(payload)/2 + 64)
 		z.B = e.cfg.Flate.Deflate(z.B, payload, c.flate)
 		body, rsv1 = z.B, true
@@ -119,25 +126,28 @@ func (c *Conn) Send(op codec.OpCode, payload []byte) error {
 	}
 	c.out.B = codec.AppendHeader(c.out.B, op, true, rsv1, len(body))
 	c.out.B = append(c.out.B, body...)
-	err := c.admitLocked(len(body))
+	c.queuedLocked(len(body))
 	c.mu.Unlock()
 	e.bufs.Put(z)
-	return err
+	return nil
 }
 
 // Prepared is a message encoded once for many connections (broadcast). Its
 // bytes are immutable and shared by every queue they are put on.
 type Prepared struct {
 	op    codec.OpCode
-	plain []byte
+	plain []byte // the uncompressed frame
+	raw   []byte // its payload (aliases plain)
 	once  sync.Once
-	flate []byte
-	raw   []byte
+	flate []byte // the compressed frame, made on first use
 }
 
-// Prepare encodes payload once. Safe from any goroutine.
+// Prepare encodes payload once. The Prepared owns a copy: the caller may
+// reuse payload (a pooled or read buffer) as soon as Prepare returns. Safe
+// from any goroutine.
 func (e *Engine) Prepare(op codec.OpCode, payload []byte) *Prepared {
-	return &Prepared{op: op, plain: codec.AppendFrame(nil, op, true, payload), raw: payload}
+	plain := codec.AppendFrame(make([]byte, 0, len(payload)+codec.MaxHeaderLen), op, true, payload)
+	return &Prepared{op: op, plain: plain, raw: plain[len(plain)-len(payload):]}
 }
 
 func (p *Prepared) deflated(e *Engine) []byte {
@@ -149,8 +159,9 @@ func (p *Prepared) deflated(e *Engine) []byte {
 	return p.flate
 }
 
-// SendPrepared queues a prepared message without copying it. Safe from any
-// goroutine.
+// SendPrepared queues a prepared message without copying it (except on a
+// context-takeover conn, whose compressor must see it). Safe from any
+// goroutine; errors as for Send.
 func (c *Conn) SendPrepared(p *Prepared) error {
 	if c.deflate && c.flate != nil {
 		return c.Send(p.op, p.raw) // takeover: this conn's own compressor
@@ -160,52 +171,59 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 		frame = p.deflated(c.loop.eng)
 	}
 	c.mu.Lock()
-	if c.closeOut {
-		c.mu.Unlock()
-		return ErrClosed
+	defer c.mu.Unlock()
+	if err := c.admitLocked(); err != nil {
+		return err
 	}
 	if c.out == nil {
 		c.out = c.loop.eng.bufs.Get(0)
 	}
 	c.out.segs = append(c.out.segs, seg{b: frame, ownEnd: len(c.out.B)})
-	err := c.admitLocked(len(frame))
-	c.mu.Unlock()
-	return err
-}
-
-// admitLocked accounts for n newly queued bytes, applies the slow-consumer
-// policy to what is queued here (the loop checks gnet's own buffer too) and
-// schedules a flush.
-func (c *Conn) admitLocked(n int) error {
-	e := c.loop.eng
-	// The cap is on what was queued before this message: one message of
-	// any allowed size fits into a queue that is under the cap.
-	pending := -n + len(c.out.B)
-	for _, s := range c.out.segs {
-		pending += len(s.b)
-	}
-	if pending > e.cfg.MaxOutboundBytes {
-		e.stats.SlowConsumers.Add(1)
-		if e.cfg.SlowPolicy == PolicyDrop {
-			c.dropNewestLocked(n)
-			return ErrSlowConsumer
-		}
-		c.closeLocked(codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
-		return ErrSlowConsumer
-	}
-	e.stats.MessagesOut.Add(1)
-	e.stats.BytesOut.Add(uint64(n))
-	c.scheduleLocked()
+	c.queuedLocked(len(frame))
 	return nil
 }
 
-// dropNewestLocked removes the frame just queued (n bytes at the end).
-func (c *Conn) dropNewestLocked(n int) {
-	if k := len(c.out.segs); k > 0 && len(c.out.segs[k-1].b) == n && c.out.segs[k-1].ownEnd == len(c.out.B) {
-		c.out.segs = c.out.segs[:k-1]
-		return
+// admitLocked decides, before anything is encoded into the queue, whether
+// one more message may be queued. The cap is on what is already queued:
+// one message of any allowed size fits into a queue that is under the cap.
+// Over it, the policy applies: PolicyDrop refuses this message and queues
+// nothing (so a takeover compressor never sees it); PolicyClose closes.
+func (c *Conn) admitLocked() error {
+	if c.closeOut {
+		return ErrClosed
 	}
-	c.out.B = c.out.B[:len(c.out.B)-n-codec.HeaderLen(n, false)]
+	e := c.loop.eng
+	if c.queuedBytesLocked() <= e.cfg.MaxOutboundBytes {
+		return nil
+	}
+	e.stats.SlowConsumers.Add(1)
+	if e.cfg.SlowPolicy == PolicyDrop {
+		// The held queue may be writable again: let the loop look.
+		c.scheduleLocked()
+		return ErrSlowConsumer
+	}
+	c.closeLocked(codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
+	return ErrSlowConsumer
+}
+
+func (c *Conn) queuedBytesLocked() int {
+	if c.out == nil {
+		return 0
+	}
+	n := len(c.out.B)
+	for _, s := range c.out.segs {
+		n += len(s.b)
+	}
+	return n
+}
+
+// queuedLocked counts a message just queued (n payload or frame bytes) and
+// schedules a flush.
+func (c *Conn) queuedLocked(n int) {
+	e := c.loop.eng
+	e.stats.MessagesOut.Add(1)
+	e.stats.BytesOut.Add(uint64(n))
+	c.scheduleLocked()
 }
 
 // Close starts the closing handshake with code and reason: the close frame

@@ -67,14 +67,35 @@ func (l *loop) Run(context.Context) error {
 
 // flush writes c's queued frames. On the loop.
 func (l *loop) flush(c *Conn) {
+	cfg := &l.eng.cfg
 	c.mu.Lock()
 	out := c.out
 	closeOut, code, why := c.closeOut, c.closeReq, c.closeWhy
-	c.out = nil
-	c.mu.Unlock()
 	if out == nil {
+		c.mu.Unlock()
 		return
 	}
+	// Slow means the peer has not read what it was sent before: gnet still
+	// holds more than the cap. A single message larger than the cap (up to
+	// MaxMessage) still goes out to a peer that keeps up.
+	slow := c.state == stateOpen && why != CauseSlowConsumer && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes
+	if slow && cfg.SlowPolicy == PolicyDrop && !closeOut {
+		// Hold the batch instead of dropping it: its Sends succeeded and a
+		// takeover compressor has seen it. Send refuses what comes once
+		// the held queue passes the cap; the sweep and later Sends retry.
+		if !c.stalled {
+			c.stalled = true
+			l.eng.stats.SlowConsumers.Add(1)
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.stalled = false
+	c.out = nil
+	if slow {
+		c.closeOut, c.closeReq, c.closeWhy = true, codec.ClosePolicyViolation, CauseSlowConsumer
+	}
+	c.mu.Unlock()
 	defer l.eng.bufs.Put(out)
 	if c.state >= stateDraining {
 		return
@@ -83,6 +104,23 @@ func (l *loop) flush(c *Conn) {
 		// Sends before the 101 cannot happen through the API; drop.
 		return
 	}
+	if slow {
+		l.eng.stats.SlowConsumers.Add(1)
+		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
+		return
+	}
+	l.write(c, out)
+	if closeOut && c.state == stateOpen {
+		// The close frame was the last thing queued and is now written.
+		c.closeCode, c.closeCause = code, why
+		c.state = stateClosing
+		c.since = l.eng.clock()
+	}
+}
+
+// write hands a batch to gnet in one call: own bytes and shared frames,
+// in the order they were queued. On the loop.
+func (l *loop) write(c *Conn, out *Buf) {
 	l.iov = l.iov[:0]
 	pos := 0
 	for _, s := range out.segs {
@@ -95,21 +133,6 @@ func (l *loop) flush(c *Conn) {
 	if len(out.B) > pos {
 		l.iov = append(l.iov, out.B[pos:])
 	}
-	cfg := &l.eng.cfg
-	// Slow means the peer has not read what it was sent before: gnet still
-	// holds more than the cap. A single message larger than the cap (up to
-	// MaxMessage) still goes out to a peer that keeps up.
-	if c.state == stateOpen && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes && why != CauseSlowConsumer {
-		l.eng.stats.SlowConsumers.Add(1)
-		if cfg.SlowPolicy == PolicyDrop && !closeOut {
-			return
-		}
-		c.mu.Lock()
-		c.closeOut, c.closeReq, c.closeWhy = true, codec.ClosePolicyViolation, CauseSlowConsumer
-		c.mu.Unlock()
-		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
-		return
-	}
 	switch len(l.iov) {
 	case 0:
 	case 1:
@@ -118,12 +141,6 @@ func (l *loop) flush(c *Conn) {
 		_, _ = c.gc.Writev(l.iov)
 	}
 	clear(l.iov)
-	if closeOut && c.state == stateOpen {
-		// The close frame was the last thing queued and is now written.
-		c.closeCode, c.closeCause = code, why
-		c.state = stateClosing
-		c.since = l.eng.clock()
-	}
 }
 
 // sendClose writes a close frame now and moves c to closing. On the loop.
@@ -209,6 +226,14 @@ func (l *loop) sweep() {
 				_ = c.gc.Close()
 			}
 		case stateOpen:
+			if c.stalled {
+				// gnet drains on its own; nothing else may wake the held
+				// queue if the application stopped sending.
+				l.flush(c)
+				if c.state != stateOpen {
+					continue
+				}
+			}
 			switch {
 			case idle > 0 && age > idle:
 				l.fail(c, codec.CloseGoingAway, "idle timeout", CauseIdle)
