@@ -15,7 +15,7 @@ func TestErrorForWrapped(t *testing.T) {
 		pubsub.ErrUnknownNamespace: CodeUnknownNamespace,
 		pubsub.ErrBadData:          CodeBadRequest,
 		pubsub.ErrPresenceDisabled: CodePresenceDisabled,
-		fmt.Errorf("disk on fire"):  CodeInternal,
+		fmt.Errorf("disk on fire"): CodeInternal,
 	}
 	for err, want := range cases {
 		for _, e := range []error{err, fmt.Errorf("broker: publish %q: %w", "chat:1", err)} {
