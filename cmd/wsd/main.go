@@ -104,7 +104,7 @@ Flags:
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&c.returnMemory, "return-memory", true, "after a burst of 1000+ connections followed by 2 s without new ones, return the handshakes' garbage to the OS (a forced GC)")
+	fs.BoolVar(&c.returnMemory, "return-memory", true, "after 1000+ connections accepted within 10 s followed by 2 s without new ones, return the handshakes' garbage to the OS (a forced GC)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (do not expose publicly)")
 	fs.StringVar(&c.apiKey, "api-key", "", "enables the HTTP API for 'Authorization: apikey KEY' (unset: the API answers 403)")
 	fs.StringVar(&c.tokenSecret, "token-secret", "", "HS256 secret of connection JWTs (sub = client ID, channels = allowed patterns); unset: anonymous clients may subscribe and publish")

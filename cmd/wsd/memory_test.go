@@ -61,8 +61,8 @@ func TestReturnMemoryIgnoresTrickle(t *testing.T) {
 	if got := runReturner(repeat(100, 500)); len(got) != 0 {
 		t.Fatalf("busy server freed memory after ticks %v", got)
 	}
-	// 900 quick accepts, a pause, then 900 more: two small bursts, not one big one.
-	if got := runReturner(cat(repeat(3, 300), repeat(3, 0), repeat(3, 300), repeat(3, 0))); len(got) != 0 {
+	// 900 quick accepts, a long pause, then 900 more: two small bursts, not one big one.
+	if got := runReturner(cat(repeat(3, 300), repeat(windowTicks, 0), repeat(3, 300), repeat(3, 0))); len(got) != 0 {
 		t.Fatalf("two bursts under %d freed memory after ticks %v", minBurst, got)
 	}
 }
