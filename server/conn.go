@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 
@@ -104,7 +105,20 @@ func (c *Conn[T]) SendPrepared(p *Prepared) error { return c.pc.SendPrepared(p) 
 // Close sends a close frame with code and reason after what is queued and
 // closes the connection when the peer answers (or after CloseTimeout).
 // Safe from any goroutine; later calls do nothing.
-func (c *Conn[T]) Close(code int, reason string) { c.pc.Close(uint16(code), reason) }
+//
+// code must be one RFC 6455 §7.4 lets an endpoint send: 1000–1003,
+// 1007–1014 or 3000–4999. Any other code (1004–1006, 1015, below 1000,
+// 1016–2999, above 4999) is a programming error: the conn is closed with
+// 1011 (internal error) instead and the server logs the bad code.
+func (c *Conn[T]) Close(code int, reason string) {
+	if code < 0 || code > math.MaxUint16 || !codec.ValidCloseCode(uint16(code)) {
+		c.route.srv.log.Error("Conn.Close with an invalid close code: closing with 1011 instead",
+			"code", code, "path", c.route.path, "conn", c.ID())
+		c.pc.Close(codec.CloseInternalError, "internal error")
+		return
+	}
+	c.pc.Close(uint16(code), reason)
+}
 
 // Errors returned by Send.
 var (

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -11,12 +10,7 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		os.Exit(emfileChild())
-	}
-	goleak.VerifyTestMain(m, gnetGlobals...)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, gnetGlobals...) }
 
 // gnet's package-level ants pool starts these two at init and never stops
 // them; they are not per-server and cannot leak per connection.
@@ -94,7 +88,5 @@ func recv[V any](t testing.TB, ch <-chan V, d time.Duration, what string) V {
 // waitWorkersExited waits for the pool's goroutines to end.
 func waitWorkersExited[T any](t testing.TB, srv *Server[T]) {
 	t.Helper()
-	ch := make(chan struct{})
-	go func() { srv.workers.Wait(); close(ch) }()
-	recv(t, ch, 10*time.Second, "the workers to exit")
+	recv(t, srv.work.done, 10*time.Second, "the workers to exit")
 }

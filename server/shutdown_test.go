@@ -75,7 +75,7 @@ func TestShutdownDeadlineWhileHandlerRuns(t *testing.T) {
 		}
 	}
 	recv(t, g.entered, 10*time.Second, "the first message in the handler")
-	waitFor(t, 10*time.Second, "every message queued", func() bool { return srv.Engine().Stats().MessagesIn.Load() == n })
+	waitFor(t, 10*time.Second, "every message queued", func() bool { return srv.Stats().MessagesIn == n })
 
 	// The client never answers the 1001: the deadline passes mid-drain.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -139,12 +139,17 @@ func TestConcurrentShutdownsShareTheResult(t *testing.T) {
 	c.WriteMessage(codec.OpText, []byte("block"))
 	recv(t, g.entered, 10*time.Second, "the handler")
 
-	short, cancelA := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	short, cancelA := context.WithTimeout(context.Background(), time.Second)
 	defer cancelA()
 	long, cancelB := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelB()
 	a, b := make(chan error, 1), make(chan error, 1)
 	go func() { a <- srv.Shutdown(short) }()
+	// The first call runs the shutdown with its ctx; once it is draining
+	// (the 1001 arrived), a second call with more time waits for that end.
+	if code, _, err := c.ExpectClose(); err != nil || code != codec.CloseGoingAway {
+		t.Fatalf("close %d %v", code, err)
+	}
 	go func() { b <- srv.Shutdown(long) }()
 	errA := recv(t, a, 10*time.Second, "the first Shutdown")
 	errB := recv(t, b, 10*time.Second, "the second Shutdown")

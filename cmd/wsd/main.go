@@ -238,7 +238,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	srv.HandleHTTP("/api/", api)
 	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker, wsh, api))
 	srv.HandleHTTP("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "ok %d connections\n", srv.Engine().Stats().Conns.Load())
+		fmt.Fprintf(w, "ok %d connections\n", srv.Stats().Conns)
 	}))
 	srv.HandleHTTP("GET /wsd.js", web.JS())
 	srv.HandleHTTP("GET /{$}", web.Index())
@@ -254,7 +254,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	go func() { done <- srv.ListenAndServe(c.listen) }()
 	select {
 	case <-srv.Ready():
-		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.Engine().Config().MaxConns,
+		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.MaxConns(),
 			"api", c.apiKey != "", "tokens", c.tokenSecret != "")
 	case err := <-done:
 		log.Error("wsd could not start", "err", err)
@@ -264,7 +264,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	var tickers sync.WaitGroup
 	if c.returnMemory {
 		tickers.Add(1)
-		go func() { defer tickers.Done(); returnMemory(ctx, srv.Engine().Stats()) }()
+		go func() { defer tickers.Done(); returnMemory(ctx, func() uint64 { return srv.Stats().Accepted }) }()
 	}
 	if c.demoTicker {
 		tickers.Add(1)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"runtime/debug"
 	"time"
-
-	"github.com/wsdhq/wsd/poller"
 )
 
 // returnMemory gives the heap left over by a connection storm back to the
@@ -16,10 +14,10 @@ import (
 // quietTicks seconds, a forced
 // GC with FreeOSMemory returns it: measured 0.96 → 0.82 KiB RSS per idle
 // connection at 10k. It runs only after storms, never on a busy server.
-func returnMemory(ctx context.Context, stats *poller.Stats) {
+func returnMemory(ctx context.Context, accepted func() uint64) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	m := newMemoryReturner(stats.Accepted.Load, debug.FreeOSMemory)
+	m := newMemoryReturner(accepted, debug.FreeOSMemory)
 	for {
 		select {
 		case <-ctx.Done():
