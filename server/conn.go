@@ -83,9 +83,11 @@ func (c *Conn[T]) RawQuery() string {
 // Request returns the upgrade request (method, path, query, headers)
 // during Acceptor.Accept and OnOpen. Afterwards it is nil unless
 // Options.KeepHeaders is set: an idle conn should not pay for its headers.
+// Call it from the conn's callbacks (it changes after OnOpen).
 func (c *Conn[T]) Request() *Request { return c.req }
 
-// Subprotocol is the negotiated subprotocol ("" if none).
+// Subprotocol is the negotiated subprotocol ("" if none). Safe from any
+// goroutine.
 func (c *Conn[T]) Subprotocol() string {
 	if c.info == nil {
 		return ""

@@ -167,7 +167,7 @@ func (s *Server[T]) Handle(path string, h Handler[T], opts ...RouteOption) {
 // any goroutine.
 func (s *Server[T]) Prepare(t MessageType, data []byte) *Prepared { return s.eng.Prepare(t, data) }
 
-// Ready is closed once the server listens.
+// Ready is closed once the server listens. Safe from any goroutine.
 func (s *Server[T]) Ready() <-chan struct{} { return s.eng.Ready() }
 
 // MaxConns is the connection cap in force: Options.MaxConns, or the one
