@@ -211,13 +211,20 @@ func (e *Engine) CloseAll(code uint16, reason string) {
 	}
 }
 
-// Stop stops the loops, closing whatever is still open. Safe from any
-// goroutine; Serve returns afterwards.
+// Stop stops the loops, closing whatever is still open. Once booted, the
+// stop always begins, even with ctx already ended; ctx only bounds the wait
+// for it to finish. Safe from any goroutine; Serve returns afterwards.
 func (e *Engine) Stop(ctx context.Context) error {
 	select {
 	case <-e.booted:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		// Booted takes precedence over an ended ctx: a stop asked with no
+		// time left must still begin.
+		select {
+		case <-e.booted:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	e.mu.Lock()
 	g := e.gnet

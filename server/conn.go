@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 
@@ -82,9 +83,11 @@ func (c *Conn[T]) RawQuery() string {
 // Request returns the upgrade request (method, path, query, headers)
 // during Acceptor.Accept and OnOpen. Afterwards it is nil unless
 // Options.KeepHeaders is set: an idle conn should not pay for its headers.
+// Call it from the conn's callbacks (it changes after OnOpen).
 func (c *Conn[T]) Request() *Request { return c.req }
 
-// Subprotocol is the negotiated subprotocol ("" if none).
+// Subprotocol is the negotiated subprotocol ("" if none). Safe from any
+// goroutine.
 func (c *Conn[T]) Subprotocol() string {
 	if c.info == nil {
 		return ""
@@ -104,7 +107,20 @@ func (c *Conn[T]) SendPrepared(p *Prepared) error { return c.pc.SendPrepared(p) 
 // Close sends a close frame with code and reason after what is queued and
 // closes the connection when the peer answers (or after CloseTimeout).
 // Safe from any goroutine; later calls do nothing.
-func (c *Conn[T]) Close(code int, reason string) { c.pc.Close(uint16(code), reason) }
+//
+// code must be one RFC 6455 §7.4 lets an endpoint send: 1000–1003,
+// 1007–1014 or 3000–4999. Any other code (1004–1006, 1015, below 1000,
+// 1016–2999, above 4999) is a programming error: the conn is closed with
+// 1011 (internal error) instead and the server logs the bad code.
+func (c *Conn[T]) Close(code int, reason string) {
+	if code < 0 || code > math.MaxUint16 || !codec.ValidCloseCode(uint16(code)) {
+		c.route.srv.log.Error("Conn.Close with an invalid close code: closing with 1011 instead",
+			"code", code, "path", c.route.path, "conn", c.ID())
+		c.pc.Close(codec.CloseInternalError, "internal error")
+		return
+	}
+	c.pc.Close(uint16(code), reason)
+}
 
 // Errors returned by Send.
 var (

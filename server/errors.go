@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"strconv"
 
 	"github.com/wsdhq/wsd/codec"
@@ -23,18 +22,6 @@ func (e *CloseError) Error() string {
 	}
 	return s + " (" + e.Cause + ")"
 }
-
-// CloseStatus returns err's close code, or -1 if err is not a *CloseError.
-func CloseStatus(err error) int {
-	var ce *CloseError
-	if errors.As(err, &ce) {
-		return ce.Code
-	}
-	return -1
-}
-
-// ProtocolError is a peer's violation of RFC 6455/7692.
-type ProtocolError = codec.ProtocolError
 
 // HTTPError refuses an upgrade with an HTTP status (return it from Accept).
 type HTTPError = codec.HTTPError

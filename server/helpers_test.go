@@ -10,9 +10,7 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, gnetGlobals...)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, gnetGlobals...) }
 
 // gnet's package-level ants pool starts these two at init and never stops
 // them; they are not per-server and cannot leak per connection.
@@ -59,3 +57,36 @@ func start[T any](t testing.TB, srv *Server[T]) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// waitFor polls cond until it holds, failing the test after d. It waits on
+// a condition, not on time: d only bounds a broken run.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		<-tick.C
+	}
+}
+
+// recv returns the next value from ch, failing the test after d.
+func recv[V any](t testing.TB, ch <-chan V, d time.Duration, what string) V {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+		panic("unreachable")
+	}
+}
+
+// waitWorkersExited waits for the pool's goroutines to end.
+func waitWorkersExited[T any](t testing.TB, srv *Server[T]) {
+	t.Helper()
+	recv(t, srv.work.done, 10*time.Second, "the workers to exit")
+}

@@ -33,7 +33,8 @@ func (s *Server[T]) HandleHTTP(pattern string, h http.Handler) {
 }
 
 // ServeHTTP implements poller.HTTPHandler, on the loop.
-func (s *Server[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []byte) {
+func (h *loopHandler[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []byte) {
+	s := h.server()
 	if s.routes[req.Path] != nil {
 		// A WebSocket endpoint asked without an Upgrade header.
 		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 426, Reason: "this is a WebSocket endpoint",
@@ -50,9 +51,7 @@ func (s *Server[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []byte) 
 		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "too many HTTP requests in flight"}))
 		return
 	}
-	s.httpWG.Add(1)
 	go func() {
-		defer s.httpWG.Done()
 		defer func() { <-s.httpSem }()
 		pc.ReplyHTTP(s.runHTTP(pc, req, body))
 	}()

@@ -13,7 +13,6 @@ import (
 
 	"github.com/wsdhq/wsd/codec"
 	"github.com/wsdhq/wsd/internal/wstest"
-	"github.com/wsdhq/wsd/poller"
 )
 
 func echo[T any]() Funcs[T] {
@@ -109,25 +108,36 @@ func TestPerConnOrder(t *testing.T) {
 	}
 }
 
-// A saturated pool pauses reads instead of growing: goroutines stay at the
-// pool size, and every message arrives once the handler unblocks.
+// A saturated pool pauses reads instead of growing: every conn's reads are
+// paused with at most Inbox messages taken in, goroutines stay at the pool
+// size, and every message arrives once the handler unblocks.
 func TestBackpressurePausesReads(t *testing.T) {
+	const conns, perConn, inboxCap = 10, 50, 2
 	gate := make(chan struct{})
 	var openGate sync.Once
 	defer openGate.Do(func() { close(gate) })
 	var got atomic.Int64
 	type count struct{ n int }
-	srv := New[count](Options{Workers: 2, QueueSize: 1, Inbox: 2})
-	srv.Handle("/slow", Funcs[count]{Message: func(c *Conn[count], m Message) {
-		<-gate
-		got.Add(1)
-		if c.Value.n++; c.Value.n == 50 {
-			_ = c.Send(Text, []byte("ok"))
-		}
-	}})
+	var mu sync.Mutex
+	var opened []*Conn[count]
+	srv := New[count](Options{Workers: 2, QueueSize: 1, Inbox: inboxCap})
+	srv.Handle("/slow", Funcs[count]{
+		Open: func(c *Conn[count]) {
+			mu.Lock()
+			opened = append(opened, c)
+			mu.Unlock()
+		},
+		Message: func(c *Conn[count], m Message) {
+			<-gate
+			got.Add(1)
+			if c.Value.n++; c.Value.n == perConn {
+				_ = c.Send(Text, []byte("ok"))
+			}
+		},
+	})
 	addr := start(t, srv)
 	var clients []*wstest.Client
-	for range 10 {
+	for range conns {
 		c, err := wstest.Dial(addr, "/slow")
 		if err != nil {
 			t.Fatal(err)
@@ -135,14 +145,33 @@ func TestBackpressurePausesReads(t *testing.T) {
 		defer c.Close()
 		clients = append(clients, c)
 	}
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 10*time.Second, "every OnOpen", func() bool { mu.Lock(); defer mu.Unlock(); return len(opened) == conns })
+	waitFor(t, 5*time.Second, "the pool idle", func() bool { return srv.Stats().QueueDepth == 0 })
 	before := runtime.NumGoroutine()
+	// Each conn's 50 messages go out in one write, so they reach the loop
+	// together: without a pause it would parse them all in one go.
+	frame := codec.AppendMaskedFrame(nil, codec.OpBinary, true, false, [4]byte{1, 2, 3, 4}, make([]byte, 100))
+	burst := bytes.Repeat(frame, perConn)
 	for _, c := range clients {
-		for range 50 {
-			c.WriteMessage(codec.OpBinary, make([]byte, 100))
+		if err := c.WriteRaw(burst); err != nil {
+			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	paused := func(c *Conn[count]) bool { c.mu.Lock(); defer c.mu.Unlock(); return c.paused }
+	waitFor(t, 10*time.Second, "every conn's reads paused", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range opened {
+			if !paused(c) {
+				return false
+			}
+		}
+		return true
+	})
+	// Per conn: at most Inbox queued plus the one a worker holds.
+	if in, most := srv.Stats().MessagesIn, uint64(conns*(inboxCap+1)); in > most {
+		t.Fatalf("parsed %d messages with every conn paused; pausing allows at most %d", in, most)
+	}
 	if g := runtime.NumGoroutine(); g > before+2 {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("goroutines grew from %d to %d under backpressure:\n%s", before, g, buf[:runtime.Stack(buf, true)])
@@ -152,16 +181,12 @@ func TestBackpressurePausesReads(t *testing.T) {
 	}
 	openGate.Do(func() { close(gate) })
 	for _, c := range clients {
-		if _, err := c.ReadData(); err != nil {
-			t.Fatal(err)
+		if f, err := c.ReadData(); err != nil || string(f.Payload) != "ok" {
+			t.Fatalf("after resuming: %q %v", f.Payload, err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for got.Load() < 500 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got.Load() != 500 {
-		t.Fatalf("delivered %d of 500", got.Load())
+	if n := got.Load(); n != conns*perConn {
+		t.Fatalf("delivered %d of %d", n, conns*perConn)
 	}
 }
 
@@ -194,11 +219,8 @@ func TestHandlerPanicClosesOnlyThatConn(t *testing.T) {
 			if f, err := b.ReadData(); err != nil || string(f.Payload) != "still here" {
 				t.Fatalf("other conn: %v", err)
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for srv.Engine().Stats().Closes[poller.CausePanic].Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if n := srv.Engine().Stats().Closes[poller.CausePanic].Load(); n != 1 {
+			waitFor(t, 5*time.Second, "the panic close counted", func() bool { return srv.Stats().Closes["panic"] > 0 })
+			if n := srv.Stats().Closes["panic"]; n != 1 {
 				t.Fatalf("panic closes = %d", n)
 			}
 		})
@@ -234,7 +256,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no slow-consumer verdict")
 	}
-	if srv.Engine().Stats().SlowConsumers.Load() == 0 {
+	if srv.Stats().SlowConsumers == 0 {
 		t.Fatal("slow consumer not counted")
 	}
 	code, reason, err := c.ExpectClose()
@@ -260,7 +282,7 @@ func TestMaxConns503(t *testing.T) {
 		t.Fatalf("third conn: %v", err)
 	}
 	a.Close()
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the server to see the close", func() bool { return srv.Stats().Conns == 1 })
 	c, err := wstest.Dial(addr, "/e")
 	if err != nil {
 		t.Fatalf("after a close there is room again: %v", err)
@@ -320,48 +342,74 @@ func isStatus(err error, status int) bool {
 	return errors.As(err, &se) && se.Status == status
 }
 
+// Shutdown sends 1001 only after everything already queued for the conn:
+// the client, which reads nothing until Shutdown began, gets every message
+// in order and then the close.
 func TestShutdownSends1001AndDrains(t *testing.T) {
-	srv := New[struct{}](Options{})
+	const n, size = 200, 10 << 10 // 2 MiB: more than the socket buffers hold
+	srv := New[bool](Options{})   // Value: this conn got the output
 	closed := make(chan *CloseError, 4)
-	srv.Handle("/e", Funcs[struct{}]{
-		Message: func(c *Conn[struct{}], m Message) { _ = c.Send(m.Type, m.Data) },
-		Closed:  func(c *Conn[struct{}], err *CloseError) { closed <- err },
+	queued := make(chan struct{})
+	srv.Handle("/e", Funcs[bool]{
+		Message: func(c *Conn[bool], m Message) {
+			c.Value = true
+			for i := range n {
+				msg := bytes.Repeat([]byte{byte(i)}, size)
+				if err := c.Send(Binary, msg); err != nil {
+					t.Errorf("Send #%d: %v", i, err)
+				}
+			}
+			close(queued)
+		},
+		Closed: func(c *Conn[bool], err *CloseError) {
+			if c.Value {
+				closed <- err
+			}
+		},
 	})
-	addr := freeAddr(t)
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(addr) }()
-	<-srv.Ready()
+	addr, done := serve(t, srv)
 	c, err := wstest.Dial(addr, "/e")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.WriteMessage(codec.OpText, []byte("before"))
-	if f, _ := c.ReadData(); string(f.Payload) != "before" {
-		t.Fatal("no echo")
-	}
+	c.WriteMessage(codec.OpText, []byte("send"))
+	recv(t, queued, 10*time.Second, "the handler to queue its output")
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := contextWithTimeout(10 * time.Second)
 		defer cancel()
 		shut <- srv.Shutdown(ctx)
 	}()
-	code, _, err := c.ExpectClose()
-	if err != nil || code != codec.CloseGoingAway {
-		t.Fatalf("close %d %v", code, err)
-	}
 	// New conns are refused while draining.
-	if _, err := wstest.Dial(addr, "/e"); err == nil {
-		t.Fatal("accepted a conn while shutting down")
+	waitFor(t, 10*time.Second, "a refused dial while draining", func() bool {
+		d, err := wstest.Dial(addr, "/e")
+		if err == nil {
+			d.Close()
+		}
+		return err != nil
+	})
+	for i := range n {
+		f, err := c.Read()
+		if err != nil || f.Op != codec.OpBinary || len(f.Payload) != size || f.Payload[0] != byte(i) {
+			t.Fatalf("message #%d before the close: op=%v len=%d err=%v", i, f.Op, len(f.Payload), err)
+		}
+	}
+	f, err := c.Read()
+	if err != nil || f.Op != codec.OpClose {
+		t.Fatalf("after the queued output: %v %v, want the close", f.Op, err)
+	}
+	if code, _, _ := codec.ParseClose(f.Payload); code != codec.CloseGoingAway {
+		t.Fatalf("close code %d", code)
 	}
 	c.WriteRaw(codec.AppendMaskedFrame(nil, codec.OpClose, true, false, [4]byte{}, []byte{0x03, 0xe9}))
-	if err := <-shut; err != nil {
+	if err := recv(t, shut, 15*time.Second, "Shutdown"); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := <-done; err != nil {
+	if err := recv(t, done, 5*time.Second, "ListenAndServe"); err != nil {
 		t.Fatalf("ListenAndServe: %v", err)
 	}
-	ce := <-closed
+	ce := recv(t, closed, time.Second, "OnClose")
 	if ce.Code != 1001 || ce.Cause != "shutdown" {
 		t.Fatalf("OnClose got %+v", ce)
 	}
@@ -454,19 +502,13 @@ func TestMaxConnsPerIP429(t *testing.T) {
 		t.Fatalf("third conn from one address: %v", err)
 	}
 	a.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := wstest.Dial(addr, "/e")
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("room not released: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the server to see the close", func() bool { return srv.Stats().Conns == 1 })
+	c, err := wstest.Dial(addr, "/e")
+	if err != nil {
+		t.Fatalf("room not released: %v", err)
 	}
-	if srv.Engine().Stats().Closes[poller.CausePerIPLimit].Load() == 0 {
+	c.Close()
+	if srv.Stats().Closes["per_ip_limit"] == 0 {
 		t.Fatal("per-IP refusals not counted")
 	}
 }

@@ -2,6 +2,7 @@ package wsproto
 
 import (
 	"encoding/json"
+	"errors"
 
 	"github.com/wsdhq/wsd/pubsub"
 )
@@ -89,16 +90,16 @@ func codeIndex(code string) int {
 	return numCodes - 1
 }
 
-// errorFor maps a pubsub error to a reply error.
+// errorFor maps a pubsub error, possibly wrapped, to a reply error.
 func errorFor(err error) *Error {
-	switch err {
-	case pubsub.ErrBadChannel:
+	switch {
+	case errors.Is(err, pubsub.ErrBadChannel):
 		return &Error{CodeBadChannel, "invalid channel name"}
-	case pubsub.ErrUnknownNamespace:
+	case errors.Is(err, pubsub.ErrUnknownNamespace):
 		return &Error{CodeUnknownNamespace, "unknown channel namespace"}
-	case pubsub.ErrBadData:
+	case errors.Is(err, pubsub.ErrBadData):
 		return &Error{CodeBadRequest, "data is not valid JSON"}
-	case pubsub.ErrPresenceDisabled:
+	case errors.Is(err, pubsub.ErrPresenceDisabled):
 		return &Error{CodePresenceDisabled, "presence is off for this channel's namespace"}
 	}
 	return &Error{CodeInternal, "internal error"}

@@ -21,15 +21,13 @@ func (e *configError) Error() string { return e.msg }
 // (like [namespaces.chat]) are returned for the caller to interpret.
 func applyFile(fs *flag.FlagSet, path string) (tables map[string]any, err error) {
 	var raw map[string]any
-	md, err := toml.DecodeFile(path, &raw)
-	if err != nil {
+	if _, err := toml.DecodeFile(path, &raw); err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
 			return nil, &configError{fmt.Sprintf("config %s: %s", path, perr.ErrorWithPosition())}
 		}
 		return nil, &configError{fmt.Sprintf("config %s: %v", path, err)}
 	}
-	_ = md
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	keys := make([]string, 0, len(raw))

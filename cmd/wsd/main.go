@@ -104,7 +104,7 @@ Flags:
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&c.returnMemory, "return-memory", true, "after a burst of 1000+ connections followed by 2 s without new ones, return the handshakes' garbage to the OS (a forced GC)")
+	fs.BoolVar(&c.returnMemory, "return-memory", true, "after 1000+ connections accepted within 10 s followed by 2 s without new ones, return the handshakes' garbage to the OS (a forced GC)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (do not expose publicly)")
 	fs.StringVar(&c.apiKey, "api-key", "", "enables the HTTP API for 'Authorization: apikey KEY' (unset: the API answers 403)")
 	fs.StringVar(&c.tokenSecret, "token-secret", "", "HS256 secret of connection JWTs (sub = client ID, channels = allowed patterns); unset: anonymous clients may subscribe and publish")
@@ -238,7 +238,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	srv.HandleHTTP("/api/", api)
 	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker, wsh, api))
 	srv.HandleHTTP("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "ok %d connections\n", srv.Engine().Stats().Conns.Load())
+		fmt.Fprintf(w, "ok %d connections\n", srv.Stats().Conns)
 	}))
 	srv.HandleHTTP("GET /wsd.js", web.JS())
 	srv.HandleHTTP("GET /{$}", web.Index())
@@ -254,7 +254,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	go func() { done <- srv.ListenAndServe(c.listen) }()
 	select {
 	case <-srv.Ready():
-		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.Engine().Config().MaxConns,
+		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.MaxConns(),
 			"api", c.apiKey != "", "tokens", c.tokenSecret != "")
 	case err := <-done:
 		log.Error("wsd could not start", "err", err)
@@ -264,7 +264,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	var tickers sync.WaitGroup
 	if c.returnMemory {
 		tickers.Add(1)
-		go func() { defer tickers.Done(); returnMemory(ctx, srv.Engine().Stats()) }()
+		go func() { defer tickers.Done(); returnMemory(ctx, func() uint64 { return srv.Stats().Accepted }) }()
 	}
 	if c.demoTicker {
 		tickers.Add(1)

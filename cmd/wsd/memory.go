@@ -4,38 +4,75 @@ import (
 	"context"
 	"runtime/debug"
 	"time"
-
-	"github.com/wsdhq/wsd/poller"
 )
 
 // returnMemory gives the heap left over by a connection storm back to the
 // OS. Every upgrade leaves ~2 KiB of short-lived garbage (request headers,
 // the 101 answer); after 10k reconnects that is tens of MiB the runtime
 // keeps mapped for a long time. Once at least minBurst connections were
-// accepted and accepting has been quiet for a couple of seconds, a forced
+// accepted within burstTicks seconds and accepting has then been quiet for
+// quietTicks seconds, a forced
 // GC with FreeOSMemory returns it: measured 0.96 → 0.82 KiB RSS per idle
 // connection at 10k. It runs only after storms, never on a busy server.
-func returnMemory(ctx context.Context, stats *poller.Stats) {
-	const minBurst = 1000
+func returnMemory(ctx context.Context, accepted func() uint64) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	last := stats.Accepted.Load()
-	burst, quiet := uint64(0), 0
+	m := newMemoryReturner(accepted, debug.FreeOSMemory)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		now := stats.Accepted.Load()
-		if now != last {
-			burst += now - last
-			last, quiet = now, 0
-			continue
-		}
-		if quiet++; quiet >= 2 && burst >= minBurst {
-			debug.FreeOSMemory()
-			burst = 0
+			m.tick()
 		}
 	}
+}
+
+const (
+	minBurst    = 1000 // accepts that make a storm worth cleaning up after
+	burstTicks  = 10   // seconds the storm's accepts are counted over
+	quietTicks  = 2    // seconds without an accept that end a storm
+	windowTicks = burstTicks + quietTicks
+)
+
+// memoryReturner decides, once a second (tick), whether to free memory:
+// after at least minBurst accepts within burstTicks seconds followed by
+// quietTicks seconds without one. It keeps the accepts of the last
+// windowTicks seconds, so a trickle never adds up to a burst.
+type memoryReturner struct {
+	accepted func() uint64 // accepts since start
+	free     func()
+	last     uint64
+	window   [windowTicks]uint64 // accepts per tick, a ring
+	next     int                 // the ring slot the next tick fills
+	quiet    int                 // ticks since the last accept
+}
+
+func newMemoryReturner(accepted func() uint64, free func()) *memoryReturner {
+	return &memoryReturner{accepted: accepted, free: free, last: accepted()}
+}
+
+func (m *memoryReturner) tick() {
+	now := m.accepted()
+	n := now - m.last
+	m.last = now
+	m.window[m.next] = n
+	m.next = (m.next + 1) % windowTicks
+	if n > 0 {
+		m.quiet = 0
+		return
+	}
+	if m.quiet++; m.quiet == quietTicks && m.recent() >= minBurst {
+		m.free()
+		clear(m.window[:]) // that storm is dealt with
+	}
+}
+
+// recent is the accepts of the last windowTicks seconds.
+func (m *memoryReturner) recent() uint64 {
+	var sum uint64
+	for _, n := range m.window {
+		sum += n
+	}
+	return sum
 }

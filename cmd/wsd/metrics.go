@@ -2,33 +2,32 @@ package main
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/wsdhq/wsd/poller"
 	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/server"
 	"github.com/wsdhq/wsd/wsproto"
 )
 
-// engineCollector reads the engine's atomic counters at scrape time, so
-// metrics cost nothing per message.
+// engineCollector reads the server's counters at scrape time, so metrics
+// cost nothing per message.
 type engineCollector struct {
-	stats *poller.Stats
-	queue func() int
+	stats func() server.Stats
 
 	conns, accepted, upgraded, rejected *prometheus.Desc
 	msgsIn, msgsOut, bytesIn, bytesOut  *prometheus.Desc
 	slow, closes, queueDepth            *prometheus.Desc
 }
 
-func newEngineCollector(stats *poller.Stats, queue func() int) *engineCollector {
+func newEngineCollector(stats func() server.Stats) *engineCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("wsd_"+name, help, labels, nil)
 	}
-	return &engineCollector{stats: stats, queue: queue,
+	return &engineCollector{stats: stats,
 		conns:      d("connections", "Open connections (TCP accepted and not closed)."),
 		accepted:   d("tcp_accepted_total", "TCP connections accepted."),
 		upgraded:   d("handshakes_total", "Upgrade requests by result.", "result"),
@@ -51,28 +50,33 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.stats
+	s := c.stats()
 	g := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
 	n := func(d *prometheus.Desc, v uint64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
 	}
-	g(c.conns, float64(s.Conns.Load()))
-	n(c.accepted, s.Accepted.Load())
-	n(c.upgraded, s.Upgraded.Load(), "upgraded")
-	n(c.upgraded, s.Rejected.Load(), "rejected")
-	n(c.upgraded, s.Closes[poller.CauseOverCapacity].Load(), "over_capacity")
-	n(c.rejected, s.Rejected.Load())
-	n(c.msgsIn, s.MessagesIn.Load())
-	n(c.msgsOut, s.MessagesOut.Load())
-	n(c.bytesIn, s.BytesIn.Load())
-	n(c.bytesOut, s.BytesOut.Load())
-	n(c.slow, s.SlowConsumers.Load())
-	for cause := poller.Cause(0); cause < poller.NumCauses; cause++ {
-		n(c.closes, s.Closes[cause].Load(), cause.String())
+	g(c.conns, float64(s.Conns))
+	n(c.accepted, s.Accepted)
+	n(c.upgraded, s.Upgraded, "upgraded")
+	n(c.upgraded, s.Rejected, "rejected")
+	n(c.upgraded, s.Closes["over_capacity"], "over_capacity")
+	n(c.rejected, s.Rejected)
+	n(c.msgsIn, s.MessagesIn)
+	n(c.msgsOut, s.MessagesOut)
+	n(c.bytesIn, s.BytesIn)
+	n(c.bytesOut, s.BytesOut)
+	n(c.slow, s.SlowConsumers)
+	causes := make([]string, 0, len(s.Closes))
+	for cause := range s.Closes {
+		causes = append(causes, cause)
 	}
-	g(c.queueDepth, float64(c.queue()))
+	slices.Sort(causes)
+	for _, cause := range causes {
+		n(c.closes, s.Closes[cause], cause)
+	}
+	g(c.queueDepth, float64(s.QueueDepth))
 }
 
 // metricsHandler exposes the engine, pub/sub, /ws and API counters plus
@@ -81,7 +85,7 @@ func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broke
 	wsh *wsproto.Handler, api *wsproto.API) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(newEngineCollector(srv.Engine().Stats(), srv.QueueDepth))
+	reg.MustRegister(newEngineCollector(srv.Stats))
 	counter := func(name, help string, f func() uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsd_" + name, Help: help},
 			func() float64 { return float64(f()) }))
