@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -59,5 +61,18 @@ func TestCloseValidatesCode(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "invalid close code") || !strings.Contains(logs.String(), "code=1005") {
 		t.Errorf("invalid codes not logged:\n%s", logs.String())
+	}
+}
+
+func TestCloseStatus(t *testing.T) {
+	ce := &CloseError{Code: 1008, Reason: "slow consumer", Cause: "slow_consumer"}
+	if got := CloseStatus(fmt.Errorf("read: %w", ce)); got != 1008 {
+		t.Fatalf("CloseStatus(wrapped) = %d, want 1008", got)
+	}
+	if got := CloseStatus(errors.New("other")); got != -1 {
+		t.Fatalf("CloseStatus(other) = %d, want -1", got)
+	}
+	if got := CloseStatus(nil); got != -1 {
+		t.Fatalf("CloseStatus(nil) = %d, want -1", got)
 	}
 }

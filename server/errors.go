@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/wsdhq/wsd/codec"
@@ -21,6 +22,15 @@ func (e *CloseError) Error() string {
 		s += " " + e.Reason
 	}
 	return s + " (" + e.Cause + ")"
+}
+
+// CloseStatus returns the close code of err if it is (or wraps) a
+// *CloseError, and -1 otherwise. Safe from any goroutine.
+func CloseStatus(err error) int {
+	if ce, ok := errors.AsType[*CloseError](err); ok {
+		return ce.Code
+	}
+	return -1
 }
 
 // HTTPError refuses an upgrade with an HTTP status (return it from Accept).

@@ -18,7 +18,7 @@ const (
 
 // Options configures a Server. Every zero value means the default given.
 type Options struct {
-	MaxConns          int           // default: file limit minus a reserve; excess gets 503 before the upgrade
+	MaxConns          int           // default and ceiling: the file limit minus a reserve (a higher value is lowered, with a log line); excess gets 503 before the upgrade
 	MaxConnsPerIP     int           // default: no limit; excess from one address gets 429 before the upgrade
 	MaxMessageBytes   int64         // default 16 MiB (after decompression); over it: close 1009
 	MaxFrameBytes     int64         // default MaxMessageBytes

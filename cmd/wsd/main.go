@@ -93,7 +93,7 @@ Flags:
 	fs.StringVar(&c.configFile, "config", "", "TOML config `file` (keys are the flag names with '_')")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` to listen on (host:port)")
 	fs.Int64Var(&c.maxMessage, "max-message", 16<<20, "largest message in `bytes` (after decompression); larger ones close with 1009")
-	fs.IntVar(&c.maxConns, "max-conns", 0, "most connections at once; 0 = the file limit minus a reserve; excess gets 503")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "most connections at once; 0 = the file limit minus a reserve (also the ceiling: a higher value is lowered, with a log line); excess gets 503")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (0 = no limit); excess gets 429")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate (without context takeover)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close connections silent this long (0 = never)")
