@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/internal/testdep"
 	"github.com/wsdhq/wsd/internal/wstest"
 )
 
@@ -65,7 +66,7 @@ func startNginx(t *testing.T, upstream string) (addr string, pool *x509.CertPool
 	t.Helper()
 	bin := nginxPath()
 	if bin == "" {
-		t.Skip("SKIP: nginx is not installed (Debian nginx-light): run scripts/install-test-deps.sh")
+		testdep.Missing(t, "nginx (/usr/sbin/nginx, /usr/bin/nginx or on PATH)", "Debian nginx-light; "+testdep.InstallHint)
 	}
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
