@@ -178,9 +178,8 @@ func TestPubSubThroughNginxTLS(t *testing.T) {
 	publish(t, d.Addr, "k", "news", `{"n":3}`)
 	c2 := dialWSS(t, addr, pool, "/ws")
 	c2.WriteMessage(codec.OpText, []byte(`{"id":2,"op":"subscribe","channel":"news","since":{"offset":`+pos.offset+`,"epoch":"`+pos.epoch+`"}}`))
-	f, _ = c2.ReadData()
-	if !strings.Contains(string(f.Payload), `"recovered":true`) {
-		t.Fatalf("recovery reply: %s", f.Payload)
+	if f, err = c2.ReadData(); err != nil || !strings.Contains(string(f.Payload), `"recovered":true`) {
+		t.Fatalf("recovery reply: %s %v", f.Payload, err)
 	}
 	for _, n := range []string{"2", "3"} {
 		f, err := c2.ReadData()
