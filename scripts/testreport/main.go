@@ -10,11 +10,12 @@
 // the output of every skipped test, with its reason. It exits 1 when the
 // stream reports a failure.
 //
-//	testreport summary [-ci] LOG.json...
+//	testreport summary [-ci] [-min-passed N] LOG.json...
 //
 // counts the tests of those runs and lists the skipped ones by package and
 // name, or says "skipped tests: none". With -ci a skipped test is a failure
-// (exit 1): under CI=true nothing may be skipped.
+// (exit 1): under CI=true nothing may be skipped. With -min-passed, fewer
+// than N passed tests (subtests count) is a failure.
 package main
 
 import (
@@ -44,8 +45,9 @@ func main() {
 	case "summary":
 		fs := flag.NewFlagSet("summary", flag.ExitOnError)
 		ci := fs.Bool("ci", false, "a skipped test is a failure")
+		minPassed := fs.Int("min-passed", 0, "fewer passed tests is a failure")
 		_ = fs.Parse(os.Args[2:])
-		err = summarizeFiles(os.Stdout, fs.Args(), *ci)
+		err = summarizeFiles(os.Stdout, fs.Args(), *ci, *minPassed)
 	default:
 		usage()
 	}
@@ -56,7 +58,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go test -json ... | testreport filter LOG.json\n       testreport summary [-ci] LOG.json...")
+	fmt.Fprintln(os.Stderr, "usage: go test -json ... | testreport filter LOG.json\n       testreport summary [-ci] [-min-passed N] LOG.json...")
 	os.Exit(2)
 }
 
@@ -205,7 +207,7 @@ type skip struct{ pkg, test, reason string }
 // logLine is how testing prints t.Log, t.Skip and friends: "    file.go:12: msg".
 var logLine = regexp.MustCompile(`^\s+\S+\.go:\d+: (.*)$`)
 
-func summarizeFiles(out io.Writer, paths []string, ci bool) error {
+func summarizeFiles(out io.Writer, paths []string, ci bool, minPassed int) error {
 	if len(paths) == 0 {
 		return errors.New("summary: no log files")
 	}
@@ -221,7 +223,13 @@ func summarizeFiles(out io.Writer, paths []string, ci bool) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	return r.print(out, ci)
+	if err := r.print(out, ci); err != nil {
+		return err
+	}
+	if r.passed < minPassed {
+		return fmt.Errorf("%d test(s) passed, want at least %d", r.passed, minPassed)
+	}
+	return nil
 }
 
 // add reads one go test -json log.
