@@ -13,7 +13,12 @@ BENCHPKG ?= ./codec/ ./poller/ ./server/
 # eat most of make test's 15-minute budget; this fails it with a stack dump.
 TEST_TIMEOUT ?= 5m
 
-.PHONY: help build run test test-deps vet test-unit test-interop test-browser fuzz-short fuzz bench lint clean
+# go test -json logs of the last runs (make test starts with none), and the
+# filter that prints them as go test would plus every skipped test.
+TEST_LOGS ?= $(CURDIR)/bin/test-logs
+REPORT    := $(CURDIR)/bin/testreport
+
+.PHONY: help build run test test-deps vet test-unit test-allocs test-interop test-browser test-skips testreport fuzz-short fuzz bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -25,24 +30,35 @@ build: ## compile every package and write bin/wsd
 run: ## run the daemon on $(LISTEN) (extra flags: ARGS="--deflate=false")
 	$(GO) run ./cmd/wsd --listen $(LISTEN) $(ARGS)
 
-test: ## everything CI runs: deps, vet, race tests, interop, 10s fuzz per target (< 15 min)
+test: ## everything CI runs: deps, vet, race tests, allocation checks, interop, browser, 10s fuzz per target; lists skipped tests (< 15 min)
 	@scripts/test.sh
 
-test-deps: ## install python3-websockets, node/npm and npm ws if missing (never fails)
+test-deps: ## install nginx-light, chromium, python3-websockets, node/npm and npm ws if missing (under CI=true: fails if it cannot)
 	@scripts/install-test-deps.sh
 
 vet: ## go vet both modules
 	$(GO) vet ./...
 	cd test/interop && $(GO) vet ./...
 
-test-unit: ## go test -race in the main module
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+testreport:
+	@mkdir -p $(TEST_LOGS)
+	@$(GO) build -o $(REPORT) ./scripts/testreport
 
-test-interop: ## third-party clients (gorilla, coder, python websockets, node ws) against the wsd binary
-	@TEST_TIMEOUT=$(TEST_TIMEOUT) scripts/interop.sh
+test-unit: testreport ## go test -race in the main module
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -json ./... | $(REPORT) filter $(TEST_LOGS)/unit.json
 
-test-browser: ## the demo page in headless Chromium (nested module test/browser, chromedp)
-	cd test/browser && $(GO) vet ./... && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./...
+test-allocs: testreport ## allocation checks (//go:build !race files) without -race
+	@GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) TEST_LOGS=$(TEST_LOGS) REPORT=$(REPORT) scripts/allocs.sh
+
+test-interop: testreport ## third-party clients (gorilla, coder, python websockets, node ws) against the wsd binary
+	@GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) TEST_LOGS=$(TEST_LOGS) REPORT=$(REPORT) scripts/interop.sh
+
+test-browser: testreport ## the demo page in headless Chromium (nested module test/browser, chromedp)
+	cd test/browser && $(GO) vet ./... && \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -json ./... | $(REPORT) filter $(TEST_LOGS)/browser.json
+
+test-skips: testreport ## list the tests that the runs logged in bin/test-logs skipped (under CI=true: fails if any)
+	@$(REPORT) summary $$(case "$${CI:-}" in 1|t|T|true|TRUE|True) echo -ci;; esac) $(TEST_LOGS)/*.json
 
 fuzz-short: ## every fuzz target for 10s
 	FUZZTIME=10s scripts/fuzz.sh

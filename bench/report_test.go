@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsdhq/wsd/internal/testdep"
 )
 
 func fakeResult(label, scenario string, msgs float64, rssPerConn float64) *Result {
@@ -201,7 +203,7 @@ func TestHTMLRendersInChromium(t *testing.T) {
 		}
 	}
 	if bin == "" {
-		t.Skip("SKIPPED LOUDLY: no chromium on PATH (Debian: apt-get install chromium); the HTML report was not rendered")
+		testdep.Missing(t, "chromium (chromium, chromium-browser or google-chrome on PATH)", "Debian chromium; "+testdep.InstallHint)
 	}
 	path := writeTestReport(t)
 	profile := t.TempDir()

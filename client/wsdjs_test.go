@@ -10,13 +10,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsdhq/wsd/internal/testdep"
 )
 
 // jsDriver runs web/wsd.js under Node (testdata/wsdjs_driver.js) against
 // the fake server: the same reconnect and exactly-once behaviour as the Go
 // client, plus the browser's online/offline and visibility events. Node and
 // the ws package (make test-deps installs it in test/interop/node) are
-// needed; without them the test skips and says why.
+// needed; without them the test skips loudly, or fails under CI=true
+// (internal/testdep).
 type jsDriver struct {
 	t     *testing.T
 	cmd   *exec.Cmd
@@ -46,14 +49,14 @@ func startJS(t *testing.T, url string) *jsDriver {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("SKIP: node is not installed (make test-deps installs it); wsd.js is not exercised")
+		testdep.Missing(t, "node (Debian nodejs)", testdep.InstallHint+"; without it wsd.js is not exercised")
 	}
 	modules := os.Getenv("WSD_NODE_MODULES")
 	if modules == "" {
 		modules, _ = filepath.Abs("../test/interop/node/node_modules")
 	}
 	if _, err := os.Stat(filepath.Join(modules, "ws")); err != nil {
-		t.Skipf("SKIP: the npm ws package is not in %s (make test-deps installs it); wsd.js is not exercised", modules)
+		testdep.Missing(t, "the npm ws package in "+modules, testdep.InstallHint+"; without it wsd.js is not exercised")
 	}
 	cmd := exec.Command(node, "testdata/wsdjs_driver.js", url, "../web/wsd.js")
 	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)

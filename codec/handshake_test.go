@@ -1,7 +1,6 @@
 package codec
 
 import (
-	"bytes"
 	"errors"
 	"slices"
 	"strings"
@@ -571,30 +570,6 @@ func TestRequestEnd(t *testing.T) {
 		if got := RequestEnd([]byte(in)); got != want {
 			t.Errorf("RequestEnd(%q) = %d, want %d", in, got, want)
 		}
-	}
-}
-
-func TestHandshakeAllocs(t *testing.T) {
-	u := Upgrader{Protocols: []string{"chat"}, Deflate: DeflateConfig{Enabled: true}}
-	in := []byte(chromeRequest)
-	buf := make([]byte, 0, 512)
-	allocs := testing.AllocsPerRun(100, func() {
-		req, _, err := u.ReadRequest(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := u.Negotiate(req)
-		if err != nil || !a.Deflate {
-			t.Fatal(a, err)
-		}
-		buf = AppendAccept(buf[:0], req, a)
-	})
-	// Request, its string copy, Header, Protocols; negotiation's scratch.
-	if allocs > 8 {
-		t.Errorf("%.0f allocations per handshake", allocs)
-	}
-	if !bytes.HasPrefix(buf, []byte("HTTP/1.1 101 ")) {
-		t.Errorf("%q", buf)
 	}
 }
 

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Installs what the tests need, when it is missing:
-#   - Debian python3-websockets   (test/interop: Python client)
-#   - nodejs and npm, if absent   (test/interop: Node client)
+# Installs what the tests need from outside Go, when it is missing:
+#   - Debian python3-websockets  (test/interop: the Python client)
+#   - Debian nodejs and npm      (test/interop: the Node client; client: wsd.js)
 #   - npm ws into test/interop/node/node_modules (npm ci from package-lock.json)
-#   - Debian nginx-light           (test/e2e: wss through a TLS-terminating nginx)
-#   - Debian chromium              (test/e2e and bench: headless browser checks)
+#   - Debian nginx-light         (test/e2e: wss through a TLS-terminating nginx)
+#   - Debian chromium            (test/browser: the demo page; bench: the HTML report)
 # Go modules come through the Go module proxy when `go test` runs.
 #
-# It never fails the build: when something cannot be installed (not root and
-# no passwordless sudo, no network, ...) it prints a LOUD message and goes on;
-# the tests that need the missing piece then skip and say why.
+# It looks where the tests look (the same overrides: WSD_PYTHON, WSD_NODE,
+# WSD_CHROMIUM), installs what is missing with one `apt-get update` and one
+# non-interactive `apt-get install`, then checks every dependency again.
+#
+# Under CI=true anything still missing fails this step (exit 1), just as the
+# tests that need it fail (internal/testdep). Elsewhere it prints a LOUD
+# message and exits 0; those tests then skip and say why.
 #
 # Safe to run again: a present dependency is left alone, and `apt-get update`
-# runs at most once, only when a Debian package is missing.
+# runs only when a Debian package is missing.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,16 +25,31 @@ problems=()
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
 
-loud() {
-	problems+=("$*")
+# banner prints a loud message; loud also counts it as a problem.
+banner() {
 	printf '\n%s\n' "######################################################################" >&2
 	printf '## install-test-deps: %s\n' "$*" >&2
 	printf '%s\n\n' "######################################################################" >&2
 }
 
-# python_has_websockets: the interop test looks in $WSD_PYTHON, else
-# /usr/bin/python3 (where Debian installs python3-websockets), then python3.
-python_has_websockets() {
+loud() {
+	problems+=("$*")
+	banner "$@"
+}
+
+# in_ci: CI holds a true value, as internal/testdep reads it (strconv.ParseBool).
+in_ci() {
+	case "${CI:-}" in
+	1 | t | T | true | TRUE | True) return 0 ;;
+	esac
+	return 1
+}
+
+# ---- where the tests look ---------------------------------------------------
+
+# test/interop/python_test.go: $WSD_PYTHON, else /usr/bin/python3 (where
+# Debian installs python3-websockets), then python3 on PATH.
+have_python_websockets() {
 	local py
 	for py in ${WSD_PYTHON:-/usr/bin/python3 python3}; do
 		if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import websockets' >/dev/null 2>&1; then
@@ -40,66 +59,89 @@ python_has_websockets() {
 	return 1
 }
 
-# ---- Debian packages -------------------------------------------------------
-apt_missing=()
-python_has_websockets || apt_missing+=(python3-websockets)
-command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
+# test/interop/node_test.go: $WSD_NODE, else node on PATH; client/wsdjs_test.go: node.
+have_node() { command -v "${WSD_NODE:-node}" >/dev/null 2>&1 && command -v node >/dev/null 2>&1; }
+
 # NodeSource's nodejs bundles npm; Debian's does not.
-command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
-# test/e2e: TLS termination in front of wsd, and the browser demo test.
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || apt_missing+=(nginx-light)
-command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+have_npm() { command -v npm >/dev/null 2>&1; }
+
+# test/e2e/nginx_test.go: /usr/sbin/nginx, /usr/bin/nginx, then PATH.
+have_nginx() { [[ -x /usr/sbin/nginx || -x /usr/bin/nginx ]] || command -v nginx >/dev/null 2>&1; }
+
+# test/browser: $WSD_CHROMIUM, else /usr/bin/chromium; bench/report_test.go:
+# chromium (or chromium-browser, google-chrome) on PATH.
+have_chromium() { [[ -x ${WSD_CHROMIUM:-/usr/bin/chromium} ]] && command -v chromium >/dev/null 2>&1; }
+
+# The ws version package.json pins, and the one node_modules holds.
+ws_wanted() { sed -n 's/^ *"ws": *"\([^"]*\)".*/\1/p' "$nodedir/package.json" | head -n1; }
+ws_have() { sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$nodedir/node_modules/ws/package.json" 2>/dev/null | head -n1; }
+have_ws() { local w; w=$(ws_wanted); [[ -n $w && $(ws_have) == "$w" ]]; }
+
+# ---- Debian packages ----------------------------------------------------------
+apt_missing=()
+have_python_websockets || apt_missing+=(python3-websockets)
+have_node || apt_missing+=(nodejs)
+have_npm || apt_missing+=(npm)
+have_nginx || apt_missing+=(nginx-light)
+have_chromium || apt_missing+=(chromium)
 
 if ((${#apt_missing[@]} == 0)); then
-	say "Debian packages: nothing missing (python3-websockets, node, npm present)"
+	say "Debian packages: nothing missing (python3-websockets, node, npm, nginx, chromium)"
 else
 	sudo=()
-	if [[ $(id -u) -ne 0 ]]; then
-		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-			sudo=(sudo -n)
-		fi
+	if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+		sudo=(sudo -n)
 	fi
 	if [[ $(id -u) -ne 0 && ${#sudo[@]} -eq 0 ]]; then
-		loud "cannot install ${apt_missing[*]}: not root and no passwordless sudo. Those interop tests will SKIP. As root: apt-get install ${apt_missing[*]}"
+		loud "cannot install ${apt_missing[*]}: not root and no passwordless sudo. As root: apt-get install ${apt_missing[*]}"
 	elif ! command -v apt-get >/dev/null 2>&1; then
-		loud "cannot install ${apt_missing[*]}: no apt-get on this machine. Those interop tests will SKIP."
+		loud "cannot install ${apt_missing[*]}: no apt-get on this machine"
 	else
 		say "installing Debian packages: ${apt_missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive
 		apt_opts=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 		if ! timeout 300 "${sudo[@]}" apt-get update -q </dev/null; then
-			loud "apt-get update failed (no network?); trying to install ${apt_missing[*]} from the cached lists anyway"
+			banner "apt-get update failed (no network?); trying to install ${apt_missing[*]} from the cached lists anyway"
 		fi
-		if ! timeout 600 "${sudo[@]}" apt-get install "${apt_opts[@]}" "${apt_missing[@]}" </dev/null; then
-			loud "apt-get install ${apt_missing[*]} failed. Those interop tests will SKIP."
+		if ! timeout 900 "${sudo[@]}" apt-get install "${apt_opts[@]}" "${apt_missing[@]}" </dev/null; then
+			loud "apt-get install ${apt_missing[*]} failed"
 		fi
 	fi
 fi
 
-if ! python_has_websockets; then
-	loud "python3-websockets is still not importable: TestPythonWebsockets will SKIP"
-fi
-
-# ---- npm ws ------------------------------------------------------------------
-ws_wanted=$(sed -n 's/^ *"ws": *"\([^"]*\)".*/\1/p' "$nodedir/package.json" | head -n1)
-ws_have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$nodedir/node_modules/ws/package.json" 2>/dev/null | head -n1)
-if [[ -n $ws_have && $ws_have == "$ws_wanted" ]]; then
-	say "npm ws $ws_have: already in test/interop/node/node_modules"
-elif ! command -v npm >/dev/null 2>&1; then
-	loud "npm not available: cannot install ws into test/interop/node. TestNodeWs will SKIP."
+# ---- npm ws -------------------------------------------------------------------
+if have_ws; then
+	say "npm ws $(ws_have): already in test/interop/node/node_modules"
+elif ! have_npm; then
+	loud "npm not available: cannot install ws into test/interop/node"
 else
-	say "npm ci in test/interop/node (ws $ws_wanted)"
+	say "npm ci in test/interop/node (ws $(ws_wanted))"
 	if ! (cd "$nodedir" && timeout 300 npm ci --no-audit --no-fund --loglevel=error </dev/null); then
-		loud "npm ci in test/interop/node failed (no network?). TestNodeWs will SKIP."
+		loud "npm ci in test/interop/node failed (no network?)"
 	fi
 fi
 
-if ((${#problems[@]} > 0)); then
-	printf '\n%s\n' "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
-	printf '!! install-test-deps: %d problem(s); some interop tests will SKIP:\n' "${#problems[@]}" >&2
-	printf '!!   - %s\n' "${problems[@]}" >&2
-	printf '%s\n\n' "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
-else
+# ---- check everything again, where the tests look ------------------------------
+missing=()
+have_python_websockets || missing+=("python3-websockets (TestPythonWebsockets)")
+have_node || missing+=("node (TestNodeWs, client TestWSDJS)")
+have_ws || missing+=("npm ws $(ws_wanted) in test/interop/node/node_modules (TestNodeWs, client TestWSDJS)")
+have_nginx || missing+=("nginx (test/e2e *ThroughNginxTLS)")
+have_chromium || missing+=("chromium at ${WSD_CHROMIUM:-/usr/bin/chromium} and on PATH (test/browser, bench TestHTMLRendersInChromium)")
+((${#missing[@]} == 0)) || loud "still missing: ${missing[*]}"
+
+if ((${#problems[@]} == 0)); then
 	say "all test dependencies present"
+	exit 0
 fi
+printf '\n%s\n' "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+printf '!! install-test-deps: %d problem(s):\n' "${#problems[@]}" >&2
+printf '!!   - %s\n' "${problems[@]}" >&2
+if in_ci; then
+	printf '!! CI=true: failing, as the tests that need them would.\n' >&2
+	printf '%s\n\n' "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+	exit 1
+fi
+printf '!! The tests that need them will SKIP (under CI=true they fail).\n' >&2
+printf '%s\n\n' "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
 exit 0

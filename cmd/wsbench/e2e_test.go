@@ -44,9 +44,6 @@ func freeAddr(t *testing.T) string {
 // over /ws and over the HTTP API) briefly against the daemon, and checks the
 // JSON output; the /ws runs are checked against wsd's own /metrics.
 func TestEndToEndAgainstWsd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds two binaries")
-	}
 	dir := t.TempDir()
 	wsd := build(t, dir, "./cmd/wsd", "wsd")
 	wsbench := build(t, dir, "./cmd/wsbench", "wsbench")

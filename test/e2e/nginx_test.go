@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/internal/testdep"
 	"github.com/wsdhq/wsd/internal/wstest"
 )
 
@@ -65,7 +66,7 @@ func startNginx(t *testing.T, upstream string) (addr string, pool *x509.CertPool
 	t.Helper()
 	bin := nginxPath()
 	if bin == "" {
-		t.Skip("SKIP: nginx is not installed (Debian nginx-light): run scripts/install-test-deps.sh")
+		testdep.Missing(t, "nginx (/usr/sbin/nginx, /usr/bin/nginx or on PATH)", "Debian nginx-light; "+testdep.InstallHint)
 	}
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
@@ -177,9 +178,8 @@ func TestPubSubThroughNginxTLS(t *testing.T) {
 	publish(t, d.Addr, "k", "news", `{"n":3}`)
 	c2 := dialWSS(t, addr, pool, "/ws")
 	c2.WriteMessage(codec.OpText, []byte(`{"id":2,"op":"subscribe","channel":"news","since":{"offset":`+pos.offset+`,"epoch":"`+pos.epoch+`"}}`))
-	f, _ = c2.ReadData()
-	if !strings.Contains(string(f.Payload), `"recovered":true`) {
-		t.Fatalf("recovery reply: %s", f.Payload)
+	if f, err = c2.ReadData(); err != nil || !strings.Contains(string(f.Payload), `"recovered":true`) {
+		t.Fatalf("recovery reply: %s %v", f.Payload, err)
 	}
 	for _, n := range []string{"2", "3"} {
 		f, err := c2.ReadData()

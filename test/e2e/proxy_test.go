@@ -17,6 +17,10 @@ type proxy struct {
 	conns  map[net.Conn]struct{}
 	refuse bool
 	wg     sync.WaitGroup
+
+	// refused gets a token each time a connection is turned away, so a
+	// test can wait for a client's reconnect attempt to have failed.
+	refused chan struct{}
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -24,7 +28,7 @@ func newProxy(t *testing.T, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, refused: make(chan struct{}, 1)}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() { ln.Close(); p.cut(); p.wg.Wait() })
@@ -45,6 +49,10 @@ func (p *proxy) accept() {
 		p.mu.Unlock()
 		if refuse {
 			c.Close()
+			select {
+			case p.refused <- struct{}{}:
+			default: // one pending token says enough
+			}
 			continue
 		}
 		up, err := net.Dial("tcp", p.target)

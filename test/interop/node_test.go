@@ -16,15 +16,15 @@ func TestNodeWs(t *testing.T) {
 	}
 	node, ok := lookPath(nodeName)
 	if !ok {
-		t.Skipf("SKIP (LOUD): node (nodejs) not installed: %s", installHint)
+		missingDep(t, "node (Debian nodejs)", installHint)
 	}
 	dir := absDir(t, "node")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws", "package.json")); err != nil {
-		t.Skipf("SKIP (LOUD): npm package ws not installed in %s: %s (it runs `npm ci` there)", dir, installHint)
+		missingDep(t, "npm package ws in "+dir, installHint+" (it runs `npm ci` there)")
 	}
 	out, ok := probe(dir, node, "-e", "process.stdout.write(process.version + ' ws ' + require('ws/package.json').version)")
 	if !ok {
-		t.Skipf("SKIP (LOUD): %s cannot load ws from %s: %s: %s", node, dir, out, installHint)
+		missingDep(t, "a ws that "+node+" can load from "+dir, out+"; "+installHint)
 	}
 	t.Logf("node %s", out)
 	runExternalChecks(t, d, dir, node, "client.js")

@@ -29,7 +29,7 @@ func pythonWithWebsockets(t *testing.T) (python, version string) {
 		lines := strings.Split(out, "\n")
 		tried = append(tried, p+": "+lines[len(lines)-1])
 	}
-	t.Skipf("SKIP (LOUD): python3-websockets not installed: %s. Tried: %s", installHint, strings.Join(tried, "; "))
+	missingDep(t, "python3-websockets", "tried "+strings.Join(tried, "; ")+"; "+installHint)
 	return "", ""
 }
 
