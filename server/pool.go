@@ -19,7 +19,8 @@ import (
 type workQueue[T any] struct {
 	mu       sync.Mutex
 	cond     sync.Cond
-	q        []*Conn[T] // FIFO
+	q        []*Conn[T] // FIFO: q[head:] wait; the backing array is reused
+	head     int
 	capacity int
 	stopped  bool          // workers exit once q is empty
 	running  int           // workers not yet exited
@@ -59,8 +60,15 @@ func (w *workQueue[T]) work(run func(*Conn[T])) {
 // Safe from any goroutine, also after stop (the remaining workers run c).
 func (w *workQueue[T]) push(c *Conn[T]) bool {
 	w.mu.Lock()
+	if w.head > 0 && len(w.q) == cap(w.q) {
+		// Slide the waiting conns down instead of growing: steady traffic
+		// then never allocates here.
+		n := copy(w.q, w.q[w.head:])
+		clear(w.q[n:])
+		w.q, w.head = w.q[:n], 0
+	}
 	w.q = append(w.q, c)
-	ok := len(w.q) <= w.capacity
+	ok := len(w.q)-w.head <= w.capacity
 	w.mu.Unlock()
 	w.cond.Signal()
 	return ok
@@ -70,15 +78,17 @@ func (w *workQueue[T]) push(c *Conn[T]) bool {
 func (w *workQueue[T]) pop() *Conn[T] {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for len(w.q) == 0 {
+	for len(w.q) == w.head {
 		if w.stopped {
 			return nil
 		}
 		w.cond.Wait()
 	}
-	c := w.q[0]
-	w.q[0] = nil
-	w.q = w.q[1:]
+	c := w.q[w.head]
+	w.q[w.head] = nil
+	if w.head++; w.head == len(w.q) {
+		w.q, w.head = w.q[:0], 0
+	}
 	return c
 }
 
@@ -100,7 +110,7 @@ func (w *workQueue[T]) stop() {
 func (w *workQueue[T]) len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.q)
+	return len(w.q) - w.head
 }
 
 // maxBurst bounds how many messages of one conn a worker handles before it
