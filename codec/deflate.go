@@ -30,6 +30,9 @@ const (
 	// flateWindowSize is the LZ77 window Go's flate compresses and
 	// inflates with (server_max_window_bits / client_max_window_bits 15).
 	flateWindowSize = 1 << 15
+	// minWindowBits and maxWindowBits bound *_max_window_bits (RFC 7692
+	// §7.1.2).
+	minWindowBits, maxWindowBits = 8, 15
 
 	// flushTail is what RFC 7692 §7.2.1 strips from every compressed
 	// message: the end of an empty stored block (a sync flush).
@@ -82,7 +85,9 @@ type DeflateConfig struct {
 
 // DeflateParams are the permessage-deflate parameters of a connection, as
 // sent in the handshake response. A window-bits field of 0 means the
-// parameter was not sent (a 32 KiB window). It is a plain value.
+// parameter was not sent (a 32 KiB window); otherwise it is 8–15 and the
+// side it names compresses with back-references of at most 2^bits bytes.
+// It is a plain value.
 type DeflateParams struct {
 	ServerNoContextTakeover, ClientNoContextTakeover bool
 	ServerMaxWindowBits, ClientMaxWindowBits         int
@@ -143,17 +148,20 @@ func acceptOffer(cfg DeflateConfig, opt httphead.Option) (DeflateParams, bool) {
 	if n > 1 {
 		return DeflateParams{}, false
 	}
-	// Neither flate can bound its compression window below 32 KiB, so an
-	// offer asking for a smaller server window must be declined
-	// (§7.1.2.1). Any client window is fine: a 32 KiB inflate window reads
-	// them all, so client_max_window_bits is never echoed.
-	if offer.ServerMaxWindowBits.Defined() && offer.ServerMaxWindowBits < 15 {
-		return DeflateParams{}, false
-	}
+	// klauspost's flate compresses within any window from 2^8 up, so every
+	// server_max_window_bits the RFC allows (8–15, §7.1.2.1) is honoured
+	// exactly and echoed: the client sized its inflate window for it.
+	// (zlib cannot compress with a 256-byte window and silently uses 512
+	// instead, which is why some servers answer 8 with 9; we need not: a
+	// window of 8 is the strictest promise and every inflater reads it.)
+	//
+	// client_max_window_bits, valued or not, only says the client could
+	// honour a limit on its own window. We inflate with 32 KiB windows,
+	// which read streams made with any window, so we accept the offer and
+	// never answer with a limit.
 	var p DeflateParams
 	if offer.ServerMaxWindowBits.Defined() {
-		// An offered server_max_window_bits must be answered (§7.1.2.1).
-		p.ServerMaxWindowBits = 15
+		p.ServerMaxWindowBits = int(offer.ServerMaxWindowBits)
 	}
 	if cfg.ContextTakeover {
 		p.ServerNoContextTakeover = offer.ServerNoContextTakeover
@@ -191,9 +199,12 @@ func appendDeflateParams(dst []byte, p DeflateParams) []byte {
 type Flate struct {
 	level     int
 	threshold int
-	writers   sync.Pool // *flateWriter
-	readers   sync.Pool // *flateReader
-	windows   sync.Pool // *inflateWindow
+	// writers[b-minWindowBits] holds *flateWriter compressing within a
+	// 2^b window. Only the 2^15 one honours Level: klauspost's writers
+	// for smaller windows have a single (level 5 like) strategy.
+	writers [maxWindowBits - minWindowBits + 1]sync.Pool
+	readers sync.Pool // *flateReader
+	windows sync.Pool // *inflateWindow
 }
 
 // NewFlate returns a Flate for cfg (cfg.Enabled is not consulted: whether
@@ -212,11 +223,19 @@ func NewFlate(cfg DeflateConfig) *Flate {
 	case f.threshold < 0:
 		f.threshold = 0
 	}
-	f.writers.New = func() any {
-		w := new(flateWriter)
-		// The level was validated above, so this cannot fail.
-		w.fw, _ = flate.NewWriter(&w.out, f.level)
-		return w
+	for i := range f.writers {
+		bits := minWindowBits + i
+		f.writers[i].New = func() any {
+			w := &flateWriter{bits: bits}
+			// The level was validated above and the window is one
+			// flate accepts, so this cannot fail.
+			if bits == maxWindowBits {
+				w.fw, _ = flate.NewWriter(&w.out, f.level)
+			} else {
+				w.fw, _ = flate.NewWriterWindow(&w.out, 1<<bits)
+			}
+			return w
+		}
 	}
 	f.readers.New = func() any {
 		r := new(flateReader)
@@ -246,8 +265,30 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 
 // flateWriter is a pooled compressor bound to its own appendWriter.
 type flateWriter struct {
-	fw  *flate.Writer
-	out appendWriter
+	fw   *flate.Writer
+	out  appendWriter
+	bits int // its window is 2^bits: the pool it belongs to
+}
+
+// getWriter takes a reset compressor for a 2^bits window (bits 0 means 15).
+func (f *Flate) getWriter(bits int) *flateWriter {
+	w := f.writers[windowIndex(bits)].Get().(*flateWriter)
+	w.fw.Reset(&w.out)
+	return w
+}
+
+func (f *Flate) putWriter(w *flateWriter) {
+	w.out.buf = nil
+	f.writers[w.bits-minWindowBits].Put(w)
+}
+
+// windowIndex maps window bits as negotiated (0 for absent) to a pool;
+// negotiation only ever yields 0 or 8–15.
+func windowIndex(bits int) int {
+	if bits < minWindowBits || bits > maxWindowBits {
+		bits = maxWindowBits
+	}
+	return bits - minWindowBits
 }
 
 // msgSource feeds a compressed message and then inflateTail without copying
@@ -312,27 +353,39 @@ func (w *inflateWindow) add(p []byte) {
 	w.n = keep + copy(w.buf[keep:], p)
 }
 
-// FlateContext is the per-connection state when context takeover was
-// negotiated in at least one direction; connections without takeover use
-// nil. Its parts are taken lazily from the Flate on the first message in
-// each direction, so an idle connection holds only this small struct. Not
-// safe for concurrent use: Deflate calls on one context must be serialised,
-// and so must Inflate calls (the two directions are independent).
+// FlateContext is the per-connection state of a connection that cannot
+// share the server-wide defaults: one that keeps context (takeover) in at
+// least one direction, or whose client asked for a server window below
+// 32 KiB. Other connections use nil. Its parts are taken lazily from the
+// Flate on the first message in each direction, so an idle connection
+// holds only this small struct. Not safe for concurrent use: Deflate calls
+// on one context must be serialised, and so must Inflate calls (the two
+// directions are independent).
+//
+// A non-nil context therefore does not imply takeover; what it does imply
+// is that a message compressed for this connection must not be sent on
+// another one (a broadcast compressed once has the default 32 KiB window).
 type FlateContext struct {
 	f        *Flate
 	compress bool // server keeps context: w persists across messages
 	inflate  bool // client keeps context: win persists across messages
+	bits     int  // server_max_window_bits agreed, 0 for the default
 	w        *flateWriter
 	win      *inflateWindow
 }
 
 // NewContext returns the state for a connection with parameters p, or nil
-// when neither direction keeps context. Safe for concurrent use.
+// when neither direction keeps context and the server window is the
+// default 32 KiB. Safe for concurrent use.
 func (f *Flate) NewContext(p DeflateParams) *FlateContext {
-	if p.ServerNoContextTakeover && p.ClientNoContextTakeover {
+	bits := p.ServerMaxWindowBits
+	if bits == maxWindowBits {
+		bits = 0
+	}
+	if p.ServerNoContextTakeover && p.ClientNoContextTakeover && bits == 0 {
 		return nil
 	}
-	return &FlateContext{f: f, compress: !p.ServerNoContextTakeover, inflate: !p.ClientNoContextTakeover}
+	return &FlateContext{f: f, compress: !p.ServerNoContextTakeover, inflate: !p.ClientNoContextTakeover, bits: bits}
 }
 
 // Release returns the context's compressor and window to the Flate's pools;
@@ -343,8 +396,7 @@ func (c *FlateContext) Release() {
 		return
 	}
 	if c.w != nil {
-		c.w.out.buf = nil
-		c.f.writers.Put(c.w)
+		c.f.putWriter(c.w)
 		c.w = nil
 	}
 	if c.win != nil {
@@ -356,20 +408,24 @@ func (c *FlateContext) Release() {
 
 // Deflate appends the compressed form of msg to dst, without the trailing
 // 00 00 ff ff (RFC 7692 §7.2.1). ctx is the connection's FlateContext (nil
-// without context takeover). It allocates nothing in steady state beyond
-// growing dst. Safe for concurrent use with distinct (or nil) contexts.
+// for the defaults: no takeover, 32 KiB window); with it, back-references
+// stay within the agreed server window, across messages too with
+// takeover. It allocates nothing in steady state beyond growing dst. Safe
+// for concurrent use with distinct (or nil) contexts.
 func (f *Flate) Deflate(dst, msg []byte, ctx *FlateContext) []byte {
-	if ctx != nil && ctx.compress {
-		if ctx.w == nil {
-			ctx.w = f.writers.Get().(*flateWriter)
-			ctx.w.fw.Reset(&ctx.w.out)
+	bits := 0
+	if ctx != nil {
+		bits = ctx.bits
+		if ctx.compress {
+			if ctx.w == nil {
+				ctx.w = f.getWriter(bits)
+			}
+			return deflateTo(ctx.w, dst, msg)
 		}
-		return deflateTo(ctx.w, dst, msg)
 	}
-	w := f.writers.Get().(*flateWriter)
-	w.fw.Reset(&w.out)
+	w := f.getWriter(bits)
 	dst = deflateTo(w, dst, msg)
-	f.writers.Put(w)
+	f.putWriter(w)
 	return dst
 }
 
