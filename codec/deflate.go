@@ -99,23 +99,7 @@ type DeflateParams struct {
 // we cannot honour is skipped, never fatal: declining compression still
 // leaves a working connection.
 func negotiateDeflate(cfg DeflateConfig, header string) (DeflateParams, bool) {
-	// ScanOptions unescapes quoted strings in place, and header is
-	// immutable: scan a copy.
-	data := []byte(header)
-	var (
-		offers []httphead.Option
-		cur    = -1
-	)
-	ok := httphead.ScanOptions(data, func(i int, name, attr, val []byte) httphead.Control {
-		if i != cur {
-			cur = i
-			offers = append(offers, httphead.Option{Name: name})
-		}
-		if len(attr) > 0 {
-			offers[len(offers)-1].Parameters.Set(attr, val)
-		}
-		return httphead.ControlContinue
-	})
+	offers, ok := scanExtensions(header)
 	if !ok {
 		// A syntax error anywhere makes every offer suspect.
 		return DeflateParams{}, false
@@ -128,24 +112,55 @@ func negotiateDeflate(cfg DeflateConfig, header string) (DeflateParams, bool) {
 	return DeflateParams{}, false
 }
 
-func acceptOffer(cfg DeflateConfig, opt httphead.Option) (DeflateParams, bool) {
-	if !strings.EqualFold(string(opt.Name), wsflate.ExtensionName) {
-		return DeflateParams{}, false
+// scanExtensions splits a Sec-WebSocket-Extensions value into its options;
+// false means a syntax error.
+func scanExtensions(header string) ([]httphead.Option, bool) {
+	// ScanOptions unescapes quoted strings in place, and header is
+	// immutable: scan a copy.
+	data := []byte(header)
+	var (
+		opts []httphead.Option
+		cur  = -1
+	)
+	ok := httphead.ScanOptions(data, func(i int, name, attr, val []byte) httphead.Control {
+		if i != cur {
+			cur = i
+			opts = append(opts, httphead.Option{Name: name})
+		}
+		if len(attr) > 0 {
+			opts[len(opts)-1].Parameters.Set(attr, val)
+		}
+		return httphead.ControlContinue
+	})
+	return opts, ok
+}
+
+// parseDeflateOption parses a permessage-deflate offer or response; false
+// for another extension or invalid parameters.
+func parseDeflateOption(opt httphead.Option) (wsflate.Parameters, bool) {
+	var p wsflate.Parameters
+	if !strings.EqualFold(string(opt.Name), wsflate.ExtensionName) || p.Parse(opt) != nil {
+		return p, false
 	}
-	var offer wsflate.Parameters
-	if err := offer.Parse(opt); err != nil {
-		return DeflateParams{}, false
-	}
-	// Parse lets a valueless client_max_window_bits repeat; RFC 7692 §7
-	// says any duplicate parameter invalidates the offer.
-	n := 0
-	opt.Parameters.ForEach(func(k, _ []byte) bool {
+	// Parse lets a valueless client_max_window_bits repeat, and reads
+	// "09" as 9; RFC 7692 §7 says a duplicate parameter invalidates the
+	// option, and window bits have no leading zeroes (§7.1.2).
+	n, ok := 0, true
+	opt.Parameters.ForEach(func(k, v []byte) bool {
 		if string(k) == "client_max_window_bits" {
 			n++
 		}
+		if len(v) > 1 && v[0] == '0' {
+			ok = false
+		}
 		return true
 	})
-	if n > 1 {
+	return p, ok && n <= 1
+}
+
+func acceptOffer(cfg DeflateConfig, opt httphead.Option) (DeflateParams, bool) {
+	offer, ok := parseDeflateOption(opt)
+	if !ok {
 		return DeflateParams{}, false
 	}
 	// klauspost's flate compresses within any window from 2^8 up, so every
