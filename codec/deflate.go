@@ -74,7 +74,10 @@ type DeflateConfig struct {
 	// Level is the flate compression level: 1 (fastest) to 9, -1 for
 	// flate's default, -2 for Huffman-only. 0, and any value flate does
 	// not accept, mean 1: on a server CPU per message matters more than
-	// the last few percent of ratio.
+	// the last few percent of ratio. A connection whose client asked for a
+	// server window below 32 KiB (server_max_window_bits < 15) is
+	// compressed by klauspost's window-limited writer, which has one
+	// strategy of its own (close to level 5) whatever Level says.
 	Level int
 	// Threshold is the smallest message worth compressing (see
 	// Flate.ShouldCompress); deflate framing and a Huffman table cost

@@ -488,6 +488,7 @@ func TestNegotiateDeflate(t *testing.T) {
 		{"duplicate window", off, "permessage-deflate; client_max_window_bits=9; client_max_window_bits=10", declined},
 		{"window 7", off, "permessage-deflate; client_max_window_bits=7", declined},
 		{"window 16", off, "permessage-deflate; server_max_window_bits=16", declined},
+		{"window with a leading zero", off, "permessage-deflate; server_max_window_bits=09", declined},
 		{"window not a number", off, "permessage-deflate; client_max_window_bits=x", declined},
 		{"server window without value", off, "permessage-deflate; server_max_window_bits", declined},
 		{"no_context with value", off, "permessage-deflate; client_no_context_takeover=1", declined},
