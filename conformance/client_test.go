@@ -110,8 +110,8 @@ func preview(p []byte) string {
 type Client struct {
 	Conn    net.Conn
 	Resp    *codec.Response // the 101 response
-	Deflate *Deflate       // nil unless permessage-deflate was accepted
-	Timeout time.Duration  // per-read deadline
+	Deflate *Deflate        // nil unless permessage-deflate was accepted
+	Timeout time.Duration   // per-read deadline
 
 	wmu    sync.Mutex // serialises writes (a test's writer and a close reply)
 	r      codec.Reader
