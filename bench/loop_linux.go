@@ -3,8 +3,6 @@
 package bench
 
 import (
-	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -86,6 +84,7 @@ type loop struct {
 	ctr                          liveCounters
 	reasons                      map[string]uint64
 	rng                          *rand.Rand
+	hs                           codec.ClientHandshake
 
 	phase     int32
 	measuring bool
@@ -126,6 +125,7 @@ func newLoop(w *worker, id, conns, maxPending int, rate float64) (*loop, error) 
 		rbuf: make([]byte, 256<<10), hist: NewHist(), up: NewHist(),
 		reasons: map[string]uint64{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(id))),
 		toOpen: conns, maxPending: max(1, maxPending), phase: phConnect,
+		hs: clientHandshake(&w.target, w.cfg.Deflate),
 	}
 	if rate > 0 {
 		l.interval = int64(float64(time.Second) / rate)
@@ -308,13 +308,13 @@ func (l *loop) handle(c *conn, events uint32) {
 				raw[i+j] = byte(v >> (8 * j))
 			}
 		}
-		base64.StdEncoding.Encode(c.key[:], raw[:])
+		codec.AppendKey(c.key[:0], &raw)
 		c.state = stHandshake
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}); err != nil {
 			l.failConn(c, errReason("epoll", err))
 			return
 		}
-		l.wbuf = appendUpgradeRequest(l.wbuf[:0], &l.w.target, c.key[:], l.w.cfg.Deflate)
+		l.wbuf = l.hs.AppendRequest(l.wbuf[:0], string(c.key[:]))
 		l.write(c, l.wbuf)
 		return
 	}
@@ -376,33 +376,18 @@ func (l *loop) readable(c *conn) {
 func (l *loop) process(c *conn, p []byte) bool {
 	now := l.w.now()
 	if c.state == stHandshake {
-		end := bytes.Index(p, []byte("\r\n\r\n"))
-		if end < 0 {
-			if len(p) > maxResponseHead {
-				l.failConn(c, "handshake: response head over 8 KiB")
-				return false
-			}
+		resp, end, err := l.hs.ReadResponse(p, string(c.key[:]))
+		if errors.Is(err, codec.ErrNeedMore) {
 			c.in = append(c.in[:0], p...)
 			return true
 		}
-		resp, ok := parseUpgradeResponse(p[:end+4])
-		switch {
-		case !ok:
-			l.failConn(c, "handshake: malformed response")
-			return false
-		case resp.status != 101:
-			l.failConn(c, fmt.Sprintf("handshake: HTTP %d", resp.status))
-			return false
-		case resp.accept != acceptFor(c.key[:]):
-			l.failConn(c, "handshake: wrong Sec-WebSocket-Accept")
-			return false
-		case resp.deflate && !l.w.cfg.Deflate:
-			l.failConn(c, "handshake: extension not offered")
+		if err != nil {
+			l.failConn(c, handshakeFailure(err))
 			return false
 		}
-		p = p[end+4:]
-		c.deflate = resp.deflate
-		c.rd.Deflate = resp.deflate
+		p = p[end:]
+		c.deflate = resp.Deflate
+		c.rd.Deflate = resp.Deflate
 		l.upgraded(c, now)
 	}
 	for len(p) > 0 {

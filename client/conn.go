@@ -1,13 +1,9 @@
 package client
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha1"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,11 +18,6 @@ import (
 	mrand "math/rand/v2"
 
 	"github.com/wsdhq/wsd/codec"
-)
-
-const (
-	maxResponseHead = 16 << 10
-	wsGUID          = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 )
 
 // conn is one upgraded connection. Writes come from any goroutine and are
@@ -167,103 +158,74 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 		nc = tc
 	}
 
-	var keyBytes [16]byte
-	_, _ = rand.Read(keyBytes[:])
-	key := base64.StdEncoding.EncodeToString(keyBytes[:])
-	if _, err = nc.Write(c.upgradeRequest(key, token)); err != nil {
+	h := c.handshake(token)
+	key := codec.NewKey()
+	if _, err = nc.Write(h.AppendRequest(nil, key)); err != nil {
 		return nil, nil, err
 	}
-
-	buf := make([]byte, 0, 4096)
-	end := -1
-	for end < 0 {
-		if len(buf) == cap(buf) {
-			if len(buf) >= maxResponseHead {
-				return nil, nil, errors.New("wsd client: upgrade response head too long")
-			}
-			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
-		}
-		n, rerr := nc.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		end = codec.RequestEnd(buf)
-		if rerr != nil && end < 0 {
-			if rerr == io.EOF {
-				rerr = io.ErrUnexpectedEOF
-			}
-			return nil, nil, fmt.Errorf("wsd client: reading the upgrade response: %w", rerr)
-		}
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(buf[:end])), nil)
+	resp, rest, err := readResponse(nc, &h, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("wsd client: bad upgrade response: %w", err)
+		return nil, nil, err
 	}
-	rest = buf[end:]
-	if resp.StatusCode != http.StatusSwitchingProtocols {
+	if resp.Status != 101 {
 		body := rest
 		if len(body) > 512 {
 			body = body[:512]
 		}
-		return nil, nil, &HandshakeError{Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}
-	}
-	if err = checkAccept(resp.Header, key); err != nil {
-		return nil, nil, err
+		return nil, nil, &HandshakeError{Status: resp.Status, Body: strings.TrimSpace(string(body))}
 	}
 	return &conn{nc: nc, wto: c.opts.WriteTimeout}, bytes.Clone(rest), nil
 }
 
-func (c *Client) upgradeRequest(key, token string) []byte {
+// handshake is the upgrade request for this client: its URL with the token
+// in the query, and the user's extra headers (minus those the handshake
+// itself owns). It offers no subprotocol and no extension, so a server that
+// picks one fails the handshake.
+func (c *Client) handshake(token string) codec.ClientHandshake {
 	u := *c.target.u
 	if token != "" {
 		q := u.Query()
 		q.Set("token", token)
 		u.RawQuery = q.Encode()
 	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
-		u.RequestURI(), u.Host, key)
+	h := codec.ClientHandshake{Host: u.Host, Path: u.RequestURI()}
 	for name, values := range c.opts.Header {
 		switch http.CanonicalHeaderKey(name) {
-		case "Host", "Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions":
+		case "Host", "Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions", "Sec-Websocket-Protocol":
 			continue
 		}
 		for _, v := range values {
-			b.WriteString(name + ": " + v + "\r\n")
+			h.Header = append(h.Header, codec.HeaderField{Name: name, Value: v})
 		}
 	}
-	b.WriteString("\r\n")
-	return b.Bytes()
+	return h
 }
 
-// checkAccept verifies the 101 response per RFC 6455 §4.1.
-func checkAccept(h http.Header, key string) error {
-	if !strings.EqualFold(h.Get("Upgrade"), "websocket") {
-		return errors.New("wsd client: upgrade response lacks Upgrade: websocket")
-	}
-	if !headerHasToken(h.Values("Connection"), "upgrade") {
-		return errors.New("wsd client: upgrade response lacks Connection: Upgrade")
-	}
-	sum := sha1.Sum([]byte(key + wsGUID))
-	if h.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
-		return errors.New("wsd client: wrong Sec-WebSocket-Accept in the upgrade response")
-	}
-	if h.Get("Sec-WebSocket-Extensions") != "" {
-		return errors.New("wsd client: the server chose an extension the client did not offer")
-	}
-	if h.Get("Sec-WebSocket-Protocol") != "" {
-		return errors.New("wsd client: the server chose a subprotocol the client did not offer")
-	}
-	return nil
-}
-
-func headerHasToken(values []string, token string) bool {
-	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
+// readResponse reads until h accepts or refuses the server's answer. resp
+// is a 101 checked against key, or a refusal whose body starts in rest;
+// rest otherwise holds the first frames.
+func readResponse(nc net.Conn, h *codec.ClientHandshake, key string) (resp *codec.Response, rest []byte, err error) {
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		n, rerr := nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		resp, end, err := h.ReadResponse(buf, key)
+		var re *codec.ResponseError
+		switch {
+		case err == nil, errors.As(err, &re) && re.Status != 0:
+			return resp, buf[end:], nil
+		case !errors.Is(err, codec.ErrNeedMore):
+			return nil, nil, fmt.Errorf("wsd client: %w", err)
+		case rerr != nil:
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
 			}
+			return nil, nil, fmt.Errorf("wsd client: reading the upgrade response: %w", rerr)
 		}
 	}
-	return false
 }
 
 var errPingTimeout = errors.New("wsd client: no answer from the server to a ping")

@@ -30,6 +30,9 @@ const (
 	// flateWindowSize is the LZ77 window Go's flate compresses and
 	// inflates with (server_max_window_bits / client_max_window_bits 15).
 	flateWindowSize = 1 << 15
+	// minWindowBits and maxWindowBits bound *_max_window_bits (RFC 7692
+	// §7.1.2).
+	minWindowBits, maxWindowBits = 8, 15
 
 	// flushTail is what RFC 7692 §7.2.1 strips from every compressed
 	// message: the end of an empty stored block (a sync flush).
@@ -71,7 +74,10 @@ type DeflateConfig struct {
 	// Level is the flate compression level: 1 (fastest) to 9, -1 for
 	// flate's default, -2 for Huffman-only. 0, and any value flate does
 	// not accept, mean 1: on a server CPU per message matters more than
-	// the last few percent of ratio.
+	// the last few percent of ratio. A connection whose client asked for a
+	// server window below 32 KiB (server_max_window_bits < 15) is
+	// compressed by klauspost's window-limited writer, which has one
+	// strategy of its own (close to level 5) whatever Level says.
 	Level int
 	// Threshold is the smallest message worth compressing (see
 	// Flate.ShouldCompress); deflate framing and a Huffman table cost
@@ -82,7 +88,9 @@ type DeflateConfig struct {
 
 // DeflateParams are the permessage-deflate parameters of a connection, as
 // sent in the handshake response. A window-bits field of 0 means the
-// parameter was not sent (a 32 KiB window). It is a plain value.
+// parameter was not sent (a 32 KiB window); otherwise it is 8–15 and the
+// side it names compresses with back-references of at most 2^bits bytes.
+// It is a plain value.
 type DeflateParams struct {
 	ServerNoContextTakeover, ClientNoContextTakeover bool
 	ServerMaxWindowBits, ClientMaxWindowBits         int
@@ -94,23 +102,7 @@ type DeflateParams struct {
 // we cannot honour is skipped, never fatal: declining compression still
 // leaves a working connection.
 func negotiateDeflate(cfg DeflateConfig, header string) (DeflateParams, bool) {
-	// ScanOptions unescapes quoted strings in place, and header is
-	// immutable: scan a copy.
-	data := []byte(header)
-	var (
-		offers []httphead.Option
-		cur    = -1
-	)
-	ok := httphead.ScanOptions(data, func(i int, name, attr, val []byte) httphead.Control {
-		if i != cur {
-			cur = i
-			offers = append(offers, httphead.Option{Name: name})
-		}
-		if len(attr) > 0 {
-			offers[len(offers)-1].Parameters.Set(attr, val)
-		}
-		return httphead.ControlContinue
-	})
+	offers, ok := scanExtensions(header)
 	if !ok {
 		// A syntax error anywhere makes every offer suspect.
 		return DeflateParams{}, false
@@ -123,37 +115,71 @@ func negotiateDeflate(cfg DeflateConfig, header string) (DeflateParams, bool) {
 	return DeflateParams{}, false
 }
 
-func acceptOffer(cfg DeflateConfig, opt httphead.Option) (DeflateParams, bool) {
-	if !strings.EqualFold(string(opt.Name), wsflate.ExtensionName) {
-		return DeflateParams{}, false
+// scanExtensions splits a Sec-WebSocket-Extensions value into its options;
+// false means a syntax error.
+func scanExtensions(header string) ([]httphead.Option, bool) {
+	// ScanOptions unescapes quoted strings in place, and header is
+	// immutable: scan a copy.
+	data := []byte(header)
+	var (
+		opts []httphead.Option
+		cur  = -1
+	)
+	ok := httphead.ScanOptions(data, func(i int, name, attr, val []byte) httphead.Control {
+		if i != cur {
+			cur = i
+			opts = append(opts, httphead.Option{Name: name})
+		}
+		if len(attr) > 0 {
+			opts[len(opts)-1].Parameters.Set(attr, val)
+		}
+		return httphead.ControlContinue
+	})
+	return opts, ok
+}
+
+// parseDeflateOption parses a permessage-deflate offer or response; false
+// for another extension or invalid parameters.
+func parseDeflateOption(opt httphead.Option) (wsflate.Parameters, bool) {
+	var p wsflate.Parameters
+	if !strings.EqualFold(string(opt.Name), wsflate.ExtensionName) || p.Parse(opt) != nil {
+		return p, false
 	}
-	var offer wsflate.Parameters
-	if err := offer.Parse(opt); err != nil {
-		return DeflateParams{}, false
-	}
-	// Parse lets a valueless client_max_window_bits repeat; RFC 7692 §7
-	// says any duplicate parameter invalidates the offer.
-	n := 0
-	opt.Parameters.ForEach(func(k, _ []byte) bool {
+	// Parse lets a valueless client_max_window_bits repeat, and reads
+	// "09" as 9; RFC 7692 §7 says a duplicate parameter invalidates the
+	// option, and window bits have no leading zeroes (§7.1.2).
+	n, ok := 0, true
+	opt.Parameters.ForEach(func(k, v []byte) bool {
 		if string(k) == "client_max_window_bits" {
 			n++
 		}
+		if len(v) > 1 && v[0] == '0' {
+			ok = false
+		}
 		return true
 	})
-	if n > 1 {
+	return p, ok && n <= 1
+}
+
+func acceptOffer(cfg DeflateConfig, opt httphead.Option) (DeflateParams, bool) {
+	offer, ok := parseDeflateOption(opt)
+	if !ok {
 		return DeflateParams{}, false
 	}
-	// Neither flate can bound its compression window below 32 KiB, so an
-	// offer asking for a smaller server window must be declined
-	// (§7.1.2.1). Any client window is fine: a 32 KiB inflate window reads
-	// them all, so client_max_window_bits is never echoed.
-	if offer.ServerMaxWindowBits.Defined() && offer.ServerMaxWindowBits < 15 {
-		return DeflateParams{}, false
-	}
+	// klauspost's flate compresses within any window from 2^8 up, so every
+	// server_max_window_bits the RFC allows (8–15, §7.1.2.1) is honoured
+	// exactly and echoed: the client sized its inflate window for it.
+	// (zlib cannot compress with a 256-byte window and silently uses 512
+	// instead, which is why some servers answer 8 with 9; we need not: a
+	// window of 8 is the strictest promise and every inflater reads it.)
+	//
+	// client_max_window_bits, valued or not, only says the client could
+	// honour a limit on its own window. We inflate with 32 KiB windows,
+	// which read streams made with any window, so we accept the offer and
+	// never answer with a limit.
 	var p DeflateParams
 	if offer.ServerMaxWindowBits.Defined() {
-		// An offered server_max_window_bits must be answered (§7.1.2.1).
-		p.ServerMaxWindowBits = 15
+		p.ServerMaxWindowBits = int(offer.ServerMaxWindowBits)
 	}
 	if cfg.ContextTakeover {
 		p.ServerNoContextTakeover = offer.ServerNoContextTakeover
@@ -191,9 +217,12 @@ func appendDeflateParams(dst []byte, p DeflateParams) []byte {
 type Flate struct {
 	level     int
 	threshold int
-	writers   sync.Pool // *flateWriter
-	readers   sync.Pool // *flateReader
-	windows   sync.Pool // *inflateWindow
+	// writers[b-minWindowBits] holds *flateWriter compressing within a
+	// 2^b window. Only the 2^15 one honours Level: klauspost's writers
+	// for smaller windows have a single (level 5 like) strategy.
+	writers [maxWindowBits - minWindowBits + 1]sync.Pool
+	readers sync.Pool // *flateReader
+	windows sync.Pool // *inflateWindow
 }
 
 // NewFlate returns a Flate for cfg (cfg.Enabled is not consulted: whether
@@ -212,11 +241,19 @@ func NewFlate(cfg DeflateConfig) *Flate {
 	case f.threshold < 0:
 		f.threshold = 0
 	}
-	f.writers.New = func() any {
-		w := new(flateWriter)
-		// The level was validated above, so this cannot fail.
-		w.fw, _ = flate.NewWriter(&w.out, f.level)
-		return w
+	for i := range f.writers {
+		bits := minWindowBits + i
+		f.writers[i].New = func() any {
+			w := &flateWriter{bits: bits}
+			// The level was validated above and the window is one
+			// flate accepts, so this cannot fail.
+			if bits == maxWindowBits {
+				w.fw, _ = flate.NewWriter(&w.out, f.level)
+			} else {
+				w.fw, _ = flate.NewWriterWindow(&w.out, 1<<bits)
+			}
+			return w
+		}
 	}
 	f.readers.New = func() any {
 		r := new(flateReader)
@@ -246,8 +283,30 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 
 // flateWriter is a pooled compressor bound to its own appendWriter.
 type flateWriter struct {
-	fw  *flate.Writer
-	out appendWriter
+	fw   *flate.Writer
+	out  appendWriter
+	bits int // its window is 2^bits: the pool it belongs to
+}
+
+// getWriter takes a reset compressor for a 2^bits window (bits 0 means 15).
+func (f *Flate) getWriter(bits int) *flateWriter {
+	w := f.writers[windowIndex(bits)].Get().(*flateWriter)
+	w.fw.Reset(&w.out)
+	return w
+}
+
+func (f *Flate) putWriter(w *flateWriter) {
+	w.out.buf = nil
+	f.writers[w.bits-minWindowBits].Put(w)
+}
+
+// windowIndex maps window bits as negotiated (0 for absent) to a pool;
+// negotiation only ever yields 0 or 8–15.
+func windowIndex(bits int) int {
+	if bits < minWindowBits || bits > maxWindowBits {
+		bits = maxWindowBits
+	}
+	return bits - minWindowBits
 }
 
 // msgSource feeds a compressed message and then inflateTail without copying
@@ -312,27 +371,39 @@ func (w *inflateWindow) add(p []byte) {
 	w.n = keep + copy(w.buf[keep:], p)
 }
 
-// FlateContext is the per-connection state when context takeover was
-// negotiated in at least one direction; connections without takeover use
-// nil. Its parts are taken lazily from the Flate on the first message in
-// each direction, so an idle connection holds only this small struct. Not
-// safe for concurrent use: Deflate calls on one context must be serialised,
-// and so must Inflate calls (the two directions are independent).
+// FlateContext is the per-connection state of a connection that cannot
+// share the server-wide defaults: one that keeps context (takeover) in at
+// least one direction, or whose client asked for a server window below
+// 32 KiB. Other connections use nil. Its parts are taken lazily from the
+// Flate on the first message in each direction, so an idle connection
+// holds only this small struct. Not safe for concurrent use: Deflate calls
+// on one context must be serialised, and so must Inflate calls (the two
+// directions are independent).
+//
+// A non-nil context therefore does not imply takeover; what it does imply
+// is that a message compressed for this connection must not be sent on
+// another one (a broadcast compressed once has the default 32 KiB window).
 type FlateContext struct {
 	f        *Flate
 	compress bool // server keeps context: w persists across messages
 	inflate  bool // client keeps context: win persists across messages
+	bits     int  // server_max_window_bits agreed, 0 for the default
 	w        *flateWriter
 	win      *inflateWindow
 }
 
 // NewContext returns the state for a connection with parameters p, or nil
-// when neither direction keeps context. Safe for concurrent use.
+// when neither direction keeps context and the server window is the
+// default 32 KiB. Safe for concurrent use.
 func (f *Flate) NewContext(p DeflateParams) *FlateContext {
-	if p.ServerNoContextTakeover && p.ClientNoContextTakeover {
+	bits := p.ServerMaxWindowBits
+	if bits == maxWindowBits {
+		bits = 0
+	}
+	if p.ServerNoContextTakeover && p.ClientNoContextTakeover && bits == 0 {
 		return nil
 	}
-	return &FlateContext{f: f, compress: !p.ServerNoContextTakeover, inflate: !p.ClientNoContextTakeover}
+	return &FlateContext{f: f, compress: !p.ServerNoContextTakeover, inflate: !p.ClientNoContextTakeover, bits: bits}
 }
 
 // Release returns the context's compressor and window to the Flate's pools;
@@ -343,8 +414,7 @@ func (c *FlateContext) Release() {
 		return
 	}
 	if c.w != nil {
-		c.w.out.buf = nil
-		c.f.writers.Put(c.w)
+		c.f.putWriter(c.w)
 		c.w = nil
 	}
 	if c.win != nil {
@@ -356,20 +426,24 @@ func (c *FlateContext) Release() {
 
 // Deflate appends the compressed form of msg to dst, without the trailing
 // 00 00 ff ff (RFC 7692 §7.2.1). ctx is the connection's FlateContext (nil
-// without context takeover). It allocates nothing in steady state beyond
-// growing dst. Safe for concurrent use with distinct (or nil) contexts.
+// for the defaults: no takeover, 32 KiB window); with it, back-references
+// stay within the agreed server window, across messages too with
+// takeover. It allocates nothing in steady state beyond growing dst. Safe
+// for concurrent use with distinct (or nil) contexts.
 func (f *Flate) Deflate(dst, msg []byte, ctx *FlateContext) []byte {
-	if ctx != nil && ctx.compress {
-		if ctx.w == nil {
-			ctx.w = f.writers.Get().(*flateWriter)
-			ctx.w.fw.Reset(&ctx.w.out)
+	bits := 0
+	if ctx != nil {
+		bits = ctx.bits
+		if ctx.compress {
+			if ctx.w == nil {
+				ctx.w = f.getWriter(bits)
+			}
+			return deflateTo(ctx.w, dst, msg)
 		}
-		return deflateTo(ctx.w, dst, msg)
 	}
-	w := f.writers.Get().(*flateWriter)
-	w.fw.Reset(&w.out)
+	w := f.getWriter(bits)
 	dst = deflateTo(w, dst, msg)
-	f.writers.Put(w)
+	f.putWriter(w)
 	return dst
 }
 

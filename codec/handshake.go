@@ -258,15 +258,8 @@ func (u *Upgrader) ReadRequest(p []byte) (req *Request, n int, err error) {
 // that non-HTTP peers fail fast. It must never reject a prefix of a head that
 // parseRequest would accept.
 func checkPartial(p []byte) error {
-	for i := 0; ; {
-		j := bytes.IndexByte(p[i:], '\n')
-		if j < 0 {
-			break
-		}
-		if i+j == 0 || p[i+j-1] != '\r' {
-			return errBareLF
-		}
-		i += j + 1
+	if hasBareLF(p) {
+		return errBareLF
 	}
 	if e := bytes.Index(p, crlf); e >= 0 {
 		_, err := parseRequestLine(p[:e])
@@ -285,6 +278,20 @@ func checkPartial(p []byte) error {
 		}
 	}
 	return nil
+}
+
+// hasBareLF reports whether some LF in p is not preceded by a CR.
+func hasBareLF(p []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		if i+j == 0 || p[i+j-1] != '\r' {
+			return true
+		}
+		i += j + 1
+	}
 }
 
 // requestLine holds offsets into the request line.
@@ -393,44 +400,17 @@ func parseRequest(head []byte) (*Request, error) {
 		req.Header = make([]HeaderField, 0, n)
 	}
 	seenHost, seenOrigin, seenKey := false, false, false
-	// Walking from LF to LF visits every LF in the head, so checking each
-	// for its CR is the whole bare-LF check.
 	for pos := lineEnd + 1; ; {
-		e := bytes.IndexByte(head[pos:], '\n')
-		if e <= 0 || head[pos+e-1] != '\r' {
-			return nil, errBareLF
+		hl, err := scanHeaderLine(head, pos)
+		if err != nil {
+			return nil, err
 		}
-		line := head[pos : pos+e-1]
-		if len(line) == 0 {
+		if hl.next == 0 {
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return nil, errObsFold
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return nil, errHeaderLine
-		}
-		for _, c := range line[:colon] {
-			if !isTchar(c) {
-				return nil, errHeaderLine
-			}
-		}
-		vs, ve := colon+1, len(line)
-		for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
-			vs++
-		}
-		for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
-			ve--
-		}
-		for _, c := range line[vs:ve] {
-			if (c < 0x20 && c != '\t') || c == 0x7f {
-				return nil, errHeaderLine
-			}
-		}
-		f := HeaderField{Name: s[pos : pos+colon], Value: s[pos+vs : pos+ve]}
+		f := HeaderField{Name: s[pos:hl.nameEnd], Value: s[hl.valStart:hl.valEnd]}
 		req.Header = append(req.Header, f)
-		pos += e + 1
+		pos = hl.next
 
 		switch {
 		case headerIs(f.Name, "Host"):
@@ -465,6 +445,53 @@ func parseRequest(head []byte) (*Request, error) {
 		}
 	}
 	return req, nil
+}
+
+// headerLine locates one header line in a head: the name is
+// head[pos:nameEnd], the value (without surrounding whitespace)
+// head[valStart:valEnd], and the next line starts at next.
+type headerLine struct {
+	nameEnd, valStart, valEnd, next int
+}
+
+// scanHeaderLine parses the header line (RFC 9112 §5) at head[pos:], whose
+// previous line ended in CRLF; next is 0 for the empty line ending the
+// head. Walking from LF to LF visits every LF in the head, so checking each
+// for its CR is the whole bare-LF check. Requests and responses share it.
+func scanHeaderLine(head []byte, pos int) (headerLine, error) {
+	e := bytes.IndexByte(head[pos:], '\n')
+	if e <= 0 || head[pos+e-1] != '\r' {
+		return headerLine{}, errBareLF
+	}
+	line := head[pos : pos+e-1]
+	if len(line) == 0 {
+		return headerLine{}, nil
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		return headerLine{}, errObsFold
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return headerLine{}, errHeaderLine
+	}
+	for _, c := range line[:colon] {
+		if !isTchar(c) {
+			return headerLine{}, errHeaderLine
+		}
+	}
+	vs, ve := colon+1, len(line)
+	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+		ve--
+	}
+	for _, c := range line[vs:ve] {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return headerLine{}, errHeaderLine
+		}
+	}
+	return headerLine{nameEnd: pos + colon, valStart: pos + vs, valEnd: pos + ve, next: pos + e + 1}, nil
 }
 
 // headerIs compares header names case-insensitively, rejecting on length
@@ -589,7 +616,7 @@ func trimOWS(s string) string {
 // for concurrent use.
 func AppendAccept(dst []byte, req *Request, a Accept) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	dst = appendAcceptKey(dst, req.Key)
+	dst = AppendAcceptKey(dst, req.Key)
 	dst = append(dst, "\r\n"...)
 	if a.Protocol != "" {
 		dst = appendHeaderField(dst, "Sec-WebSocket-Protocol", a.Protocol)
@@ -602,8 +629,10 @@ func AppendAccept(dst []byte, req *Request, a Accept) []byte {
 	return append(dst, "\r\n"...)
 }
 
-// appendAcceptKey appends base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2).
-func appendAcceptKey(dst []byte, key string) []byte {
+// AppendAcceptKey appends the Sec-WebSocket-Accept value for the
+// Sec-WebSocket-Key key: base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2). It
+// allocates nothing beyond growing dst. Safe for concurrent use.
+func AppendAcceptKey(dst []byte, key string) []byte {
 	var buf [24 + len(acceptGUID)]byte
 	b := append(append(buf[:0], key...), acceptGUID...)
 	sum := sha1.Sum(b)

@@ -13,8 +13,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,8 +39,6 @@ const writeTimeout = 30 * time.Second
 // maxInflate caps what the client inflates, so a server bug cannot bomb the test.
 const maxInflate = 64 << 20
 
-const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 // Options configures Dial. The zero value dials /echo with no extension offer.
 type Options struct {
 	Path       string        // request path; "" means "/echo"
@@ -55,12 +51,7 @@ type Options struct {
 
 // Deflate holds the permessage-deflate parameters the server accepted.
 // Window bits of 0 mean the parameter was absent.
-type Deflate struct {
-	ServerNoContextTakeover bool
-	ClientNoContextTakeover bool
-	ServerMaxWindowBits     int
-	ClientMaxWindowBits     int
-}
+type Deflate = codec.DeflateParams
 
 // Event is one thing the server sent: a whole data message (reassembled and,
 // if compressed, inflated) or a control frame.
@@ -118,9 +109,9 @@ func preview(p []byte) string {
 // two different goroutines; each side is not safe for concurrent use.
 type Client struct {
 	Conn    net.Conn
-	Resp    *http.Response // the 101 response
-	Deflate *Deflate       // nil unless permessage-deflate was accepted
-	Timeout time.Duration  // per-read deadline
+	Resp    *codec.Response // the 101 response
+	Deflate *Deflate        // nil unless permessage-deflate was accepted
+	Timeout time.Duration   // per-read deadline
 
 	wmu    sync.Mutex // serialises writes (a test's writer and a close reply)
 	r      codec.Reader
@@ -134,8 +125,8 @@ type Client struct {
 }
 
 // Dial connects to addr, performs the opening handshake and checks the
-// server's answer (101, Upgrade, Connection, Sec-WebSocket-Accept, and the
-// extension response if one was offered).
+// server's answer with codec.ClientHandshake (101, Upgrade, Connection,
+// Sec-WebSocket-Accept, and the extension response against the offer).
 func Dial(addr string, o Options) (*Client, error) {
 	if o.Path == "" {
 		o.Path = "/echo"
@@ -156,30 +147,21 @@ func Dial(addr string, o Options) (*Client, error) {
 }
 
 func handshake(conn net.Conn, addr string, o Options) (*Client, error) {
-	var k [16]byte
-	for i := range k {
-		k[i] = byte(rand.Uint32())
+	h := codec.ClientHandshake{Host: addr, Path: o.Path, Extensions: o.Extensions}
+	for _, line := range o.Header {
+		name, value, _ := strings.Cut(line, ":")
+		h.Header = append(h.Header, codec.HeaderField{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
 	}
-	key := base64.StdEncoding.EncodeToString(k[:])
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n", o.Path, addr, key)
-	if o.Extensions != "" {
-		fmt.Fprintf(&req, "Sec-WebSocket-Extensions: %s\r\n", o.Extensions)
-	}
-	for _, h := range o.Header {
-		req.WriteString(h + "\r\n")
-	}
-	req.WriteString("\r\n")
-	req.Write(o.Pipelined)
+	key := codec.NewKey()
+	req := append(h.AppendRequest(nil, key), o.Pipelined...)
 
 	c := &Client{Conn: conn, Timeout: o.Timeout, buf: make([]byte, 256<<10)}
 	c.r.Client = true
 	if o.SplitDelay > 0 {
-		if err := c.WriteChunks(req.Bytes(), func() int { return 1 }, o.SplitDelay); err != nil {
+		if err := c.WriteChunks(req, func() int { return 1 }, o.SplitDelay); err != nil {
 			return nil, err
 		}
-	} else if err := c.Write(req.Bytes()); err != nil {
+	} else if err := c.Write(req); err != nil {
 		return nil, err
 	}
 
@@ -187,34 +169,15 @@ func handshake(conn net.Conn, addr string, o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the handshake response: %w", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), nil)
+	resp, _, err := h.ReadResponse(head, key)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the handshake response: %w", err)
+		return nil, fmt.Errorf("handshake: %w\n%s", err, head)
 	}
 	c.Resp = resp
 	c.in = c.buf[:copy(c.buf, rest)]
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return nil, fmt.Errorf("handshake: status %q, want 101", resp.Status)
-	}
-	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
-		return nil, fmt.Errorf("handshake: Upgrade %q, want websocket", resp.Header.Get("Upgrade"))
-	}
-	if !hasToken(resp.Header.Values("Connection"), "upgrade") {
-		return nil, fmt.Errorf("handshake: Connection %q lacks upgrade", resp.Header.Values("Connection"))
-	}
-	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), AcceptKey(key); got != want {
-		return nil, fmt.Errorf("handshake: Sec-WebSocket-Accept %q, want %q", got, want)
-	}
-	exts := resp.Header.Values("Sec-WebSocket-Extensions")
-	if len(exts) > 0 {
-		if o.Extensions == "" {
-			return nil, fmt.Errorf("handshake: extensions %q accepted but none offered", exts)
-		}
-		d, err := ParseDeflateResponse(strings.Join(exts, ", "), strings.Contains(o.Extensions, "client_max_window_bits"))
-		if err != nil {
-			return nil, fmt.Errorf("handshake: %w", err)
-		}
-		c.Deflate = d
+	if resp.Deflate {
+		d := resp.Params
+		c.Deflate = &d
 		c.r.Deflate = true
 		// Our own offer's client_max_window_bits=N binds us too, even when
 		// the response does not repeat it.
@@ -251,82 +214,6 @@ func readHead(conn net.Conn, timeout time.Duration) (head, rest []byte, err erro
 			return nil, nil, fmt.Errorf("%w (after %d bytes: %q)", err, len(b), b)
 		}
 	}
-}
-
-// AcceptKey is the Sec-WebSocket-Accept value for a Sec-WebSocket-Key.
-func AcceptKey(key string) string {
-	h := sha1.Sum([]byte(key + acceptGUID))
-	return base64.StdEncoding.EncodeToString(h[:])
-}
-
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// ParseDeflateResponse validates a server's Sec-WebSocket-Extensions answer
-// (RFC 7692 §7.1): exactly one permessage-deflate, known parameters only,
-// none repeated, window bits 8..15, client_max_window_bits only if offered.
-func ParseDeflateResponse(header string, offeredClientBits bool) (*Deflate, error) {
-	exts := strings.Split(header, ",")
-	if len(exts) != 1 {
-		return nil, fmt.Errorf("server accepted %d extensions (%q), want one", len(exts), header)
-	}
-	parts := strings.Split(exts[0], ";")
-	if name := strings.TrimSpace(parts[0]); name != "permessage-deflate" {
-		return nil, fmt.Errorf("server accepted extension %q, which was not offered", name)
-	}
-	d := &Deflate{}
-	seen := map[string]bool{}
-	for _, p := range parts[1:] {
-		name, val, hasVal := strings.Cut(strings.TrimSpace(p), "=")
-		name = strings.TrimSpace(name)
-		val = strings.Trim(strings.TrimSpace(val), `"`)
-		if seen[name] {
-			return nil, fmt.Errorf("parameter %q repeated in %q", name, header)
-		}
-		seen[name] = true
-		bits := func() (int, error) {
-			n, err := strconv.Atoi(val)
-			if !hasVal || err != nil || n < 8 || n > 15 || val != strconv.Itoa(n) {
-				return 0, fmt.Errorf("parameter %s=%q: want an integer 8..15", name, val)
-			}
-			return n, nil
-		}
-		var err error
-		switch name {
-		case "server_no_context_takeover":
-			d.ServerNoContextTakeover = true
-			if hasVal {
-				err = fmt.Errorf("parameter %s has a value", name)
-			}
-		case "client_no_context_takeover":
-			d.ClientNoContextTakeover = true
-			if hasVal {
-				err = fmt.Errorf("parameter %s has a value", name)
-			}
-		case "server_max_window_bits":
-			d.ServerMaxWindowBits, err = bits()
-		case "client_max_window_bits":
-			if !offeredClientBits {
-				err = errors.New("client_max_window_bits in the response but not in the offer")
-			} else {
-				d.ClientMaxWindowBits, err = bits()
-			}
-		default:
-			err = fmt.Errorf("unknown parameter %q", name)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return d, nil
 }
 
 // Write writes b in one call.

@@ -48,6 +48,18 @@ func TestDeflateNegotiation(t *testing.T) {
 			}
 			return nil
 		}},
+		{"server_max_window_bits=9 is honoured", "permessage-deflate; server_max_window_bits=9", true, func(d *Deflate) error {
+			if d.ServerMaxWindowBits != 9 {
+				return fmt.Errorf("want server_max_window_bits=9 in the response, got %+v", *d)
+			}
+			return nil
+		}},
+		{"server_max_window_bits=8 is honoured", "permessage-deflate; server_max_window_bits=8; client_max_window_bits", true, func(d *Deflate) error {
+			if d.ServerMaxWindowBits != 8 {
+				return fmt.Errorf("want server_max_window_bits=8 in the response, got %+v", *d)
+			}
+			return nil
+		}},
 		{"unknown parameter is declined", "permessage-deflate; foo=bar", false, nil},
 		{"server_max_window_bits=16 is declined", "permessage-deflate; server_max_window_bits=16", false, nil},
 		{"server_max_window_bits without value is declined", "permessage-deflate; server_max_window_bits", false, nil},
@@ -60,7 +72,7 @@ func TestDeflateNegotiation(t *testing.T) {
 			t.Parallel()
 			c := dial(t, srvDefault, Options{Extensions: tc.offer})
 			defer c.Close()
-			exts := c.Resp.Header.Values("Sec-WebSocket-Extensions")
+			exts := c.Resp.Get("Sec-WebSocket-Extensions")
 			switch {
 			case tc.accept && c.Deflate == nil:
 				t.Fatalf("offer %q: want permessage-deflate accepted, got no extension", tc.offer)
@@ -91,7 +103,7 @@ func TestDeflateNegotiation(t *testing.T) {
 		c := dial(t, srvPlain, deflateOpts)
 		defer c.Close()
 		if c.Deflate != nil {
-			t.Fatalf("--deflate=false, yet the server accepted %q", c.Resp.Header.Values("Sec-WebSocket-Extensions"))
+			t.Fatalf("--deflate=false, yet the server accepted %q", c.Resp.Get("Sec-WebSocket-Extensions"))
 		}
 		if err := c.Write(Frame(opText, true, 4, compress([]byte("Hello")))); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsdhq/wsd/codec"
 )
 
 // 200 connections at once, each echoing 10 messages.
@@ -181,12 +183,15 @@ func TestIdleTimeout(t *testing.T) {
 			took := time.Since(start)
 			switch {
 			case err == nil && ev.Op == opClose:
+				if ev.Code != codec.CloseGoingAway {
+					t.Errorf("idle connection closed with %s, want 1001 (going away)", ev)
+				}
 				t.Logf("closed with %s after %v", ev, took.Round(time.Millisecond))
 				finishClose(t, c, ev)
 			case err == nil:
 				t.Fatalf("idle connection: want a close, got %s", ev)
 			case isClosed(err):
-				t.Logf("TCP closed without a close frame after %v", took.Round(time.Millisecond))
+				t.Fatalf("TCP closed after %v without a close frame: an idle timeout must start the closing handshake (RFC 6455 §7.1.2)", took.Round(time.Millisecond))
 			case isTimeout(err):
 				t.Fatalf("idle connection still open after %v (--idle-timeout %v)", took.Round(time.Millisecond), idle)
 			default:

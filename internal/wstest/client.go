@@ -4,15 +4,14 @@
 package wstest
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
@@ -20,14 +19,15 @@ import (
 
 // Client is one raw connection. Not safe for concurrent use.
 type Client struct {
-	Conn     net.Conn
-	Response string // the upgrade response head
-	rd       codec.Reader
-	buf      []byte
-	wbuf     []byte
-	frag     []byte
-	fragOp   codec.OpCode
-	Timeout  time.Duration
+	Conn      net.Conn
+	Response  string // the upgrade response head
+	rd        codec.Reader
+	buf       []byte
+	wbuf      []byte
+	frag      []byte
+	fragOp    codec.OpCode
+	Timeout   time.Duration
+	closeSent bool // a close frame went out through WriteFrame
 }
 
 // Dial connects to addr and upgrades on path with extra header lines
@@ -40,53 +40,85 @@ func Dial(addr, path string, headers ...string) (*Client, error) {
 	return Upgrade(conn, addr, path, headers...)
 }
 
-// Upgrade performs the handshake over an established conn (TLS, say); host
-// goes in the Host header.
+// Upgrade performs the handshake over an established conn (TLS, say); addr
+// goes in the Host header. Sec-WebSocket-Protocol and
+// Sec-WebSocket-Extensions lines among headers are the offer the response
+// is checked against (codec.ClientHandshake.ReadResponse, accept key
+// included); a 101 that fails a check is that *codec.ResponseError, and
+// any other status an *HTTPStatusError. conn is closed on error.
 func Upgrade(conn net.Conn, addr, path string, headers ...string) (*Client, error) {
 	c := &Client{Conn: conn, rd: codec.Reader{Client: true}, Timeout: 10 * time.Second}
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
-		path, addr, base64.StdEncoding.EncodeToString(key[:]))
-	for _, h := range headers {
-		b.WriteString(h + "\r\n")
-	}
-	b.WriteString("\r\n")
-	if _, err := conn.Write([]byte(b.String())); err != nil {
+	h := handshake(addr, path, headers)
+	key := codec.NewKey()
+	if _, err := conn.Write(h.AppendRequest(nil, key)); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(c.Timeout))
-	br := bufio.NewReader(conn)
-	var head strings.Builder
+	var buf []byte
 	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
+		var tmp [4096]byte
+		k, rerr := conn.Read(tmp[:])
+		buf = append(buf, tmp[:k]...)
+		resp, n, err := h.ReadResponse(buf, key)
+		switch {
+		case err == nil:
+			c.Response = string(buf[:n])
+			c.buf = append(c.buf, buf[n:]...)
+			c.rd.Deflate = resp.Deflate
+			return c, nil
+		case resp != nil: // a refusal
+			body := readBody(conn, buf[n:])
 			conn.Close()
-			return nil, fmt.Errorf("reading upgrade response: %w", err)
+			return nil, &HTTPStatusError{Status: resp.Status, Head: string(buf[:n]), Body: body}
+		case !errors.Is(err, codec.ErrNeedMore):
+			conn.Close()
+			return nil, err
+		case rerr != nil:
+			conn.Close()
+			return nil, fmt.Errorf("reading upgrade response: %w", rerr)
 		}
-		head.WriteString(line)
-		if line == "\r\n" {
+	}
+}
+
+// handshake builds the offer from Upgrade's arguments.
+func handshake(addr, path string, headers []string) *codec.ClientHandshake {
+	h := &codec.ClientHandshake{Host: addr, Path: path}
+	for _, line := range headers {
+		name, value, _ := strings.Cut(line, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		switch {
+		case strings.EqualFold(name, "Sec-WebSocket-Protocol"):
+			for _, p := range strings.Split(value, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					h.Protocols = append(h.Protocols, p)
+				}
+			}
+		case strings.EqualFold(name, "Sec-WebSocket-Extensions"):
+			if h.Extensions != "" {
+				h.Extensions += ", "
+			}
+			h.Extensions += value
+		default:
+			h.Header = append(h.Header, codec.HeaderField{Name: name, Value: value})
+		}
+	}
+	return h
+}
+
+// readBody returns a refusal's body: what came with the head, then more
+// until the server closes, 4 KiB or the read deadline.
+func readBody(conn net.Conn, got []byte) string {
+	body := append([]byte(nil), got...)
+	for len(body) < 4096 {
+		var tmp [4096]byte
+		k, err := conn.Read(tmp[:4096-len(body)])
+		body = append(body, tmp[:k]...)
+		if err != nil {
 			break
 		}
 	}
-	c.Response = head.String()
-	if n := br.Buffered(); n > 0 {
-		p, _ := br.Peek(n)
-		c.buf = append(c.buf, p...)
-	}
-	var status int
-	fmt.Sscanf(c.Response, "HTTP/1.1 %d", &status)
-	if status != 101 {
-		body, _ := io.ReadAll(io.LimitReader(br, 4096))
-		conn.Close()
-		return nil, &HTTPStatusError{Status: status, Head: c.Response, Body: string(body)}
-	}
-	if strings.Contains(strings.ToLower(c.Response), "permessage-deflate") {
-		c.rd.Deflate = true
-	}
-	return c, nil
+	return string(body)
 }
 
 // HTTPStatusError is a refused upgrade.
@@ -97,8 +129,12 @@ type HTTPStatusError struct {
 
 func (e *HTTPStatusError) Error() string { return fmt.Sprintf("upgrade refused: %d", e.Status) }
 
-// WriteFrame writes one masked frame.
+// WriteFrame writes one masked frame. After a close frame, ExpectClose
+// waits for the server's answer instead of answering itself.
 func (c *Client) WriteFrame(op codec.OpCode, fin bool, payload []byte) error {
+	if op == codec.OpClose {
+		c.closeSent = true
+	}
 	c.wbuf = codec.AppendMaskedFrame(c.wbuf[:0], op, fin, false, [4]byte{1, 2, 3, 4}, payload)
 	_, err := c.Conn.Write(c.wbuf)
 	return err
@@ -109,7 +145,8 @@ func (c *Client) WriteMessage(op codec.OpCode, payload []byte) error {
 	return c.WriteFrame(op, true, payload)
 }
 
-// WriteRaw writes bytes as they are.
+// WriteRaw writes bytes as they are (a close frame written this way is not
+// noticed by ExpectClose).
 func (c *Client) WriteRaw(p []byte) error {
 	_, err := c.Conn.Write(p)
 	return err
@@ -165,32 +202,70 @@ func (c *Client) ReadData() (Frame, error) {
 	}
 }
 
-// ExpectClose reads until a close frame and returns its code, then checks
-// the server closes the TCP connection.
+// ExpectClose reads until the server's close frame and returns its code
+// and reason (codec.CloseNoStatus and "" for an empty body). Pings, pongs
+// and data messages before it are discarded: a server may have queued them
+// before it decided to close. It then completes the closing handshake
+// (RFC 6455 §5.5.1, §7.1.1): unless this client already sent a close with
+// WriteFrame, it answers with a close echoing the code; then the server
+// must send nothing more and close the TCP connection within Timeout.
+//
+// It fails if the connection ends, or Timeout passes without a byte, before
+// a close frame arrives; if the close payload is invalid (codec.ParseClose:
+// a 1-byte body, a code not allowed on the wire, a reason that is not
+// UTF-8); if a frame follows the close; or if the TCP connection stays open.
 func (c *Client) ExpectClose() (uint16, string, error) {
+	var f Frame
 	for {
-		f, err := c.Read()
-		if err != nil {
-			return 0, "", err
+		var err error
+		if f, err = c.Read(); err != nil {
+			return 0, "", fmt.Errorf("no close frame from the server: %w", err)
 		}
-		if f.Op != codec.OpClose {
-			continue
+		if f.Op == codec.OpClose {
+			break
 		}
-		code, reason, err := codec.ParseClose(f.Payload)
-		if err != nil {
-			return 0, "", err
-		}
-		return code, string(reason), nil
 	}
+	code, reason, err := codec.ParseClose(f.Payload)
+	if err != nil {
+		return 0, "", fmt.Errorf("invalid close frame from the server (% x): %w", f.Payload, err)
+	}
+	if !c.closeSent {
+		var body []byte
+		if code != codec.CloseNoStatus {
+			body = binary.BigEndian.AppendUint16(nil, code)
+		}
+		// The server may close at once without waiting for this answer.
+		_ = c.WriteFrame(codec.OpClose, true, body)
+	}
+	if err := c.expectEOF(); err != nil {
+		return code, string(reason), err
+	}
+	return code, string(reason), nil
 }
 
-// WaitEOF waits for the server to close the TCP connection.
+// expectEOF checks that the server closes the connection within Timeout
+// without sending another frame.
+func (c *Client) expectEOF() error {
+	f, err := c.Read()
+	switch {
+	case err == nil:
+		return fmt.Errorf("the server sent %v (%d bytes) after its close frame", f.Op, len(f.Payload))
+	case isClosed(err):
+		return nil
+	case isTimeout(err):
+		return fmt.Errorf("the server did not close the TCP connection within %v of the closing handshake", c.Timeout)
+	}
+	return fmt.Errorf("after the close frame: %w", err)
+}
+
+// WaitEOF waits for the server to close the TCP connection, discarding
+// whatever it still sends.
 func (c *Client) WaitEOF() error {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(c.Timeout))
 	var tmp [4096]byte
 	for {
 		_, err := c.Conn.Read(tmp[:])
-		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
+		if isClosed(err) {
 			return nil
 		}
 		if err != nil {
@@ -199,8 +274,13 @@ func (c *Client) WaitEOF() error {
 	}
 }
 
-func isReset(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "connection reset")
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close closes the TCP connection.
