@@ -52,22 +52,5 @@ func utf8Step(state uint32, p []byte) uint32 {
 	return state
 }
 
-// UTF8Validator checks UTF-8 that arrives in pieces. The zero value is ready.
-// Not safe for concurrent use.
-type UTF8Validator struct{ state uint32 }
-
-// Write feeds p and reports false as soon as the input so far cannot be the
-// prefix of valid UTF-8.
-func (v *UTF8Validator) Write(p []byte) bool {
-	v.state = utf8Step(v.state, p)
-	return v.state != utf8Reject
-}
-
-// Done reports whether everything fed so far is complete, valid UTF-8.
-func (v *UTF8Validator) Done() bool { return v.state == utf8Accept }
-
-// Reset makes v ready for a new text.
-func (v *UTF8Validator) Reset() { v.state = utf8Accept }
-
 // ValidUTF8 reports whether p is valid UTF-8.
 func ValidUTF8(p []byte) bool { return utf8Step(utf8Accept, p) == utf8Accept }

@@ -15,7 +15,7 @@ func TestUTF8MatchesStdlib(t *testing.T) {
 			t.Fatalf("ValidUTF8(% x) = %v, want %v", b, got, want)
 		}
 		for cut := 0; cut <= len(b); cut++ {
-			var v UTF8Validator
+			var v utf8Validator
 			ok := v.Write(b[:cut]) && v.Write(b[cut:]) && v.Done()
 			if ok != want {
 				t.Fatalf("split %d of % x = %v, want %v", cut, b, ok, want)
@@ -55,12 +55,12 @@ func TestUTF8FailFast(t *testing.T) {
 		{0xff},       // never valid
 	}
 	for _, c := range cases {
-		var v UTF8Validator
+		var v utf8Validator
 		if v.Write(c) {
 			t.Errorf("% x: accepted as a valid prefix", c)
 		}
 	}
-	var v UTF8Validator
+	var v utf8Validator
 	if !v.Write([]byte{0xf0, 0x9f}) || v.Done() {
 		t.Fatal("valid incomplete prefix misjudged")
 	}
@@ -73,7 +73,7 @@ func FuzzUTF8(f *testing.F) {
 		if cut < 0 || cut > len(b) {
 			cut = len(b) / 2
 		}
-		var v UTF8Validator
+		var v utf8Validator
 		ok := v.Write(b[:cut]) && v.Write(b[cut:]) && v.Done()
 		if ok != utf8.Valid(b) {
 			t.Fatalf("% x split at %d: %v", b, cut, ok)
@@ -94,3 +94,18 @@ func BenchmarkValidUTF8ASCII1KiB(b *testing.B) {
 		}
 	}
 }
+
+// utf8Validator checks UTF-8 that arrives in pieces, the way the frame
+// reader does across frames (a test harness around utf8Step). The zero value is ready.
+// Not safe for concurrent use.
+type utf8Validator struct{ state uint32 }
+
+// Write feeds p and reports false as soon as the input so far cannot be the
+// prefix of valid UTF-8.
+func (v *utf8Validator) Write(p []byte) bool {
+	v.state = utf8Step(v.state, p)
+	return v.state != utf8Reject
+}
+
+// Done reports whether everything fed so far is complete, valid UTF-8.
+func (v *utf8Validator) Done() bool { return v.state == utf8Accept }

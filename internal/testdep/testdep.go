@@ -20,11 +20,6 @@ import (
 // InstallHint says how to get every test dependency.
 const InstallHint = "scripts/install-test-deps.sh installs it (as root; make test runs it first)"
 
-// CI reports whether the environment variable CI holds a true value
-// (CI=true, as CI systems set it; strconv.ParseBool's other spellings too).
-// Safe for concurrent use.
-func CI() bool { return ciMode() }
-
 // Missing ends the calling test because the dependency what is not
 // available; how says what was looked for and how to install it. Outside CI
 // the test is skipped with a loud banner on stderr; under CI=true it fails.

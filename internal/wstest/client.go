@@ -258,22 +258,6 @@ func (c *Client) expectEOF() error {
 	return fmt.Errorf("after the close frame: %w", err)
 }
 
-// WaitEOF waits for the server to close the TCP connection, discarding
-// whatever it still sends.
-func (c *Client) WaitEOF() error {
-	_ = c.Conn.SetReadDeadline(time.Now().Add(c.Timeout))
-	var tmp [4096]byte
-	for {
-		_, err := c.Conn.Read(tmp[:])
-		if isClosed(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
 func isClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET)
 }
