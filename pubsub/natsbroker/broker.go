@@ -272,10 +272,10 @@ func (b *Broker) unavailable(err error) error {
 // State is the broker's connection as /healthz reports it.
 type State struct {
 	Connected bool      `json:"connected"`
-	Status    string    `json:"status"`           // "connected", "reconnecting" or "closed"
-	URL       string    `json:"url,omitempty"`    // the server connected to
-	Error     string    `json:"error,omitempty"`  // why it was lost
-	Since     time.Time `json:"since"`            // of the last change
+	Status    string    `json:"status"`          // "connected", "reconnecting" or "closed"
+	URL       string    `json:"url,omitempty"`   // the server connected to
+	Error     string    `json:"error,omitempty"` // why it was lost
+	Since     time.Time `json:"since"`           // of the last change
 }
 
 // State returns the connection's state. Safe from any goroutine.
