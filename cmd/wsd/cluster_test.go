@@ -344,3 +344,12 @@ func TestClusterOfTwoOnNATS(t *testing.T) {
 	rb.waitOffsets(t, []uint64{6, 7, 8, 9})
 	ra2.waitOffsets(t, []uint64{6, 7, 8, 9})
 }
+
+// The example nats-server config in deploy/ is one nats-server accepts.
+func TestDeployNATSConfigValid(t *testing.T) {
+	cmd := exec.Command(natstest.Binary(t), "-c", "../../deploy/nats-server.conf", "-t")
+	cmd.Env = append(os.Environ(), "NATS_NAME=nats1", "WSD_NATS_PASSWORD=secret")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "is valid") {
+		t.Fatalf("nats-server -t: %v\n%s", err, out)
+	}
+}

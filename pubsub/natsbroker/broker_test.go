@@ -75,7 +75,7 @@ func (r *recorder) waitFor(t *testing.T, channel string, n int) []pubsub.Publica
 	}
 }
 
-func connect(t *testing.T, url string) (*natsbroker.Broker, *recorder) {
+func connect(t testing.TB, url string) (*natsbroker.Broker, *recorder) {
 	t.Helper()
 	b, err := natsbroker.Connect(context.Background(), natsbroker.Options{URLs: []string{url}, Namespaces: namespaces, Timeout: 10 * time.Second})
 	if err != nil {
