@@ -49,12 +49,24 @@ func TestBadBrokerFlags(t *testing.T) {
 	}
 }
 
+// binDir holds the wsd built by wsdBinary; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // wsdBinary builds this package's wsd once per test binary.
 var wsdBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "wsd-cluster-test")
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "wsd")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
