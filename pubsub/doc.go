@@ -52,35 +52,10 @@
 //
 // # A NATS JetStream broker
 //
-// The Broker interface is shaped so that a cluster broker on NATS
-// JetStream (a later subpackage, pubsub/natsbroker) fits without changing
-// the Hub:
-//
-//   - Stream per namespace (WSD_<ns>, subjects "wsd.<ns>.>"), subject per
-//     channel: "ns:room.1" → "wsd.ns.<name escaped so '.', '*' and '>' are
-//     not tokens>". HistorySize maps to the stream's MaxMsgsPerSubject,
-//     HistoryTTL to MaxAge; file storage makes history survive restarts.
-//   - Offset = sequence. A stream holding one channel numbers its messages
-//     exactly like our offsets (stream sequence = offset). A stream holding
-//     many channels numbers them across channels, so the per-channel
-//     offset travels in a "Wsd-Offset" header: Publish reads the subject's
-//     last message, publishes with offset+1 and
-//     Nats-Expected-Last-Subject-Sequence set to that message's sequence,
-//     and retries on a wrong-last-sequence error — gap-free per channel,
-//     ordered by JetStream.
-//   - Epoch = the stream's identity: its creation time (StreamInfo.Created)
-//     with its name. Deleting or recreating the stream — the only way its
-//     history is lost as a whole — changes it; a wsd restart does not.
-//   - Subscribe/Unsubscribe = a core NATS subscription on the channel's
-//     subject, made when the node's first local subscriber arrives; NATS
-//     delivers one subscription's messages in order, which is the
-//     handler's contract.
-//   - History = an ordered consumer filtered to the subject (at most
-//     MaxMsgsPerSubject messages), returning those with offset > Since; its
-//     latest position is the last message read. Because the live
-//     subscription exists before History runs, the Hub's overlap check
-//     gives exactly-once across nodes too.
-//   - Presence stays node-local in the Hub for now; cluster-wide presence
-//     would live in a NATS KV bucket per namespace (key channel.client,
-//     TTL refreshed by each node).
+// pubsub/natsbroker implements Broker on NATS JetStream for a cluster of
+// wsd nodes without changing the Hub: one stream per namespace, offsets in
+// a header made gap-free across nodes by expected-last-subject-sequence
+// publishes, the epoch in the stream's name, and an ordered consumer per
+// channel while the node has local subscribers. Its package documentation
+// and docs/cluster.md have the details. Presence stays node-local.
 package pubsub

@@ -5,6 +5,10 @@
 #   - npm ws into test/interop/node/node_modules (npm ci from package-lock.json)
 #   - Debian nginx-light         (test/e2e: wss through a TLS-terminating nginx)
 #   - Debian chromium            (test/browser: the demo page; bench: the HTML report)
+#   - nats-server v2.15.3 into bin/ (pubsub/natsbroker, cmd/wsd cluster tests),
+#     built from the Go module proxy with `go install`: Debian's 2.9 is too old
+#     for the JetStream features wsd uses, and a binary keeps nats-server out
+#     of the main module's go.mod
 # Go modules come through the Go module proxy when `go test` runs.
 #
 # It looks where the tests look (the same overrides: WSD_PYTHON, WSD_NODE,
@@ -72,6 +76,13 @@ have_nginx() { [[ -x /usr/sbin/nginx || -x /usr/bin/nginx ]] || command -v nginx
 # chromium (or chromium-browser, google-chrome) on PATH.
 have_chromium() { [[ -x ${WSD_CHROMIUM:-/usr/bin/chromium} ]] && command -v chromium >/dev/null 2>&1; }
 
+# pubsub/natsbroker/natstest: $WSD_NATS_SERVER, else bin/nats-server, else PATH.
+nats_version=v2.15.3
+have_nats_server() {
+	if [[ -n ${WSD_NATS_SERVER:-} ]]; then [[ -x $WSD_NATS_SERVER ]]; return; fi
+	[[ -x $root/bin/nats-server ]] || command -v nats-server >/dev/null 2>&1
+}
+
 # The ws version package.json pins, and the one node_modules holds.
 ws_wanted() { sed -n 's/^ *"ws": *"\([^"]*\)".*/\1/p' "$nodedir/package.json" | head -n1; }
 ws_have() { sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$nodedir/node_modules/ws/package.json" 2>/dev/null | head -n1; }
@@ -121,12 +132,26 @@ else
 	fi
 fi
 
+# ---- nats-server ---------------------------------------------------------------
+if have_nats_server; then
+	say "nats-server: already there"
+elif ! command -v "${GO:-go}" >/dev/null 2>&1; then
+	loud "go not found: cannot build nats-server into bin/"
+else
+	say "building nats-server $nats_version into bin/ (go install from the module proxy)"
+	mkdir -p "$root/bin"
+	if ! (cd "$root" && GOBIN="$root/bin" GOFLAGS=-mod=mod timeout 600 "${GO:-go}" install "github.com/nats-io/nats-server/v2@$nats_version" </dev/null); then
+		loud "go install nats-server $nats_version failed (no network?)"
+	fi
+fi
+
 # ---- check everything again, where the tests look ------------------------------
 missing=()
 have_python_websockets || missing+=("python3-websockets (TestPythonWebsockets)")
 have_node || missing+=("node (TestNodeWs, client TestWSDJS)")
 have_ws || missing+=("npm ws $(ws_wanted) in test/interop/node/node_modules (TestNodeWs, client TestWSDJS)")
 have_nginx || missing+=("nginx (test/e2e *ThroughNginxTLS)")
+have_nats_server || missing+=("nats-server at bin/nats-server, \$WSD_NATS_SERVER or PATH (pubsub/natsbroker, cmd/wsd cluster tests)")
 have_chromium || missing+=("chromium at ${WSD_CHROMIUM:-/usr/bin/chromium} and on PATH (test/browser, bench TestHTMLRendersInChromium)")
 ((${#missing[@]} == 0)) || loud "still missing: ${missing[*]}"
 

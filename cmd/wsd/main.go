@@ -6,7 +6,7 @@
 //	/ws          channels pub/sub with history and recovery (docs/protocol.md)
 //	/api/...     HTTP publish, channels, presence (Authorization: apikey KEY)
 //	/metrics     Prometheus
-//	/healthz     liveness
+//	/healthz     health: 503 while the broker (NATS) is unreachable
 //	/, /wsd.js   demo page and the browser client
 //
 // Run `wsd --help` for the flags; every flag is also a config file key
@@ -64,6 +64,9 @@ type config struct {
 	rateBurst        int
 	demoTicker       bool
 
+	broker string
+	nats   natsConfig
+
 	namespaces pubsub.Namespaces
 }
 
@@ -115,6 +118,8 @@ Flags:
 	fs.Float64Var(&c.rateLimit, "rate-limit", wsproto.DefaultRateLimit, "messages per second one /ws connection may send (<0 = unlimited); past the burst it is closed with 1008")
 	fs.IntVar(&c.rateBurst, "rate-burst", wsproto.DefaultRateBurst, "burst allowed above --rate-limit")
 	fs.BoolVar(&c.demoTicker, "demo-ticker", false, "publish a fake price to channel \"ticker\" every second (for the demo page)")
+	fs.StringVar(&c.broker, "broker", "memory", "where channels live: memory (this process) or nats (NATS JetStream, shared by every node; docs/cluster.md)")
+	c.nats.flags(fs)
 	return fs
 }
 
@@ -145,6 +150,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := c.namespaces.Validate(); err != nil {
 		return nil, &configError{fmt.Sprintf("config %s: namespaces: %v", c.configFile, err)}
+	}
+	if err := c.checkBroker(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -216,8 +224,13 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}, server.Inline())
 	srv.Handle("/broadcast", newHub(srv))
 
-	broker := pubsub.NewMemory(pubsub.MemoryOptions{})
-	hub, err := wsproto.NewHub(srv, broker, pubsub.HubOptions[*server.Prepared]{Namespaces: c.namespaces})
+	broker, err := newBroker(c, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
+	defer broker.close()
+	hub, err := wsproto.NewHub(srv, broker.Broker, pubsub.HubOptions[*server.Prepared]{Namespaces: c.namespaces})
 	if err != nil {
 		fmt.Fprintln(stderr, "wsd:", err)
 		return 2
@@ -236,10 +249,8 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	srv.Handle("/ws", wsh)
 	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes})
 	srv.HandleHTTP("/api/", api)
-	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker, wsh, api))
-	srv.HandleHTTP("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "ok %d connections\n", srv.Stats().Conns)
-	}))
+	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker.memory, wsh, api))
+	srv.HandleHTTP("GET /healthz", healthz(srv, broker))
 	srv.HandleHTTP("GET /wsd.js", web.JS())
 	srv.HandleHTTP("GET /{$}", web.Index())
 	if c.pprof {

@@ -80,7 +80,8 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // metricsHandler exposes the engine, pub/sub, /ws and API counters plus
-// the Go runtime's, all read at scrape time.
+// the Go runtime's, all read at scrape time. broker is nil unless the
+// memory broker is in use.
 func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broker *pubsub.Memory,
 	wsh *wsproto.Handler, api *wsproto.API) http.Handler {
 	reg := prometheus.NewRegistry()
@@ -100,8 +101,10 @@ func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broke
 	counter("recoveries_failed_total", "Subscriptions with 'since' answered recovered:false.", func() uint64 { return hub.Stats().NotRecovered })
 	gauge("subscriptions", "Current channel subscriptions.", func() float64 { return float64(hub.Stats().Subscriptions) })
 	gauge("channels", "Channels with subscribers.", func() float64 { return float64(hub.Stats().Channels) })
-	gauge("history_entries", "Publications kept for recovery, all channels.", func() float64 { return float64(broker.Stats().HistoryEntries) })
-	gauge("history_bytes", "Data bytes of the publications kept for recovery.", func() float64 { return float64(broker.Stats().HistoryBytes) })
+	if broker != nil { // the memory broker; JetStream has its own monitoring
+		gauge("history_entries", "Publications kept for recovery, all channels.", func() float64 { return float64(broker.Stats().HistoryEntries) })
+		gauge("history_bytes", "Data bytes of the publications kept for recovery.", func() float64 { return float64(broker.Stats().HistoryBytes) })
+	}
 	counter("ws_requests_total", "/ws requests handled.", func() uint64 { return wsh.Stats().Requests })
 	counter("ws_rate_limited_total", "/ws connections closed for their message rate.", func() uint64 { return wsh.Stats().RateLimited })
 	counter("ws_auth_rejected_total", "/ws upgrades refused for the token.", func() uint64 { return wsh.Stats().AuthRejected })
