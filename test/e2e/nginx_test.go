@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -64,28 +65,37 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 // test's ports, certificate and writable paths, in front of upstream.
 func startNginx(t *testing.T, upstream string) (addr string, pool *x509.CertPool) {
 	t.Helper()
+	return startNginxSite(t, "nginx-wsd.conf", map[string]string{"server 127.0.0.1:8080;": "server " + upstream + ";"})
+}
+
+// startNginxSite runs nginx with deploy/<site>, rewritten for the test's
+// listen address, certificate and writable paths, plus upstreams: each key
+// must occur in the file and is replaced by its value.
+func startNginxSite(t *testing.T, site string, upstreams map[string]string) (addr string, pool *x509.CertPool) {
+	t.Helper()
 	bin := nginxPath()
 	if bin == "" {
 		testdep.Missing(t, "nginx (/usr/sbin/nginx, /usr/bin/nginx or on PATH)", "Debian nginx-light; "+testdep.InstallHint)
 	}
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
-	site, err := os.ReadFile("../../deploy/nginx-wsd.conf")
+	text, err := os.ReadFile("../../deploy/" + site)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr = freePort(t)
-	conf := string(site)
-	for old, new := range map[string]string{
+	conf := string(text)
+	rewrite := map[string]string{
 		"listen 443 ssl;":                     "listen " + addr + " ssl;",
 		"listen [::]:443 ssl;":                "",
-		"server 127.0.0.1:8080;":              "server " + upstream + ";",
 		"/etc/ssl/certs/wsd.pem":              certFile,
 		"/etc/ssl/private/wsd.key":            keyFile,
 		"ssl_session_cache   shared:wsd:10m;": "",
-	} {
+	}
+	maps.Copy(rewrite, upstreams)
+	for old, new := range rewrite {
 		if !strings.Contains(conf, old) {
-			t.Fatalf("deploy/nginx-wsd.conf no longer contains %q", old)
+			t.Fatalf("deploy/%s no longer contains %q", site, old)
 		}
 		conf = strings.ReplaceAll(conf, old, new)
 	}
