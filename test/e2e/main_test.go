@@ -52,7 +52,13 @@ type daemon struct {
 // startWSD runs wsd with args on a free port and waits until it accepts.
 func startWSD(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	addr := freePort(t)
+	return startWSDAt(t, freePort(t), args...)
+}
+
+// startWSDAt runs wsd with args on addr (a restart takes its old
+// address) and waits until it accepts.
+func startWSDAt(t *testing.T, addr string, args ...string) *daemon {
+	t.Helper()
 	cmd := exec.Command(wsdBin, append([]string{"--listen", addr}, args...)...)
 	var log strings.Builder
 	pr, pw, _ := os.Pipe()
