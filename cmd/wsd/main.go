@@ -65,6 +65,7 @@ type config struct {
 	demoTicker       bool
 
 	namespaces pubsub.Namespaces
+	pacing     pacing // drain.go
 }
 
 func main() {
@@ -115,6 +116,7 @@ Flags:
 	fs.Float64Var(&c.rateLimit, "rate-limit", wsproto.DefaultRateLimit, "messages per second one /ws connection may send (<0 = unlimited); past the burst it is closed with 1008")
 	fs.IntVar(&c.rateBurst, "rate-burst", wsproto.DefaultRateBurst, "burst allowed above --rate-limit")
 	fs.BoolVar(&c.demoTicker, "demo-ticker", false, "publish a fake price to channel \"ticker\" every second (for the demo page)")
+	c.pacing.addFlags(fs)
 	return fs
 }
 
@@ -198,7 +200,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	srv := server.New[wsproto.Session](server.Options{
+	opts := server.Options{
 		MaxConns:         c.maxConns,
 		MaxConnsPerIP:    c.maxConnsPerIP,
 		MaxMessageBytes:  c.maxMessage,
@@ -210,7 +212,9 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		Workers:          c.workers,
 		Loops:            c.loops,
 		Logger:           log,
-	})
+	}
+	c.pacing.apply(&opts)
+	srv := server.New[wsproto.Session](opts)
 	srv.Handle("/echo", server.Funcs[wsproto.Session]{
 		Message: func(conn *server.Conn[wsproto.Session], m server.Message) { _ = conn.Send(m.Type, m.Data) },
 	}, server.Inline())
