@@ -489,10 +489,11 @@ func TestHandshakeChecksAccept(t *testing.T) {
 	s.with(func() { s.badAccept = true })
 	c := &Client{opts: fast()}
 	c.opts.setDefaults()
-	var err error
-	if c.target, err = parseTarget(s.url()); err != nil {
+	tg, err := parseTarget(s.url())
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.targets = []target{tg}
 	cn, _, err := c.dial(ctxT(t))
 	if err == nil || !strings.Contains(err.Error(), "Sec-WebSocket-Accept") {
 		if cn != nil {
