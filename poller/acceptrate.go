@@ -24,27 +24,34 @@ const maxRetryAfter = 10 * time.Minute
 type acceptPacer struct {
 	mu       sync.Mutex
 	interval time.Duration // 1/rate
-	burst    time.Duration // how far tat may run ahead of now: one second
+	tau      time.Duration // how far tat may run ahead of now: a second's worth of upgrades, less one
 	tat      time.Duration // when the bucket is full again, on the engine's clock
 	queue    time.Duration // the last slot given to a refused client
 }
 
 func newAcceptPacer(rate float64) *acceptPacer {
-	iv := time.Duration(float64(time.Second) / rate)
-	return &acceptPacer{interval: max(iv, 1), burst: max(time.Second, iv)}
+	iv := max(time.Duration(float64(time.Second)/rate), 1)
+	return &acceptPacer{interval: iv, tau: max(time.Second-iv, 0)}
 }
 
 // admit takes a token at now (time since the engine started). When there
-// is none it returns the wait until the client's slot instead.
+// is none it returns the wait until the client's slot instead: the slots
+// follow each other one interval apart from when the next token is free. They
+// are not reserved (a returning client cannot be told from a new one), so
+// a client that finds its token taken is refused again, with a later slot.
 func (p *acceptPacer) admit(now time.Duration) (ok bool, wait time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	tat := max(p.tat, now)
-	if tat-now < p.burst {
+	if tat-now <= p.tau {
 		p.tat = tat + p.interval
 		return true, 0
 	}
-	slot := min(max(p.queue, tat)+p.interval, now+maxRetryAfter)
+	slot := tat - p.tau // when the next token is free
+	if p.queue >= slot {
+		slot = p.queue + p.interval
+	}
+	slot = min(slot, now+maxRetryAfter)
 	p.queue = slot
 	return false, slot - now
 }

@@ -23,9 +23,9 @@ func TestAcceptPacer(t *testing.T) {
 		}
 		waits = append(waits, w)
 	}
-	// The bucket is full again at 1 s: slots at 1.1 s, 1.2 s, ...
+	// The next token is free at 100 ms: slots from then on, 100 ms apart.
 	for i, w := range waits {
-		if want := time.Second + time.Duration(i+1)*100*time.Millisecond; w != want {
+		if want := time.Duration(i+1) * 100 * time.Millisecond; w != want {
 			t.Fatalf("refused %d told to wait %v, want %v (all: %v)", i, w, want, waits)
 		}
 	}
@@ -47,8 +47,24 @@ func TestAcceptPacer(t *testing.T) {
 	}
 	// Once idle, the queue is forgotten: a burst passes again.
 	now += time.Hour
-	if ok, _ := p.admit(now); !ok {
-		t.Fatal("refused after an idle hour")
+	for i := range 10 {
+		if ok, _ := p.admit(now); !ok {
+			t.Fatalf("after an idle hour: upgrade %d refused", i)
+		}
+	}
+}
+
+// Below one per second there is no burst: one upgrade per interval.
+func TestAcceptPacerSlowRate(t *testing.T) {
+	p := newAcceptPacer(0.5)
+	if ok, _ := p.admit(0); !ok {
+		t.Fatal("first upgrade refused")
+	}
+	if ok, w := p.admit(time.Millisecond); ok || w != 2*time.Second-time.Millisecond {
+		t.Fatalf("second upgrade 1 ms later: admitted %v, wait %v", ok, w)
+	}
+	if ok, _ := p.admit(2 * time.Second); !ok {
+		t.Fatal("refused after one interval")
 	}
 }
 
