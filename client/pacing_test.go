@@ -170,6 +170,7 @@ func TestEndpoints(t *testing.T) {
 	a.closeAllWith(1012, "restart; retry=0.010")
 	moved(b, nb, "the move to b after 1012")
 	waitFor(t, "the missed publication from b", func() bool { return rec.count("news") == 3 })
+	a.publish("news", "3") // the cluster's histories agree again
 	b.with(func() {
 		last := b.sinces[len(b.sinces)-1]
 		if last.since == nil || last.since.Offset != 2 {
@@ -197,6 +198,11 @@ func TestEndpoints(t *testing.T) {
 	moved(b, nb, "the move to b after a dropped connection")
 	if got := rec.offsets("news"); !equalU64(got, seq(1, 3)) {
 		t.Fatalf("offsets %v", got)
+	}
+	for _, r := range rec.recoverList() {
+		if !r.recovered {
+			t.Fatalf("a move lost history: %+v", rec.recoverList())
+		}
 	}
 }
 
