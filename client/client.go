@@ -20,8 +20,9 @@ import (
 // its own. Create one with New or Dial and end it with Close. All methods
 // are safe for concurrent use.
 type Client struct {
-	target target
-	opts   Options
+	targets []target // the URL given to New, then Options.Endpoints
+	ep      int      // the one dialled next; touched only by the run goroutine
+	opts    Options
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -50,9 +51,13 @@ type Client struct {
 // and starts connecting in the background. It fails only on a bad URL or
 // header; connection problems are reported through OnState and retried.
 func New(url string, opts Options) (*Client, error) {
-	t, err := parseTarget(url)
-	if err != nil {
-		return nil, err
+	var targets []target
+	for _, u := range append([]string{url}, opts.Endpoints...) {
+		t, err := parseTarget(u)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
 	}
 	for name, vs := range opts.Header {
 		for _, v := range append([]string{name}, vs...) {
@@ -63,7 +68,7 @@ func New(url string, opts Options) (*Client, error) {
 	}
 	opts.setDefaults()
 	c := &Client{
-		target:   t,
+		targets:  targets,
 		opts:     opts,
 		runDone:  make(chan struct{}),
 		dispDone: make(chan struct{}),
@@ -215,9 +220,12 @@ func (c *Client) run() {
 			}
 			c.setState(StateDisconnected, err)
 		}
-		d := backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
+		d := c.retryDelay(err, backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff))
 		if c.opts.testHookBackoff != nil {
 			c.opts.testHookBackoff(attempt, d)
+		}
+		if nodeGone(err) {
+			c.ep = (c.ep + 1) % len(c.targets)
 		}
 		attempt++
 		t := time.NewTimer(d)

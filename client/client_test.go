@@ -14,7 +14,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// gnet's package-level ants pool (the real servers of
+		// realserver_test.go) starts these at init and never stops them.
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+}
 
 // recorder collects what the callbacks report.
 type recorder struct {
@@ -489,10 +495,11 @@ func TestHandshakeChecksAccept(t *testing.T) {
 	s.with(func() { s.badAccept = true })
 	c := &Client{opts: fast()}
 	c.opts.setDefaults()
-	var err error
-	if c.target, err = parseTarget(s.url()); err != nil {
+	tg, err := parseTarget(s.url())
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.targets = []target{tg}
 	cn, _, err := c.dial(ctxT(t))
 	if err == nil || !strings.Contains(err.Error(), "Sec-WebSocket-Accept") {
 		if cn != nil {

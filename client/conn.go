@@ -105,6 +105,7 @@ func parseTarget(raw string) (target, error) {
 // dial opens and upgrades a connection. It returns the bytes the server
 // sent after its 101 response (the start of the first frames).
 func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
+	t := c.targets[c.ep]
 	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer cancel()
 
@@ -117,10 +118,10 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 
 	var nc net.Conn
 	if c.opts.NetDial != nil {
-		nc, err = c.opts.NetDial(ctx, "tcp", c.target.addr)
+		nc, err = c.opts.NetDial(ctx, "tcp", t.addr)
 	} else {
 		var d net.Dialer
-		nc, err = d.DialContext(ctx, "tcp", c.target.addr)
+		nc, err = d.DialContext(ctx, "tcp", t.addr)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -141,7 +142,7 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 		_ = nc.SetDeadline(time.Time{})
 	}()
 
-	if c.target.tls {
+	if t.tls {
 		cfg := c.opts.TLSConfig
 		if cfg == nil {
 			cfg = &tls.Config{}
@@ -149,7 +150,7 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 			cfg = cfg.Clone()
 		}
 		if cfg.ServerName == "" {
-			cfg.ServerName = c.target.u.Hostname()
+			cfg.ServerName = t.u.Hostname()
 		}
 		tc := tls.Client(nc, cfg)
 		if err = tc.HandshakeContext(ctx); err != nil {
@@ -158,7 +159,7 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 		nc = tc
 	}
 
-	h := c.handshake(token)
+	h := c.handshake(t, token)
 	key := codec.NewKey()
 	if _, err = nc.Write(h.AppendRequest(nil, key)); err != nil {
 		return nil, nil, err
@@ -172,7 +173,8 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 		if len(body) > 512 {
 			body = body[:512]
 		}
-		return nil, nil, &HandshakeError{Status: resp.Status, Body: strings.TrimSpace(string(body))}
+		return nil, nil, &HandshakeError{Status: resp.Status, Body: strings.TrimSpace(string(body)),
+			RetryAfter: parseRetryAfter(resp.Get("Retry-After"), time.Now())}
 	}
 	return &conn{nc: nc, wto: c.opts.WriteTimeout}, bytes.Clone(rest), nil
 }
@@ -181,8 +183,8 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 // in the query, and the user's extra headers (minus those the handshake
 // itself owns). It offers no subprotocol and no extension, so a server that
 // picks one fails the handshake.
-func (c *Client) handshake(token string) codec.ClientHandshake {
-	u := *c.target.u
+func (c *Client) handshake(t target, token string) codec.ClientHandshake {
+	u := *t.u
 	if token != "" {
 		q := u.Query()
 		q.Set("token", token)

@@ -29,6 +29,25 @@
 // close with 1008 "rate limit exceeded", after which the protocol asks
 // clients not to reconnect; every other close is followed by a reconnect.
 //
+// # Reconnects paced by the server
+//
+// A wsd node that restarts with --drain-spread closes its connections with
+// 1012 and a reason such as "restart; retry=3.250", each client with its
+// own hint; the client then waits that long (plus at most a tenth of it,
+// and 250 ms, of jitter) instead of its backoff, so the clients of the node
+// come back spread over the window the server chose. An upgrade refused
+// with a Retry-After (a 503 from --max-accept-rate, say) makes the next
+// attempt wait at least that long. Neither ever comes earlier. The hint is
+// in CloseError.RetryHint and HandshakeError.RetryAfter.
+//
+// # Several endpoints
+//
+// Options.Endpoints lists the other nodes of a cluster. The client moves
+// to the next URL, in turn, when its node is gone (a failed attempt, a
+// close with 1001, 1012 or 1013, a connection lost without a close frame),
+// and resubscribes there with since as after any reconnect; with a shared
+// history (the NATS broker) nothing is lost across the move.
+//
 // # Nothing lost, nothing twice
 //
 // For every subscribed channel the client remembers the last publication it

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 var (
@@ -34,6 +35,10 @@ func (e *ServerError) Error() string {
 type HandshakeError struct {
 	Status int
 	Body   string // the start of the response body, if any
+	// RetryAfter is the response's Retry-After (whole seconds or an HTTP
+	// date), 0 if it had none; the client waits at least this long before
+	// its next attempt. Capped at 10 minutes.
+	RetryAfter time.Duration
 }
 
 func (e *HandshakeError) Error() string {
@@ -63,6 +68,13 @@ func (e *CloseError) Error() string {
 // after this close: 1008 "rate limit exceeded" (docs/protocol.md).
 func (e *CloseError) Permanent() bool {
 	return e.Code == 1008 && e.Reason == "rate limit exceeded"
+}
+
+// RetryHint returns the wait the server asked for in the close reason
+// ("restart; retry=3.250" is 3.25 s; docs/protocol.md), capped at 10
+// minutes. ok is false when the reason carries no valid hint.
+func (e *CloseError) RetryHint() (d time.Duration, ok bool) {
+	return parseRetryHint(e.Reason)
 }
 
 // SubscriptionError is a subscription that failed after a reconnect (see

@@ -42,6 +42,7 @@ type fakeServer struct {
 
 	// knobs (under mu)
 	refuse        int             // answer upgrades with this status
+	retryAfter    string          // with refuse: the Retry-After value, if any
 	badAccept     bool            // send a wrong Sec-WebSocket-Accept
 	ignoreClose   bool            // never answer a close frame
 	blackhole     bool            // after the upgrade, answer nothing
@@ -53,11 +54,12 @@ type fakeServer struct {
 	replayFirst   bool            // push the replay before the subscribe reply
 
 	// records (under mu)
-	tokens     []string
-	handshakes int
-	sinces     []sinceRec
-	pongs      []string
-	requests   []string
+	tokens      []string
+	handshakes  int
+	handshakeAt []time.Time // when each upgrade request was read
+	sinces      []sinceRec
+	pongs       []string
+	requests    []string
 }
 
 type sinceRec struct {
@@ -239,14 +241,19 @@ func (s *fakeServer) serve(nc net.Conn) {
 	}
 	s.mu.Lock()
 	s.handshakes++
+	s.handshakeAt = append(s.handshakeAt, time.Now())
 	q, _ := url.ParseQuery(req.RawQuery)
 	s.tokens = append(s.tokens, q.Get("token"))
-	refuse, badAccept, blackhole, ping := s.refuse, s.badAccept, s.blackhole, s.pingOnOpen
+	refuse, retryAfter, badAccept, blackhole, ping := s.refuse, s.retryAfter, s.badAccept, s.blackhole, s.pingOnOpen
 	s.nextCID++
 	fc := &fakeConn{nc: nc, id: fmt.Sprintf("c%d", s.nextCID)}
 	s.mu.Unlock()
 	if refuse != 0 {
-		nc.Write(codec.AppendHTTPError(nil, &codec.HTTPError{Status: refuse, Reason: "refused by the test"}))
+		herr := &codec.HTTPError{Status: refuse, Reason: "refused by the test"}
+		if retryAfter != "" {
+			herr.Header = []codec.HeaderField{{Name: "Retry-After", Value: retryAfter}}
+		}
+		nc.Write(codec.AppendHTTPError(nil, herr))
 		return
 	}
 	acc, err := s.up.Negotiate(req)
@@ -397,4 +404,28 @@ func (s *fakeServer) handle(fc *fakeConn, p []byte) {
 
 func appendServerClose(code uint16, reason string) []byte {
 	return codec.AppendClose(nil, code, reason)
+}
+
+// closeAllWith sends a close frame to every connection and returns when it
+// was written: a reconnect can only start after that instant.
+func (s *fakeServer) closeAllWith(code uint16, reason string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fc := range s.conns {
+		fc.send(appendServerClose(code, reason))
+	}
+	return time.Now()
+}
+
+// handshakesSince returns the upgrade requests read after t.
+func (s *fakeServer) handshakesSince(t time.Time) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Time
+	for _, at := range s.handshakeAt {
+		if at.After(t) {
+			out = append(out, at)
+		}
+	}
+	return out
 }

@@ -29,6 +29,15 @@ type Options struct {
 	// NetDial opens the TCP connection. Nil uses a net.Dialer.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
+	// Endpoints are further URLs of the same service (the other nodes of a
+	// cluster), tried in turn after the URL given to New: the client moves
+	// to the next one when its node is gone — an attempt failed (refused,
+	// 503, timeout), the server closed with 1001, 1012 or 1013, or the
+	// connection dropped without a close frame — and stays after other
+	// closes. Subscriptions resume there with since, as after any
+	// reconnect. Empty: the one URL only.
+	Endpoints []string
+
 	// DialTimeout bounds one connection attempt: TCP, TLS and the upgrade.
 	// 0 means 10 s.
 	DialTimeout time.Duration

@@ -31,6 +31,7 @@ type jsDriver struct {
 
 type jsEvent struct {
 	Ev         string          `json:"ev"`
+	URL        string          `json:"url"`
 	State      string          `json:"state"`
 	Info       map[string]any  `json:"info"`
 	Reconnects int             `json:"reconnects"`

@@ -21,6 +21,7 @@ const (
 	CauseOverCapacity                   // over MaxConns: 503 before the upgrade
 	CauseHTTPDone                       // a plain HTTP request was answered
 	CausePerIPLimit                     // over MaxConnsPerIP: 429 before the upgrade
+	CauseAcceptRate                     // over MaxAcceptRate: 503 with Retry-After before the upgrade
 	NumCauses
 )
 
@@ -28,6 +29,7 @@ var causeNames = [NumCauses]string{
 	"peer_gone", "peer_close", "server_close", "protocol_error", "too_big", "idle",
 	"handshake_timeout", "handshake_rejected", "slow_consumer", "inbound_overflow",
 	"shutdown", "panic", "over_capacity", "http_done", "per_ip_limit",
+	"accept_rate",
 }
 
 func (c Cause) String() string {

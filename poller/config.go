@@ -39,6 +39,7 @@ type Config struct {
 
 	MaxConns         int           // 0, or more than RLIMIT_NOFILE (raised by Serve) holds: DefaultMaxConns, a lowering is logged; over it: 503
 	MaxConnsPerIP    int           // 0: no per-address limit; over it: 429 before the upgrade
+	MaxAcceptRate    float64       // upgrades per second, bursts of one second's worth; 0: no limit; over it: 503 with Retry-After
 	HandshakeTimeout time.Duration // 0: 10 s
 	IdleTimeout      time.Duration // 0: none; enforced by a 1 s sweep, so within 1–2 s after
 	PingInterval     time.Duration // 0: none; pings a conn silent this long

@@ -79,8 +79,9 @@ type Engine struct {
 	log      *slog.Logger
 	nextID   atomic.Uint64
 	draining atomic.Bool
-	overCap  []byte // the 503 answer, built once
-	overIP   []byte // the 429 answer, built once
+	overCap  []byte       // the 503 answer, built once
+	overIP   []byte       // the 429 answer, built once
+	pacer    *acceptPacer // nil without MaxAcceptRate
 
 	ipMu  sync.Mutex
 	perIP map[netip.Addr]int32 // live conns per remote address (MaxConnsPerIP > 0 only)
@@ -102,6 +103,9 @@ func New(cfg Config, h Handler) *Engine {
 		Header: []codec.HeaderField{{Name: "Retry-After", Value: "5"}}})
 	if cfg.MaxConnsPerIP > 0 {
 		e.perIP = map[netip.Addr]int32{}
+	}
+	if cfg.MaxAcceptRate > 0 {
+		e.pacer = newAcceptPacer(cfg.MaxAcceptRate)
 	}
 	return e
 }
@@ -193,6 +197,13 @@ func (e *Engine) StopAccepting() { e.draining.Store(true) }
 // queued for it, and drops conns still in the handshake. Safe from any
 // goroutine.
 func (e *Engine) CloseAll(code uint16, reason string) {
+	e.CloseEach(code, func(*Conn) string { return reason })
+}
+
+// CloseEach is CloseAll with a reason chosen per conn (a retry hint of its
+// own, say): reason runs on the conn's loop, once per open conn, and must
+// not block. Safe from any goroutine.
+func (e *Engine) CloseEach(code uint16, reason func(*Conn) string) {
 	for _, l := range e.loopList() {
 		_ = l.gl.Execute(context.Background(), runFunc(func() {
 			for i := len(l.conns) - 1; i >= 0; i-- {
@@ -202,8 +213,9 @@ func (e *Engine) CloseAll(code uint16, reason string) {
 					c.closeCause, c.state = CauseShutdown, stateClosed
 					_ = c.gc.Close()
 				case stateOpen:
+					text := reason(c)
 					c.mu.Lock()
-					c.closeLocked(code, reason, CauseShutdown)
+					c.closeLocked(code, text, CauseShutdown)
 					c.mu.Unlock()
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -66,6 +67,14 @@ func (e *Engine) handshake(c *Conn) {
 	var acc codec.Accept
 	if err == nil {
 		acc, err = e.cfg.Upgrader.Negotiate(req)
+	}
+	if err == nil && e.pacer != nil {
+		// After the request proved valid (garbage takes no token), before
+		// the application's Upgrade, which is the costly part (tokens).
+		if ok, wait := e.pacer.admit(time.Since(e.start)); !ok {
+			e.refuseRate(c, wait)
+			return
+		}
 	}
 	var s Session
 	if err == nil {

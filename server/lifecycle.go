@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	mrand "math/rand/v2"
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/poller"
 )
 
 // ListenAndServe listens on addr and serves until Shutdown, which makes it
@@ -26,10 +29,18 @@ func (s *Server[T]) ListenAndServe(addr string) error {
 }
 
 // Shutdown stops accepting (new conns get 503), lets queued messages reach
-// their handlers, sends 1001 to every conn after its queued output, waits
-// for the peers' close replies and for every OnClose, and stops. When ctx
-// ends first, whatever is still open is closed at once and Shutdown returns
-// ctx's error; handlers still running then finish on their own.
+// their handlers, sends 1001 "server shutting down" to every conn after its
+// queued output, waits for the peers' close replies and for every OnClose,
+// and stops. When ctx ends first, whatever is still open is closed at once
+// and Shutdown returns ctx's error; handlers still running then finish on
+// their own.
+//
+// With Options.DrainSpread set, the close is 1012 (service restart) with a
+// retry hint of the conn's own instead: "restart; retry=2.375" asks the
+// client to reconnect 2.375 s after it read the close (docs/protocol.md).
+// The hints are drawn uniformly from [0, DrainSpread), so the clients of a
+// restarting node come back spread over that window, not all at once; the
+// node itself does not wait for the window to pass.
 //
 // Safe from any goroutine. Concurrent and later calls wait for the same
 // shutdown and return its result (or their own ctx's error if that ends
@@ -63,7 +74,7 @@ func (s *Server[T]) shutdown(ctx context.Context) error {
 		go s.stopWhenBooted()
 		return ctx.Err()
 	}
-	s.eng.CloseAll(codec.CloseGoingAway, "server shutting down")
+	s.closeAll()
 	err := waitUntil(ctx, func() bool { return s.eng.Stats().Conns.Load() == 0 })
 	// Even with ctx over, Stop begins at once and closes what is left.
 	if stopErr := s.eng.Stop(ctx); err == nil && ctx.Err() != nil {
@@ -118,4 +129,25 @@ func waitUntil(ctx context.Context, cond func() bool) error {
 		}
 	}
 	return nil
+}
+
+// closeAll starts the close of every conn, as Shutdown describes.
+func (s *Server[T]) closeAll() {
+	spread := s.opts.DrainSpread
+	if spread <= 0 {
+		s.eng.CloseAll(codec.CloseGoingAway, "server shutting down")
+		return
+	}
+	s.eng.CloseEach(codec.CloseServiceRestart, func(*poller.Conn) string {
+		return RestartReason(mrand.N(spread))
+	})
+}
+
+// RestartReason is the close reason of a 1012 that asks the client to
+// reconnect after d: "restart; retry=S" with S in seconds and three
+// decimals (d is truncated to the millisecond; a negative d counts as 0).
+// Safe from any goroutine.
+func RestartReason(d time.Duration) string {
+	ms := max(d, 0) / time.Millisecond
+	return fmt.Sprintf("restart; retry=%d.%03d", ms/1000, ms%1000)
 }

@@ -20,6 +20,7 @@ const (
 type Options struct {
 	MaxConns          int           // default and ceiling: the file limit minus a reserve (a higher value is lowered, with a log line); excess gets 503 before the upgrade
 	MaxConnsPerIP     int           // default: no limit; excess from one address gets 429 before the upgrade
+	MaxAcceptRate     float64       // upgrades per second, in bursts of up to one second's worth; default: no limit; excess gets 503 with a Retry-After that spreads the refused clients at this rate
 	MaxMessageBytes   int64         // default 16 MiB (after decompression); over it: close 1009
 	MaxFrameBytes     int64         // default MaxMessageBytes
 	MaxHandshakeBytes int           // default 8 KiB of request head; over it: 431
@@ -27,6 +28,7 @@ type Options struct {
 	IdleTimeout       time.Duration // default none; silent conns get 1001 after it
 	PingInterval      time.Duration // default none; a conn silent this long is pinged
 	CloseTimeout      time.Duration // default 5 s to wait for the peer's close reply
+	DrainSpread       time.Duration // default 0: Shutdown sends 1001; >0: 1012 with a retry hint drawn per conn from [0, DrainSpread) (see Shutdown)
 	MaxOutboundBytes  int           // default 4 MiB queued per conn
 	SlowConsumer      Policy        // default CloseSlow
 

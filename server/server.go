@@ -139,6 +139,7 @@ func engineConfig(opts Options) poller.Config {
 		Limits:           codec.Limits{MaxFrame: opts.MaxFrameBytes, MaxMessage: opts.MaxMessageBytes},
 		MaxConns:         opts.MaxConns,
 		MaxConnsPerIP:    opts.MaxConnsPerIP,
+		MaxAcceptRate:    opts.MaxAcceptRate,
 		HandshakeTimeout: opts.HandshakeTimeout,
 		IdleTimeout:      opts.IdleTimeout,
 		PingInterval:     opts.PingInterval,

@@ -24,6 +24,18 @@
  * tell scripts why an upgrade was refused (401, 403, 503 look the same), so
  * those are retried with the same backoff.
  *
+ * Reconnects paced by the server: after a close whose reason carries a retry
+ * hint (1012 "restart; retry=3.250" from a node stopping with --drain-spread)
+ * the next attempt waits the hint, plus at most a tenth of it (and 250 ms)
+ * of jitter, instead of the backoff. Under Node with the ws package, a 503
+ * with Retry-After (--max-accept-rate) makes it wait at least that long;
+ * browsers hide the answer to a refused upgrade, so there the backoff holds.
+ *
+ * Several endpoints: new WSD.Client(['wss://a/ws', 'wss://b/ws'], ...) moves
+ * to the next URL, in turn, when its node is gone (a failed attempt, a close
+ * with 1001, 1012 or 1013, a connection lost without a close frame: 1006)
+ * and stays after other closes; subscriptions resume there with "since".
+ *
  * Protocol (JSON text frames), see docs/protocol.md:
  *   → {"id":1,"op":"subscribe","channel":"news","since":{"offset":41,"epoch":"e1"}}
  *   → {"id":2,"op":"unsubscribe","channel":"news"}
@@ -69,6 +81,39 @@
 
   function now() { return Date.now(); }
 
+  var MAX_SERVER_WAIT = 600000; // ms: a server's hint or Retry-After is capped at 10 min
+
+  // retryHint reads the retry=S part of a close reason ("restart;
+  // retry=3.250", docs/protocol.md) in ms, or returns -1.
+  function retryHint(reason) {
+    var parts = String(reason || '').split(';');
+    for (var i = 0; i < parts.length; i++) {
+      var m = /^\s*retry=(\d+(?:\.\d+)?)\s*$/.exec(parts[i]);
+      if (m) return Math.min(Math.round(parseFloat(m[1]) * 1000), MAX_SERVER_WAIT);
+      if (/^\s*retry=/.test(parts[i])) return -1;
+    }
+    return -1;
+  }
+
+  // retryAfter reads a Retry-After header (whole seconds or an HTTP date)
+  // in ms, or returns 0.
+  function retryAfter(v) {
+    if (v === undefined || v === null) return 0;
+    v = String(v).trim();
+    if (/^\d+$/.test(v)) return Math.min(parseInt(v, 10) * 1000, MAX_SERVER_WAIT);
+    var t = Date.parse(v);
+    if (isNaN(t)) return 0;
+    return Math.min(Math.max(t - now(), 0), MAX_SERVER_WAIT);
+  }
+
+  // nodeGone: after this close or failure the next attempt goes to the next
+  // URL. Closes from a node that is alive (1008 slow consumer, 1011, ...)
+  // keep the client where it is.
+  function nodeGone(info) {
+    var code = info && info.code;
+    return !code || code === 1001 || code === 1006 || code === 1012 || code === 1013;
+  }
+
   function wsdError(code, message, extra) {
     var e = new Error(message);
     e.code = code;
@@ -86,7 +131,12 @@
     var k;
     for (k in DEFAULTS) this.opts[k] = DEFAULTS[k];
     if (opts) for (k in opts) this.opts[k] = opts[k];
-    this.url = resolveURL(url);
+    var list = Array.isArray(url) ? url : [url];
+    if (!list.length) throw new Error('wsd: no URL');
+    this.urls = [];
+    for (k = 0; k < list.length; k++) this.urls.push(resolveURL(list[k]));
+    this._ui = 0;                // index in urls of the next attempt
+    this.url = this.urls[0];
     this.state = 'disconnected'; // connecting | connected | disconnected | closed
     this.reconnects = 0;         // connections made after the first
     this.attempt = 0;            // failed attempts since the last healthy connection
@@ -253,8 +303,19 @@
     }, this.opts.connectTimeout);
     ws.onopen = function () { if (self._ws === ws) self._onOpen(ws); };
     ws.onmessage = function (ev) { if (self._ws === ws) self._onMessage(ws, ev.data); };
+    var refused = null;
+    if (typeof ws.on === 'function') {
+      // Node's ws package shows a refused upgrade's answer; browsers do not.
+      ws.on('unexpected-response', function (req, res) {
+        refused = {status: res.statusCode, retryAfter: retryAfter(res.headers && res.headers['retry-after'])};
+        ws.terminate(); // a close event (1006) follows
+      });
+    }
     ws.onclose = function (ev) {
-      if (self._ws === ws) self._onClose(ws, {code: ev.code, reason: ev.reason, wasClean: ev.wasClean});
+      if (self._ws !== ws) return;
+      var info = {code: ev.code, reason: ev.reason, wasClean: ev.wasClean};
+      if (refused) { info.status = refused.status; info.retryAfter = refused.retryAfter; }
+      self._onClose(ws, info);
     };
     ws.onerror = function () {}; // a close event follows
   };
@@ -320,15 +381,33 @@
     if (this._isOffline()) {
       info.offline = true; // 'online' will reconnect
     } else {
-      var cap = Math.min(this.opts.maxBackoff, this.opts.minBackoff * Math.pow(2, this.attempt));
-      var delay = Math.floor(Math.random() * (cap + 1));
       var self = this;
-      info.delay = delay;
-      this._timer = setTimeout(function () { self._timer = null; self._open(); }, delay);
+      info.delay = this._delay(info);
+      this._timer = setTimeout(function () { self._timer = null; self._open(); }, info.delay);
+    }
+    if (nodeGone(info) && this.urls.length > 1) {
+      this._ui = (this._ui + 1) % this.urls.length;
+      this.url = this.urls[this._ui];
     }
     info.attempt = this.attempt;
     this.attempt++;
     this._setState('disconnected', info);
+  };
+
+  // _delay is the wait before the next attempt: the server's retry hint
+  // instead of the backoff (the server already spread its clients: only a
+  // little jitter on top), or the backoff raised to a Retry-After (whole
+  // seconds: up to a second of jitter keeps those refused together apart).
+  Client.prototype._delay = function (info) {
+    var hint = retryHint(info.reason);
+    if (info.code && hint >= 0) {
+      info.hint = hint;
+      return hint + Math.floor(Math.random() * (Math.min(hint / 10, 250) + 1));
+    }
+    var cap = Math.min(this.opts.maxBackoff, this.opts.minBackoff * Math.pow(2, this.attempt));
+    var delay = Math.floor(Math.random() * (cap + 1));
+    if (info.retryAfter > 0) delay = Math.max(delay, info.retryAfter + Math.floor(Math.random() * 1000));
+    return delay;
   };
 
   // close() closes the connection (1000) and stops reconnecting. Waiting

@@ -21,12 +21,15 @@ const fire = (ls, name) => (ls[name] || []).forEach((fn) => fn({type: name}));
 const WSD = require(path.resolve(process.argv[3]));
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
-const c = new WSD.Client(process.argv[2], {
+// Several URLs (the endpoints of a cluster) come separated by spaces.
+const urls = process.argv[2].split(' ');
+const c = new WSD.Client(urls.length > 1 ? urls : urls[0], {
   WebSocket, token: 'js-token', minBackoff: 10, maxBackoff: 100, requestTimeout: 5000,
 });
 c.on('state', (state, info) => out({ev: 'state', state, info: {
   code: info.code, reason: info.reason, delay: info.delay, offline: !!info.offline, attempt: info.attempt,
-}, reconnects: c.reconnects}));
+  hint: info.hint, retryAfter: info.retryAfter, status: info.status,
+}, url: c.url, reconnects: c.reconnects}));
 c.on('recover', (r) => out({ev: 'recover', channel: r.channel, recovered: r.recovered, epoch: r.epoch}));
 c.on('error', (e) => out({ev: 'error', message: e.message}));
 

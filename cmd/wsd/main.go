@@ -68,6 +68,7 @@ type config struct {
 	nats   natsConfig
 
 	namespaces pubsub.Namespaces
+	pacing     pacing // drain.go
 }
 
 func main() {
@@ -120,6 +121,7 @@ Flags:
 	fs.BoolVar(&c.demoTicker, "demo-ticker", false, "publish a fake price to channel \"ticker\" every second (for the demo page)")
 	fs.StringVar(&c.broker, "broker", "memory", "where channels live: memory (this process) or nats (NATS JetStream, shared by every node; docs/cluster.md)")
 	c.nats.flags(fs)
+	c.pacing.addFlags(fs)
 	return fs
 }
 
@@ -206,7 +208,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	srv := server.New[wsproto.Session](server.Options{
+	opts := server.Options{
 		MaxConns:         c.maxConns,
 		MaxConnsPerIP:    c.maxConnsPerIP,
 		MaxMessageBytes:  c.maxMessage,
@@ -218,7 +220,9 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		Workers:          c.workers,
 		Loops:            c.loops,
 		Logger:           log,
-	})
+	}
+	c.pacing.apply(&opts)
+	srv := server.New[wsproto.Session](opts)
 	srv.Handle("/echo", server.Funcs[wsproto.Session]{
 		Message: func(conn *server.Conn[wsproto.Session], m server.Message) { _ = conn.Send(m.Type, m.Data) },
 	}, server.Inline())

@@ -62,6 +62,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.upgraded, s.Upgraded, "upgraded")
 	n(c.upgraded, s.Rejected, "rejected")
 	n(c.upgraded, s.Closes["over_capacity"], "over_capacity")
+	n(c.upgraded, s.Closes["accept_rate"], "accept_rate")
 	n(c.rejected, s.Rejected)
 	n(c.msgsIn, s.MessagesIn)
 	n(c.msgsOut, s.MessagesOut)
