@@ -27,7 +27,7 @@ type Counters struct {
 	PubErrors  uint64 `json:"pub_errors"`  // broadcast /ws mode: publishes the server refused (error reply, HTTP status, transport error)
 
 	// Storm only.
-	StormClients  int64  `json:"storm_clients,omitempty"`  // up when the storm began
+	StormClients  int64  `json:"storm_clients,omitempty"`  // clients that were up once
 	Hit           int64  `json:"hit,omitempty"`            // clients closed at least once
 	Waiting       int64  `json:"waiting,omitempty"`        // hit clients not up now (gauge)
 	GaveUp        int64  `json:"gave_up,omitempty"`        // clients that ran out of attempts

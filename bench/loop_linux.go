@@ -454,8 +454,11 @@ func (l *loop) upgraded(c *conn, now int64) {
 	l.ctr.open.Add(1)
 	l.up.Record(now - c.start)
 	l.lastUp = time.Now().UnixNano()
-	if c.down {
+	switch {
+	case c.down:
 		l.back(c, now)
+	case l.storm != nil && !c.hit:
+		l.ctr.stormClients.Add(1) // a first upgrade
 	}
 	if o, ok := l.w.scen.(opener); ok && !o.opened(l, c, now) {
 		c.readyBy = now + int64(handshakeTimeout)

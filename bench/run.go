@@ -139,12 +139,11 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	var kill *StormKill
 	switch cfg.Scenario {
 	case ScenarioStorm:
-		upAtStart := tl.sum().Open
 		tl.setPhase("storm")
 		measureFrom = tl.now()
 		send("start")
 		send("measure")
-		if stormT0, kill, err = stormWait(ctx, cfg, tl, upAtStart); err != nil {
+		if stormT0, kill, err = stormWait(ctx, cfg, tl); err != nil {
 			return fail(err)
 		}
 	case ScenarioConnect:

@@ -207,7 +207,7 @@ type StormResult struct {
 	// Curve starts where the storm began: the kill, or else the first close.
 	Curve []StormPoint `json:"curve"`
 
-	Clients       int64  `json:"clients"`        // up when the storm began
+	Clients       int64  `json:"clients"`        // clients that were up once
 	Hit           int64  `json:"hit"`            // closed at least once
 	Back          int64  `json:"back"`           // hit and up again at the end
 	NotBack       int64  `json:"not_back"`       // hit and not up at the end (gave up included)
@@ -289,7 +289,7 @@ func (p *stormPart) curve(t0 int64) []StormPoint {
 			break
 		}
 		for int64(len(out)) <= i {
-			out = append(out, StormPoint{T: float64(len(out)) * StormBucket.Seconds()})
+			out = append(out, StormPoint{T: float64(len(out)) * float64(StormBucket/time.Millisecond) / 1000})
 		}
 		g := p.Grains[k]
 		out[i].Closes += g.Closes

@@ -36,16 +36,7 @@ func newStormScenario(cfg Config) *stormScenario {
 	}
 }
 
-// begin counts the clients the storm starts with.
-func (s *stormScenario) begin(l *loop, _ int64) {
-	var n int64
-	for _, c := range l.all {
-		if c.state == stOpen {
-			n++
-		}
-	}
-	l.ctr.stormClients.Add(n)
-}
+func (s *stormScenario) begin(*loop, int64) {}
 
 // timer is a waiting client's next attempt.
 func (s *stormScenario) timer(l *loop, c *conn, now int64) {
@@ -71,9 +62,9 @@ func (s *stormScenario) message(l *loop, _ *conn, _ codec.OpCode, _ []byte, _ in
 	return true
 }
 
-// storming reports whether closes are storm events: after every client was
-// up and before the run stops.
-func (l *loop) storming() bool { return l.storm != nil && l.traffic() }
+// storming reports whether closes are storm events: from the first
+// upgrade (a node may die before every client is up) until the run stops.
+func (l *loop) storming() bool { return l.storm != nil && l.phase < phStop }
 
 // stormGone runs when c's socket has just closed during the storm: wasUp
 // tells a lost connection from a failed attempt, l.end says how. It

@@ -14,10 +14,10 @@ const stormPoll = 20 * time.Millisecond
 // stormWait runs the storm's measured part: it signals cfg.KillPID after
 // cfg.KillAfter when asked, then waits until every client that was closed
 // is up again (or gave up), or cfg.Duration has passed since the storm
-// began. upAtStart is how many clients were up before it. It returns the
+// began. It returns the
 // storm's start as wall-clock ns (the kill; 0 without one: the first close
 // then marks it).
-func stormWait(ctx context.Context, cfg Config, tl *timeline, upAtStart int64) (t0 int64, kill *StormKill, err error) {
+func stormWait(ctx context.Context, cfg Config, tl *timeline) (t0 int64, kill *StormKill, err error) {
 	begin := time.Now()
 	wait := func(d time.Duration) error {
 		t := time.NewTimer(d)
@@ -48,8 +48,7 @@ func stormWait(ctx context.Context, cfg Config, tl *timeline, upAtStart int64) (
 	deadline := begin.Add(cfg.Duration)
 	for {
 		c := tl.sum()
-		counted := c.StormClients >= upAtStart || time.Since(begin) > time.Second
-		if counted && c.StormClients > 0 && c.Hit >= c.StormClients && c.Waiting == 0 {
+		if c.StormClients > 0 && c.Hit >= c.StormClients && c.Waiting == 0 {
 			return t0, kill, nil
 		}
 		if !time.Now().Before(deadline) {
