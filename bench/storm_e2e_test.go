@@ -97,8 +97,10 @@ func TestStormEndToEnd(t *testing.T) {
 			if s.Early < n/2 || early < n/2 {
 				t.Errorf("naive clients should be early: wsbench counted %d, B saw %d", s.Early, early)
 			}
-			if s.PeakPerBucket <= n/4 || *s.AllBackS > 1.5 {
-				t.Errorf("naive clients should come back in one spike: peak %d, all back in %.3fs", s.PeakPerBucket, *s.AllBackS)
+			// Within 1.2 s at most, where the hints ask for 2: a spike, its
+			// width only the time B takes to accept 200 clients at once.
+			if *s.AllBackS > 1.2 || busy > 12 {
+				t.Errorf("naive clients should come back in one spike: %d busy buckets, all back in %.3fs", busy, *s.AllBackS)
 			}
 		})
 	}
