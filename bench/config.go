@@ -15,6 +15,7 @@ const (
 	ScenarioIdle      = "idle"
 	ScenarioEcho      = "echo"
 	ScenarioBroadcast = "broadcast"
+	ScenarioStorm     = "storm"
 )
 
 // Broadcast modes and /ws publish paths.
@@ -75,6 +76,16 @@ type Config struct {
 	APIKey  string `json:"api_key,omitempty"` // ws mode, publish over HTTP: "Authorization: apikey KEY"
 	APIURL  string `json:"api_url,omitempty"` // ws mode, publish over HTTP: default http://HOST:PORT/api/publish of URL
 
+	// Storm only (see storm.go).
+	Fallback    []string      `json:"fallback,omitempty"`     // URLs after URL, tried in turn after a close
+	IgnoreHints bool          `json:"ignore_hints,omitempty"` // the naive client: no retry hints, no Retry-After, no delay after a close
+	BackoffMin  time.Duration `json:"backoff_min,omitempty"`  // base of the backoff after failures; default 500 ms
+	BackoffMax  time.Duration `json:"backoff_max,omitempty"`  // its cap; default 30 s
+	MaxAttempts int           `json:"max_attempts,omitempty"` // failed attempts per client before it gives up; default 50
+	KillPID     int           `json:"kill_pid,omitempty"`     // coordinator: signal this process once every client is up
+	KillSignal  string        `json:"kill_signal,omitempty"`  // TERM (default), KILL or INT
+	KillAfter   time.Duration `json:"kill_after,omitempty"`   // how long after every client is up; default 500 ms
+
 	PingEvery  time.Duration `json:"ping_every"`  // idle: ping interval for the sample; default 1 s
 	PingSample int           `json:"ping_sample"` // idle: connections pinged each interval, all procs; default 100
 
@@ -95,9 +106,12 @@ type Config struct {
 // withDefaults fills zero fields and validates the bounds.
 func (c Config) withDefaults() (Config, error) {
 	switch c.Scenario {
-	case ScenarioConnect, ScenarioIdle, ScenarioEcho, ScenarioBroadcast:
+	case ScenarioConnect, ScenarioIdle, ScenarioEcho, ScenarioBroadcast, ScenarioStorm:
 	default:
-		return c, fmt.Errorf("unknown scenario %q (connect, idle, echo, broadcast)", c.Scenario)
+		return c, fmt.Errorf("unknown scenario %q (connect, idle, echo, broadcast, storm)", c.Scenario)
+	}
+	if err := c.stormDefaults(); err != nil {
+		return c, err
 	}
 	if c.Conns == 0 {
 		c.Conns = 100
@@ -280,6 +294,67 @@ func checkAPIURL(raw string, allowRemote bool) error {
 	}
 	if _, err := resolveHost(u.Hostname(), allowRemote); err != nil {
 		return fmt.Errorf("--api-url: %w", err)
+	}
+	return nil
+}
+
+// URLs are the run's targets: URL, then Fallback.
+func (c *Config) URLs() []string { return append([]string{c.URL}, c.Fallback...) }
+
+// stormDefaults fills and checks the storm fields; other scenarios must
+// leave them unset.
+func (c *Config) stormDefaults() error {
+	if c.Scenario != ScenarioStorm {
+		if len(c.Fallback) > 0 || c.IgnoreHints || c.BackoffMin != 0 || c.BackoffMax != 0 || c.MaxAttempts != 0 ||
+			c.KillPID != 0 || c.KillSignal != "" || c.KillAfter != 0 {
+			return errors.New("--fallback, --honor-hints, --backoff-*, --max-attempts and --kill-* are for storm only")
+		}
+		return nil
+	}
+	if c.Duration == 0 {
+		c.Duration = DefaultStormDuration
+	}
+	if c.Warmup == 0 {
+		c.Warmup = -1 // no warm-up: the storm starts once every client is up
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = DefaultBackoffMin
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin || c.BackoffMax > MaxRunTime {
+		return errors.New("--backoff-min and --backoff-max: want 0 < min ≤ max ≤ 1h")
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultStormAttempts
+	}
+	if c.MaxAttempts < 0 || c.MaxAttempts > maxStormAttemptsPerRun {
+		return fmt.Errorf("--max-attempts must be 1..%d", maxStormAttemptsPerRun)
+	}
+	if len(c.Fallback) > 16 {
+		return errors.New("--fallback: at most 16 URLs")
+	}
+	for _, u := range c.Fallback {
+		if _, err := ParseTarget(u, c.AllowRemote); err != nil {
+			return fmt.Errorf("--fallback %q: %w", u, err)
+		}
+	}
+	if c.KillPID != 0 {
+		if c.KillSignal == "" {
+			c.KillSignal = "TERM"
+		}
+		if _, err := killSignal(c.KillSignal); err != nil {
+			return err
+		}
+		if c.KillAfter == 0 {
+			c.KillAfter = DefaultStormKillAfter
+		}
+	} else if c.KillSignal != "" || c.KillAfter != 0 {
+		return errors.New("--signal and --kill-after need --kill-pid")
+	}
+	if c.KillAfter < 0 || c.KillAfter > MaxRunTime {
+		return errors.New("--kill-after must be 0..1h")
 	}
 	return nil
 }

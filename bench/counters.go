@@ -25,6 +25,17 @@ type Counters struct {
 	PubTimeout uint64 `json:"pub_timeout"` // broadcast closed loop: publishes not fully delivered in 1 s
 	Subscribed int64  `json:"subscribed"`  // broadcast /ws mode: subscribe requests answered with a result
 	PubErrors  uint64 `json:"pub_errors"`  // broadcast /ws mode: publishes the server refused (error reply, HTTP status, transport error)
+
+	// Storm only.
+	StormClients  int64  `json:"storm_clients,omitempty"`  // clients that were up once
+	Hit           int64  `json:"hit,omitempty"`            // clients closed at least once
+	Waiting       int64  `json:"waiting,omitempty"`        // hit clients not up now (gauge)
+	GaveUp        int64  `json:"gave_up,omitempty"`        // clients that ran out of attempts
+	Closes        uint64 `json:"closes,omitempty"`         // upgraded connections closed or lost
+	Reconnects    uint64 `json:"reconnects,omitempty"`     // upgrades after a close
+	Refused       uint64 `json:"refused,omitempty"`        // reconnect upgrades answered with an HTTP status
+	StormFailures uint64 `json:"storm_failures,omitempty"` // reconnect attempts that failed, refused included
+	Early         uint64 `json:"early,omitempty"`          // attempts started before the server's hint
 }
 
 // Add adds o to c.
@@ -49,6 +60,15 @@ func (c *Counters) Add(o Counters) {
 	c.PubTimeout += o.PubTimeout
 	c.Subscribed += o.Subscribed
 	c.PubErrors += o.PubErrors
+	c.StormClients += o.StormClients
+	c.Hit += o.Hit
+	c.Waiting += o.Waiting
+	c.GaveUp += o.GaveUp
+	c.Closes += o.Closes
+	c.Reconnects += o.Reconnects
+	c.Refused += o.Refused
+	c.StormFailures += o.StormFailures
+	c.Early += o.Early
 }
 
 // Sub returns c − o for the cumulative fields (Open is kept from c).
@@ -62,6 +82,9 @@ func (c Counters) Sub(o Counters) Counters {
 		Unique: c.Unique - o.Unique, Pings: c.Pings - o.Pings, Pongs: c.Pongs - o.Pongs,
 		Published: c.Published - o.Published, PubTimeout: c.PubTimeout - o.PubTimeout,
 		Subscribed: c.Subscribed - o.Subscribed, PubErrors: c.PubErrors - o.PubErrors,
+		StormClients: c.StormClients, Hit: c.Hit - o.Hit, Waiting: c.Waiting, GaveUp: c.GaveUp - o.GaveUp,
+		Closes: c.Closes - o.Closes, Reconnects: c.Reconnects - o.Reconnects, Refused: c.Refused - o.Refused,
+		StormFailures: c.StormFailures - o.StormFailures, Early: c.Early - o.Early,
 	}
 }
 
@@ -73,6 +96,8 @@ type liveCounters struct {
 	mismatch, dups, unique, pings, pongs, published      atomic.Uint64
 	pubTimeout, pubErrors                                atomic.Uint64
 	subscribed                                           atomic.Int64
+	stormClients, hit, waiting, gaveUp                   atomic.Int64
+	closes, reconnects, refused, stormFailures, early    atomic.Uint64
 	// settled counts connections that are ready (upgraded; in /ws mode
 	// also subscribed) or gone for good; the worker is connected once
 	// every planned connection has settled.
@@ -88,5 +113,8 @@ func (l *liveCounters) snapshot() Counters {
 		Mismatch: l.mismatch.Load(), Dups: l.dups.Load(), Unique: l.unique.Load(), Pings: l.pings.Load(),
 		Pongs: l.pongs.Load(), Published: l.published.Load(), PubTimeout: l.pubTimeout.Load(),
 		Subscribed: l.subscribed.Load(), PubErrors: l.pubErrors.Load(),
+		StormClients: l.stormClients.Load(), Hit: l.hit.Load(), Waiting: l.waiting.Load(), GaveUp: l.gaveUp.Load(),
+		Closes: l.closes.Load(), Reconnects: l.reconnects.Load(), Refused: l.refused.Load(),
+		StormFailures: l.stormFailures.Load(), Early: l.early.Load(),
 	}
 }

@@ -21,6 +21,7 @@ const (
 	stOpen
 	stClosing
 	stClosed
+	stWaiting // storm: between connections, until c.next
 )
 
 const (
@@ -46,6 +47,9 @@ type conn struct {
 	deflate bool
 	epOut   bool
 	settled bool  // counted in ctr.settled: ready, or gone
+	ep      uint8 // index of the target (Config.URLs) this conn dials
+	down    bool  // storm: closed and not up again yet
+	hit     bool  // storm: closed at least once
 	heapIdx int32 // index in the loop's timer heap, -1 if not scheduled
 	id      uint64
 	start   int64 // monotonic ns when the connect began
@@ -63,6 +67,10 @@ type conn struct {
 	ack     uint64  // next sequence number expected
 	fly     []int64 // echo: intended send times of unanswered messages
 	flyHead int
+	// Storm only.
+	fails  uint16 // failed attempts since the client was last up
+	hintAt int64  // the server's hint: attempts before it are early (0: none)
+	downAt int64  // when the client's last upgraded conn ended
 }
 
 // loop is one epoll instance with the connections it owns. Everything in it
@@ -84,7 +92,9 @@ type loop struct {
 	ctr                          liveCounters
 	reasons                      map[string]uint64
 	rng                          *rand.Rand
-	hs                           codec.ClientHandshake
+	hs                           []codec.ClientHandshake // one per target
+	storm                        *stormPart              // storm only
+	end                          connEnd                 // storm: how the conn being closed ended
 
 	phase     int32
 	measuring bool
@@ -125,7 +135,12 @@ func newLoop(w *worker, id, conns, maxPending int, rate float64) (*loop, error) 
 		rbuf: make([]byte, 256<<10), hist: NewHist(), up: NewHist(),
 		reasons: map[string]uint64{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(id))),
 		toOpen: conns, maxPending: max(1, maxPending), phase: phConnect,
-		hs: clientHandshake(&w.target, w.cfg.Deflate),
+	}
+	for i := range w.targets {
+		l.hs = append(l.hs, clientHandshake(&w.targets[i], w.cfg.Deflate))
+	}
+	if w.cfg.Scenario == ScenarioStorm {
+		l.storm = newStormPart()
 	}
 	if rate > 0 {
 		l.interval = int64(float64(time.Second) / rate)
@@ -217,6 +232,10 @@ func (l *loop) enterPhase(p int32, now int64) {
 				case stConnecting, stHandshake:
 					l.pending--
 					l.closeFd(c)
+				case stWaiting:
+					l.timers.remove(c)
+					c.state = stClosed
+					l.live--
 				case stOpen:
 					l.sendControl(c, codec.OpClose, []byte{0x03, 0xe8}) // 1000
 					if c.state == stOpen {
@@ -259,37 +278,46 @@ func (l *loop) openOne(now int64) {
 	if l.firstStart == 0 {
 		l.firstStart = time.Now().UnixNano()
 	}
-	var src netip.Addr
-	if len(w.srcs) > 0 {
-		src = w.srcs[id%uint64(len(w.srcs))]
-	}
-	fd, err := dialNonblock(w.target.Addr, src)
-	if err != nil {
-		l.ctr.failed.Add(1)
-		l.ctr.settled.Add(1)
-		l.reason(errReason("connect", err))
-		return
-	}
-	c := &conn{fd: fd, state: stConnecting, start: now, id: id, heapIdx: -1, rd: codec.Reader{Client: true}}
+	c := &conn{id: id, heapIdx: -1}
 	if l.pubPending {
 		l.pubPending = false
 		c.role = rolePub
 		l.pub = c
 	}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
-		closeAbort(fd)
+	if why := l.dial(c, now); why != "" {
 		l.ctr.failed.Add(1)
 		l.ctr.settled.Add(1)
-		l.reason(errReason("epoll", err))
+		l.reason(why)
 		return
 	}
+	l.all = append(l.all, c)
+	l.live++
+}
+
+// dial starts c's connect to its target, from its source address. It
+// returns why it failed at once, or "" when the connect is under way.
+func (l *loop) dial(c *conn, now int64) string {
+	w := l.w
+	var src netip.Addr
+	if len(w.srcs) > 0 {
+		src = w.srcs[c.id%uint64(len(w.srcs))]
+	}
+	fd, err := dialNonblock(w.targets[c.ep].Addr, src)
+	if err != nil {
+		return errReason("connect", err)
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
+		closeAbort(fd)
+		return errReason("epoll", err)
+	}
+	c.fd, c.state, c.start, c.epOut = fd, stConnecting, now, false
+	c.rd = codec.Reader{Client: true}
 	for fd >= len(l.byFd) {
 		l.byFd = append(l.byFd, make([]*conn, len(l.byFd)+1024)...)
 	}
 	l.byFd[fd] = c
-	l.all = append(l.all, c)
 	l.pending++
-	l.live++
+	return ""
 }
 
 func (l *loop) handle(c *conn, events uint32) {
@@ -314,13 +342,13 @@ func (l *loop) handle(c *conn, events uint32) {
 			l.failConn(c, errReason("epoll", err))
 			return
 		}
-		l.wbuf = l.hs.AppendRequest(l.wbuf[:0], string(c.key[:]))
+		l.wbuf = l.hs[c.ep].AppendRequest(l.wbuf[:0], string(c.key[:]))
 		l.write(c, l.wbuf)
 		return
 	}
 	if events&unix.EPOLLOUT != 0 {
 		l.flush(c)
-		if c.state == stClosed {
+		if c.state >= stClosed {
 			return
 		}
 	}
@@ -376,12 +404,15 @@ func (l *loop) readable(c *conn) {
 func (l *loop) process(c *conn, p []byte) bool {
 	now := l.w.now()
 	if c.state == stHandshake {
-		resp, end, err := l.hs.ReadResponse(p, string(c.key[:]))
+		resp, end, err := l.hs[c.ep].ReadResponse(p, string(c.key[:]))
 		if errors.Is(err, codec.ErrNeedMore) {
 			c.in = append(c.in[:0], p...)
 			return true
 		}
 		if err != nil {
+			if resp != nil && l.storm != nil {
+				l.end = connEnd{status: resp.Status, retryAfter: resp.Get("Retry-After")}
+			}
 			l.failConn(c, handshakeFailure(err))
 			return false
 		}
@@ -423,6 +454,12 @@ func (l *loop) upgraded(c *conn, now int64) {
 	l.ctr.open.Add(1)
 	l.up.Record(now - c.start)
 	l.lastUp = time.Now().UnixNano()
+	switch {
+	case c.down:
+		l.back(c, now)
+	case l.storm != nil && !c.hit:
+		l.ctr.stormClients.Add(1) // a first upgrade
+	}
 	if o, ok := l.w.scen.(opener); ok && !o.opened(l, c, now) {
 		c.readyBy = now + int64(handshakeTimeout)
 		return
@@ -450,7 +487,7 @@ func (l *loop) frame(c *conn, f codec.Frame, now int64) bool {
 	switch f.Op {
 	case codec.OpPing:
 		l.sendControl(c, codec.OpPong, f.Payload)
-		return c.state != stClosed
+		return c.state < stClosed
 	case codec.OpPong:
 		if t, ok := pongTime(f.Payload); ok {
 			l.ctr.pongs.Add(1)
@@ -465,6 +502,9 @@ func (l *loop) frame(c *conn, f codec.Frame, now int64) bool {
 			return false
 		}
 		code, why, _ := codec.ParseClose(f.Payload)
+		if l.storm != nil {
+			l.end = connEnd{frame: true, code: code, reason: string(why)}
+		}
 		l.sendControl(c, codec.OpClose, f.Payload[:min(len(f.Payload), 2)])
 		if c.role == rolePub && code == 1008 && string(why) == "rate limit exceeded" {
 			l.lost(c, `server closed the publisher with 1008 "rate limit exceeded": start wsd with --rate-limit -1`)
@@ -526,7 +566,7 @@ func (l *loop) sendControl(c *conn, op codec.OpCode, payload []byte) {
 }
 
 func (l *loop) write(c *conn, b []byte) {
-	if c.state == stClosed {
+	if c.state >= stClosed {
 		return
 	}
 	if len(c.out) > 0 {
@@ -571,7 +611,7 @@ func (l *loop) flush(c *conn) {
 }
 
 func (l *loop) wantOut(c *conn, on bool) {
-	if c.epOut == on || c.state == stClosed || c.state == stConnecting {
+	if c.epOut == on || c.state >= stClosed || c.state == stConnecting {
 		return
 	}
 	c.epOut = on
@@ -584,7 +624,7 @@ func (l *loop) wantOut(c *conn, on bool) {
 
 // failConn ends a connection that never upgraded.
 func (l *loop) failConn(c *conn, why string) {
-	if c.state == stClosed {
+	if c.state >= stClosed {
 		return
 	}
 	l.pending--
@@ -597,13 +637,18 @@ func (l *loop) failConn(c *conn, why string) {
 // are closing everything, that is expected and not an error.
 func (l *loop) lost(c *conn, why string) {
 	switch c.state {
-	case stClosed:
+	case stClosed, stWaiting:
 		return
 	case stConnecting, stHandshake:
 		l.failConn(c, why)
 		return
 	}
-	if l.phase < phClose {
+	switch {
+	case l.storming():
+		if !l.end.frame {
+			l.end.lost = why // no close frame: EOF, reset, protocol error
+		}
+	case l.phase < phClose:
 		l.ctr.dropped.Add(1)
 		l.reason(why)
 	}
@@ -619,9 +664,10 @@ func (l *loop) finish(c *conn) {
 }
 
 func (l *loop) closeFd(c *conn) {
-	if c.state == stClosed {
+	if c.state == stClosed || c.state == stWaiting {
 		return
 	}
+	was := c.state
 	c.state = stClosed
 	l.settle(c)
 	l.byFd[c.fd] = nil
@@ -631,6 +677,11 @@ func (l *loop) closeFd(c *conn) {
 		l.timers.remove(c)
 	}
 	c.in, c.out, c.msg, c.fly = nil, nil, nil, nil
+	c.fd = -1
+	if l.storming() {
+		l.stormGone(c, was == stOpen || was == stClosing, l.w.now())
+	}
+	l.end = connEnd{}
 }
 
 // sweep times out handshakes and unanswered closes, and forgets closed conns.

@@ -160,7 +160,7 @@ func writeTestReport(t *testing.T) string {
 	rs[2].Step = "idle"
 	ws := fakeResult("wsd", ScenarioBroadcast, 900, 0)
 	ws.Mode, ws.Channel, ws.PublishVia = ModeWS, DefaultChannel, PublishHTTP
-	rs = append(rs, ws)
+	rs = append(rs, ws, fakeStorm("naive", 1), fakeStorm("hints honoured", 20))
 	path := filepath.Join(t.TempDir(), "report.html")
 	if err := WriteHTMLFile(path, Report{Title: "test <report>", Machine: DescribeMachine(), Results: rs}); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,8 @@ type Sample struct {
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 	Errors           uint64  `json:"errors"`
 	RSS              int64   `json:"rss_bytes,omitempty"`
+	Hit              int64   `json:"hit,omitempty"`     // storm: clients closed so far
+	Waiting          int64   `json:"waiting,omitempty"` // storm: hit clients not up again
 }
 
 // Result is the outcome of one run, merged over its worker processes. Its
@@ -72,7 +74,7 @@ type Result struct {
 	BytesPerSec      float64 `json:"bytes_per_sec"` // payload bytes received
 	UpgradesPerSec   float64 `json:"upgrades_per_sec"`
 
-	LatencyMs Percentiles `json:"latency_ms"` // echo: round trip; broadcast: publish→receive; idle: ping→pong; connect: upgrade
+	LatencyMs Percentiles `json:"latency_ms"` // echo: round trip; broadcast: publish→receive; idle: ping→pong; connect: upgrade; storm: reconnect (TCP connect + upgrade)
 	UpgradeMs Percentiles `json:"upgrade_ms"`
 
 	Errors       uint64            `json:"errors"` // every reason below, lost and duplicated included
@@ -87,6 +89,8 @@ type Result struct {
 	ServerRSSBefore       int64    `json:"server_rss_before_bytes,omitempty"`
 	ServerRSSAfter        int64    `json:"server_rss_after_bytes,omitempty"`
 	ServerRSSBytesPerConn *float64 `json:"server_rss_bytes_per_conn"` // null when not sampled
+
+	Storm *StormResult `json:"storm,omitempty"` // storm only
 
 	Totals   Counters `json:"totals"`
 	Timeline []Sample `json:"timeline"`
@@ -141,6 +145,7 @@ type workerResult struct {
 	Reasons      map[string]uint64 `json:"reasons"`
 	FirstStartNs int64             `json:"first_start_ns"`
 	LastUpNs     int64             `json:"last_up_ns"`
+	Storm        *stormPart        `json:"storm,omitempty"`
 }
 
 // merge folds the workers' results into r.
@@ -170,7 +175,7 @@ func (r *Result) merge(ws []*workerResult) {
 	}
 	r.DurationS = float64(windowNs) / 1e9
 	r.ConnectS = float64(connectNs) / 1e9
-	r.ConnsUp = r.Totals.Up
+	r.ConnsUp = r.Totals.Up - int64(r.Totals.Reconnects) // storm: the first connections only
 	r.Published = r.Totals.Published
 	if last > first && first != 0 {
 		r.UpgradesPerSec = float64(r.Totals.Up) / (float64(last-first) / 1e9)

@@ -31,6 +31,11 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.KillPID != 0 {
+		if err := checkKillPID(cfg.KillPID); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
@@ -130,7 +135,17 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 		}
 	}
 	var measureFrom, measureTo float64
+	var stormT0 int64
+	var kill *StormKill
 	switch cfg.Scenario {
+	case ScenarioStorm:
+		tl.setPhase("storm")
+		measureFrom = tl.now()
+		send("start")
+		send("measure")
+		if stormT0, kill, err = stormWait(ctx, cfg, tl); err != nil {
+			return fail(err)
+		}
 	case ScenarioConnect:
 		tl.setPhase("measure")
 		measureFrom = tl.now()
@@ -177,6 +192,13 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	}
 	res.merge(results)
 	res.Timeline = tl.samples
+	if cfg.Scenario == ScenarioStorm {
+		part := newStormPart()
+		for _, r := range results {
+			part.merge(r.Storm)
+		}
+		res.stormSummary(cfg, part, stormT0, kill)
+	}
 	if rss != nil {
 		var sum, n int64
 		for _, s := range tl.samples {
@@ -245,11 +267,17 @@ func (t *timeline) run() (stop func()) {
 	return func() { once.Do(func() { close(done); <-finished }) }
 }
 
-func (t *timeline) sampleNow() {
+// sum is the workers' counters now.
+func (t *timeline) sum() Counters {
 	var c Counters
 	for _, h := range t.handles {
 		c.Add(h.snapshot())
 	}
+	return c
+}
+
+func (t *timeline) sampleNow() {
+	c := t.sum()
 	var rss int64
 	if t.rss != nil {
 		rss, _ = t.rss()
@@ -258,7 +286,7 @@ func (t *timeline) sampleNow() {
 	defer t.mu.Unlock()
 	now := t.now()
 	dt := now - t.prevT
-	s := Sample{T: now, Phase: t.phase, Open: c.Open, Up: c.Up, Errors: c.Errors, RSS: rss}
+	s := Sample{T: now, Phase: t.phase, Open: c.Open, Up: c.Up, Errors: c.Errors, RSS: rss, Hit: c.Hit, Waiting: c.Waiting}
 	if dt > 0 {
 		d := c.Sub(t.prev)
 		switch t.cfg.Scenario {
@@ -268,6 +296,8 @@ func (t *timeline) sampleNow() {
 			s.MsgsPerSec = float64(d.Pongs) / dt
 		case ScenarioConnect:
 			s.MsgsPerSec = float64(d.Up) / dt
+		case ScenarioStorm:
+			s.MsgsPerSec = float64(d.Reconnects) / dt
 		default:
 			s.MsgsPerSec = float64(d.Recv) / dt
 		}
@@ -295,6 +325,8 @@ func (t *timeline) print(s Sample) {
 		fmt.Fprintf(&b, "  pongs/s %s", human(s.MsgsPerSec))
 	case ScenarioBroadcast:
 		fmt.Fprintf(&b, "  publishes/s %s  deliveries/s %s", human(s.MsgsPerSec), human(s.DeliveriesPerSec))
+	case ScenarioStorm:
+		fmt.Fprintf(&b, "  reconnects/s %s  hit %d  waiting %d", human(s.MsgsPerSec), s.Hit, s.Waiting)
 	default:
 		fmt.Fprintf(&b, "  msgs/s %s", human(s.MsgsPerSec))
 	}

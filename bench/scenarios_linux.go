@@ -46,6 +46,8 @@ func newScenario(cfg Config) scenario {
 		return s
 	case ScenarioIdle:
 		return &idleScenario{every: int64(cfg.PingEvery)}
+	case ScenarioStorm:
+		return newStormScenario(cfg)
 	}
 	return connectScenario{}
 }

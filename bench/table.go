@@ -69,6 +69,8 @@ func WriteTable(w io.Writer, r *Result) {
 		row("publishes/s", "%s", human(r.MsgsPerSec))
 		row("deliveries/s", "%s", human(r.DeliveriesPerSec))
 		row("latency ms", "%s", fmtPct(r.LatencyMs))
+	case ScenarioStorm:
+		writeStormRows(row, r)
 	}
 	if r.Scenario != ScenarioConnect {
 		row("window", "%.2fs", r.DurationS)
@@ -100,4 +102,38 @@ func fmtPct(p Percentiles) string {
 		fmt.Sprintf("p50 %.3f", p.P50), fmt.Sprintf("p90 %.3f", p.P90), fmt.Sprintf("p99 %.3f", p.P99),
 		fmt.Sprintf("p99.9 %.3f", p.P999), fmt.Sprintf("max %.3f", p.Max), fmt.Sprintf("(n=%d)", p.Count),
 	}, "  ")
+}
+
+func writeStormRows(row func(k, format string, a ...any), r *Result) {
+	s := r.Storm
+	if s == nil {
+		return
+	}
+	mode := "naive (back at once, hints ignored)"
+	if s.HonorHints {
+		mode = fmt.Sprintf("hints honoured, backoff %.0f ms..%.0f ms", s.BackoffMinMs, s.BackoffMaxMs)
+	}
+	row("clients", "%s: %s", strings.Join(s.URLs, " → "), mode)
+	if s.Kill != nil {
+		row("kill", "SIG%s to pid %d, %.2fs after every client was up", s.Kill.Signal, s.Kill.PID, s.Kill.AtS)
+	}
+	row("hit", "%d of %d clients closed (%d closes); %d back, %d not back (%d gave up)", s.Hit, s.Clients, s.Closes, s.Back, s.NotBack, s.GaveUp)
+	if s.AllBackS != nil {
+		row("all back", "%.3fs after the storm began", *s.AllBackS)
+	} else {
+		row("all back", "no")
+	}
+	row("reconnects", "%d, peak %d per %.0f ms", s.Reconnects, s.PeakPerBucket, s.BucketMs)
+	row("connect ms", "%s", fmtPct(s.ConnectMs))
+	row("downtime ms", "%s", fmtPct(s.DowntimeMs))
+	row("refused upgrades", "%d (other failures %d)", s.Refused, s.OtherFailures)
+	row("early", "%d attempts before the server's hint", s.Early)
+	keys := make([]string, 0, len(s.CloseKinds))
+	for k := range s.CloseKinds {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		row("", "%8d  %s", s.CloseKinds[k], k)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wsdhq/wsd/codec"
 )
@@ -45,6 +46,9 @@ type tinyServer struct {
 	wsSubs map[*tinyConn]string // /ws: each connection's channel
 	offset uint64
 	conns  sync.WaitGroup
+	// Every upgraded conn, and when each upgrade was answered.
+	live     map[*tinyConn]struct{}
+	upgrades []time.Time
 }
 
 type tinyConn struct {
@@ -64,7 +68,7 @@ func startTiny(t *testing.T, configure func(*tinyServer)) (*tinyServer, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &tinyServer{ln: ln, subs: map[*tinyConn]struct{}{}, wsSubs: map[*tinyConn]string{}}
+	s := &tinyServer{ln: ln, subs: map[*tinyConn]struct{}{}, wsSubs: map[*tinyConn]string{}, live: map[*tinyConn]struct{}{}}
 	if configure != nil {
 		configure(s)
 	}
@@ -108,7 +112,16 @@ func (s *tinyServer) serve(c net.Conn) {
 		return
 	}
 	tc := &tinyConn{c: c}
+	s.mu.Lock()
 	tc.write(codec.AppendAccept(nil, req, acc))
+	s.live[tc] = struct{}{}
+	s.upgrades = append(s.upgrades, time.Now())
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.live, tc)
+		s.mu.Unlock()
+	}()
 	if req.Path == "/broadcast" {
 		s.mu.Lock()
 		s.subs[tc] = struct{}{}
@@ -298,4 +311,27 @@ func (s *tinyServer) apiHandler(key string) http.Handler {
 		off := s.publish(body.Channel, body.Data)
 		fmt.Fprintf(w, `{"offset":%d,"epoch":"e"}`, off)
 	})
+}
+
+// upgraded returns how many conns are open now and the upgrade times so far.
+func (s *tinyServer) upgraded() (open int, times []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.live), append([]time.Time(nil), s.upgrades...)
+}
+
+// closeEach sends every open conn a close frame with code and the i-th
+// conn's reason(i), as a draining node does, and returns when it began.
+func (s *tinyServer) closeEach(code uint16, reason func(i int) string) time.Time {
+	s.mu.Lock()
+	conns := make([]*tinyConn, 0, len(s.live))
+	for c := range s.live {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	began := time.Now()
+	for i, c := range conns {
+		c.write(codec.AppendClose(nil, code, reason(i)))
+	}
+	return began
 }

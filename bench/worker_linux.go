@@ -29,7 +29,7 @@ const (
 // many connections.
 type worker struct {
 	cfg     Config
-	target  Target
+	targets []Target // Config.URLs
 	srcs    []netip.Addr
 	base    time.Time
 	phase   atomic.Int32
@@ -51,11 +51,14 @@ func newWorker(cfg Config) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := ParseTarget(cfg.URL, cfg.AllowRemote)
-	if err != nil {
-		return nil, err
+	w := &worker{cfg: cfg, base: time.Now(), scen: newScenario(cfg)}
+	for _, u := range cfg.URLs() {
+		t, err := ParseTarget(u, cfg.AllowRemote)
+		if err != nil {
+			return nil, err
+		}
+		w.targets = append(w.targets, t)
 	}
-	w := &worker{cfg: cfg, target: t, base: time.Now(), scen: newScenario(cfg)}
 	for _, s := range cfg.SourceIPs {
 		w.srcs = append(w.srcs, netip.MustParseAddr(s))
 	}
@@ -173,7 +176,7 @@ func (w *worker) drain() {
 			if s.Pongs >= s.Pings {
 				return
 			}
-		case ScenarioConnect:
+		case ScenarioConnect, ScenarioStorm:
 			return
 		}
 		if s.Deliveries != last.Deliveries || s.Pongs != last.Pongs {
@@ -274,6 +277,12 @@ func (w *worker) drive(ctx context.Context, cmds <-chan string, ready func()) (*
 					res.FirstStartNs = l.firstStart
 				}
 				res.LastUpNs = max(res.LastUpNs, l.lastUp)
+				if l.storm != nil {
+					if res.Storm == nil {
+						res.Storm = newStormPart()
+					}
+					res.Storm.merge(l.storm)
+				}
 			}
 			if w.hpub != nil {
 				w.hpub.mu.Lock()

@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"syscall"
 )
 
 // errUnsupported: the client loops are built on epoll.
@@ -19,3 +20,5 @@ func (*worker) snapshot() Counters { return Counters{} }
 func (*worker) drive(context.Context, <-chan string, func()) (*workerResult, error) {
 	return nil, errUnsupported
 }
+
+func sendSignal(int, syscall.Signal) error { return errUnsupported }

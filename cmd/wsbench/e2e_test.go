@@ -215,3 +215,20 @@ func TestBroadcastWSFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestStormFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"storm", "--fallback", "ws://192.0.2.1/ws", "--quiet"}, "loopback"},
+		{[]string{"storm", "--signal", "KILL", "--quiet"}, "need --kill-pid"},
+		{[]string{"storm", "--kill-pid", "1", "--quiet"}, "not a server wsbench may signal"},
+		{[]string{"echo", "--honor-hints=false"}, "flag provided but not defined"},
+	} {
+		var so, se bytes.Buffer
+		if code := run(c.args, &so, &se); code == 0 || !strings.Contains(se.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, se.String(), c.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@
 //	wsbench idle --url ws://127.0.0.1:8080/echo --conns 19000 --procs 2 --server-pid $(pidof wsd)
 //	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8080/ws --channel bench --conns 10000 [--publish http --api-key KEY]
+//	wsbench storm --url ws://127.0.0.1:8080/ws --fallback ws://127.0.0.1:8081/ws --conns 2000 --kill-pid $(pidof wsd) --signal KILL
 //	wsbench suite --server wsd=bin/wsd --server gorilla=bin/peer-gorilla --out docs/bench
 //	wsbench report --html out.html results.json
 //
@@ -49,6 +50,9 @@ Scenarios:
   echo       --conns connections echo --size byte messages, closed loop or --rate per conn
   broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate);
              --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http
+  storm      --conns clients on --url; when that node goes (--kill-pid, or kill it yourself) each
+             reconnects to the next of --fallback, at once or as the server's hints say
+             (--honor-hints); the reconnect curve, connect times, refused upgrades
 
 Other commands:
   suite      run the standard scenarios against several servers, write results.md/json/html
@@ -73,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	var err error
 	switch cmd {
-	case bench.ScenarioConnect, bench.ScenarioIdle, bench.ScenarioEcho, bench.ScenarioBroadcast:
+	case bench.ScenarioConnect, bench.ScenarioIdle, bench.ScenarioEcho, bench.ScenarioBroadcast, bench.ScenarioStorm:
 		err = runScenario(cmd, rest, stdout, stderr)
 	case "suite":
 		err = runSuite(rest, stdout, stderr)
@@ -114,9 +118,14 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	var quiet bool
 	var cpuProfile string
 	defaultURL := "ws://127.0.0.1:8080/echo"
-	if name == bench.ScenarioBroadcast {
+	switch name {
+	case bench.ScenarioBroadcast:
 		defaultURL = "ws://127.0.0.1:8080/broadcast"
+	case bench.ScenarioStorm:
+		defaultURL = "ws://127.0.0.1:8080/ws"
 	}
+	var fallback string
+	honor := true
 	fs := flag.NewFlagSet("wsbench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.URL, "url", defaultURL, "target ws:// URL (broadcast --mode ws: default ws://127.0.0.1:8080/ws)")
@@ -143,6 +152,15 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 			fs.StringVar(&c.APIKey, "api-key", "", "ws mode, --publish http: wsd's --api-key (or $WSBENCH_API_KEY)")
 			fs.StringVar(&c.APIURL, "api-url", "", "ws mode, --publish http: the publish endpoint (default http://HOST:PORT/api/publish of --url)")
 		}
+	case bench.ScenarioStorm:
+		fs.StringVar(&fallback, "fallback", "", "comma-separated ws:// URLs a client moves on to, in turn, when its node closes or cannot be reached (default: --url again)")
+		fs.BoolVar(&honor, "honor-hints", true, "wait for the retry hint of a 1012 close and the Retry-After of a 503, and back off after a hintless loss; false: the naive client, back at once")
+		fs.DurationVar(&c.BackoffMin, "backoff-min", bench.DefaultBackoffMin, "base of the backoff after failures: full jitter over min·2^failures")
+		fs.DurationVar(&c.BackoffMax, "backoff-max", bench.DefaultBackoffMax, "cap of the backoff")
+		fs.IntVar(&c.MaxAttempts, "max-attempts", bench.DefaultStormAttempts, "failed attempts in a row before a client gives up")
+		fs.IntVar(&c.KillPID, "kill-pid", 0, "signal this process (the node under --url) once every client is up; only the PID you name")
+		fs.StringVar(&c.KillSignal, "signal", "", "with --kill-pid: TERM (default), KILL or INT")
+		fs.DurationVar(&c.KillAfter, "kill-after", 0, "with --kill-pid: how long after every client is up (default 500ms)")
 	case bench.ScenarioIdle:
 		fs.DurationVar(&c.PingEvery, "ping-every", time.Second, "ping interval for the sampled connections")
 		fs.IntVar(&c.PingSample, "ping-sample", 100, "connections pinged each interval (all procs)")
@@ -152,6 +170,11 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if name == bench.ScenarioStorm {
+		if err := stormFlags(fs, &c, fallback, honor); err != nil {
+			return err
+		}
 	}
 	if name == bench.ScenarioBroadcast && c.Mode == bench.ModeWS {
 		urlSet := false
@@ -246,4 +269,27 @@ func splitServer(s string) (string, []string, error) {
 		return "", nil, fmt.Errorf("--server %q: want name=command", s)
 	}
 	return name, strings.Fields(cmd), nil
+}
+
+// stormFlags applies the storm's flags that need more than a Var: the
+// fallback list, the honour switch and the storm's own default duration.
+func stormFlags(fs *flag.FlagSet, c *bench.Config, fallback string, honor bool) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["duration"] {
+		c.Duration = bench.DefaultStormDuration
+	}
+	for _, u := range strings.Split(fallback, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.Fallback = append(c.Fallback, u)
+		}
+	}
+	c.IgnoreHints = !honor
+	if c.Label == "" {
+		c.Label = "hints honoured"
+		if !honor {
+			c.Label = "naive"
+		}
+	}
+	return nil
 }
