@@ -2,10 +2,7 @@ package bench
 
 import (
 	"fmt"
-	"math"
-	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,9 +24,6 @@ const (
 	// stormGrain is how finely workers bucket events before the
 	// coordinator rebins them onto StormBucket from the storm's start.
 	stormGrain = 10 * time.Millisecond
-	// maxServerWait caps a hint or Retry-After: past it the server is
-	// wrong, and waiting longer than the run could never be measured.
-	maxServerWait = 10 * time.Minute
 	// maxStormCurve bounds the curve: one point per bucket of at most
 	// MaxRunTime.
 	maxStormCurve = int(MaxRunTime / StormBucket)
@@ -44,62 +38,6 @@ const (
 	DefaultStormKillAfter  = 500 * time.Millisecond
 	maxStormAttemptsPerRun = 10_000
 )
-
-// ParseRetryHint reads the retry hint of a close reason, the format wsd's
-// draining nodes send with 1012 (docs/protocol.md): parts separated by
-// ";", one of them "retry=S" with S decimal seconds ("restart;
-// retry=3.250" is 3.25 s). It is capped at 10 minutes; ok is false when
-// the reason carries no valid hint. Safe from any goroutine.
-func ParseRetryHint(reason string) (d time.Duration, ok bool) {
-	for part := range strings.SplitSeq(reason, ";") {
-		v, found := strings.CutPrefix(strings.TrimSpace(part), "retry=")
-		if !found {
-			continue
-		}
-		whole, frac, dot := strings.Cut(v, ".")
-		if whole == "" || !allDigits(whole) || !allDigits(frac) || (dot && frac == "") {
-			return 0, false
-		}
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || math.IsInf(f, 0) {
-			return 0, false
-		}
-		return min(time.Duration(f*float64(time.Second)), maxServerWait), true
-	}
-	return 0, false
-}
-
-func allDigits(s string) bool {
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// ParseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3): whole
-// seconds, or an HTTP date taken relative to now. It is capped at 10
-// minutes; ok is false when v is empty or invalid. Safe from any
-// goroutine.
-func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if allDigits(v) {
-		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil {
-			return maxServerWait, true // a huge number of seconds: the cap
-		}
-		return min(time.Duration(n)*time.Second, maxServerWait), true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return min(max(t.Sub(now), 0), maxServerWait), true
-}
 
 // stormEnd is how one connection of a storm client ended.
 type stormEnd uint8

@@ -83,7 +83,7 @@ func (l *loop) stormGone(c *conn, wasUp bool, now int64) {
 	case wasUp:
 		how = endClosed
 		if e.frame {
-			hint, hasHint = ParseRetryHint(e.reason)
+			hint, hasHint = codec.ParseRetryHint(e.reason)
 		}
 		l.ctr.closes.Add(1)
 		l.storm.grain(wall).Closes++
@@ -108,7 +108,7 @@ func (l *loop) stormGone(c *conn, wasUp bool, now int64) {
 		how = endFailed
 		if e.status != 0 {
 			how = endRefused
-			hint, hasHint = ParseRetryAfter(e.retryAfter, time.Now())
+			hint, hasHint = codec.ParseRetryAfter(e.retryAfter, time.Now())
 			g.Refused++
 			l.ctr.refused.Add(1)
 		}

@@ -9,62 +9,6 @@ import (
 	"time"
 )
 
-func TestParseRetryHint(t *testing.T) {
-	for _, c := range []struct {
-		reason string
-		want   time.Duration
-		ok     bool
-	}{
-		{"restart; retry=3.250", 3250 * time.Millisecond, true},
-		{"retry=0", 0, true},
-		{"retry=7", 7 * time.Second, true},
-		{"restart;retry=0.001", time.Millisecond, true},
-		{"going away; node=b; retry=1.5; x=y", 1500 * time.Millisecond, true},
-		{"restart; retry=999999", maxServerWait, true}, // capped
-		{"", 0, false},
-		{"restart", 0, false},
-		{"restart; retry=", 0, false},
-		{"restart; retry=-1", 0, false},
-		{"restart; retry=1.", 0, false},
-		{"restart; retry=.5", 0, false},
-		{"restart; retry=1e3", 0, false},
-		{"restart; retry=NaN", 0, false},
-		{"restart; retry=3s", 0, false},
-		{"restart; noretry=3", 0, false},
-		{"retry = 3", 0, false},
-	} {
-		d, ok := ParseRetryHint(c.reason)
-		if d != c.want || ok != c.ok {
-			t.Errorf("ParseRetryHint(%q) = %v, %v; want %v, %v", c.reason, d, ok, c.want, c.ok)
-		}
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		v    string
-		want time.Duration
-		ok   bool
-	}{
-		{"3", 3 * time.Second, true},
-		{" 0 ", 0, true},
-		{"120", 2 * time.Minute, true},
-		{"99999999999999999999", maxServerWait, true},
-		{"Sat, 01 Mar 2025 12:00:05 GMT", 5 * time.Second, true},
-		{"Sat, 01 Mar 2025 11:59:00 GMT", 0, true}, // in the past: now
-		{"", 0, false},
-		{"-1", 0, false},
-		{"1.5", 0, false},
-		{"soon", 0, false},
-	} {
-		d, ok := ParseRetryAfter(c.v, now)
-		if d != c.want || ok != c.ok {
-			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", c.v, d, ok, c.want, c.ok)
-		}
-	}
-}
-
 // fixedRnd returns frac of n, so that the jitter is predictable.
 func fixedRnd(frac float64) func(int64) int64 {
 	return func(n int64) int64 { return int64(float64(n-1) * frac) }

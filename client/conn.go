@@ -174,7 +174,7 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 			body = body[:512]
 		}
 		return nil, nil, &HandshakeError{Status: resp.Status, Body: strings.TrimSpace(string(body)),
-			RetryAfter: parseRetryAfter(resp.Get("Retry-After"), time.Now())}
+			RetryAfter: retryAfter(resp.Get("Retry-After"))}
 	}
 	return &conn{nc: nc, wto: c.opts.WriteTimeout}, bytes.Clone(rest), nil
 }
@@ -332,4 +332,10 @@ func (c *Client) readLoop(cn *conn, buf []byte) error {
 			buf = append(make([]byte, 0, 32<<10), buf...)
 		}
 	}
+}
+
+// retryAfter is a refusal's Retry-After as a wait (0 when absent or invalid).
+func retryAfter(v string) time.Duration {
+	d, _ := codec.ParseRetryAfter(v, time.Now())
+	return d
 }

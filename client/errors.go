@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/wsdhq/wsd/codec"
 )
 
 var (
@@ -74,7 +76,7 @@ func (e *CloseError) Permanent() bool {
 // ("restart; retry=3.250" is 3.25 s; docs/protocol.md), capped at 10
 // minutes. ok is false when the reason carries no valid hint.
 func (e *CloseError) RetryHint() (d time.Duration, ok bool) {
-	return parseRetryHint(e.Reason)
+	return codec.ParseRetryHint(e.Reason)
 }
 
 // SubscriptionError is a subscription that failed after a reconnect (see

@@ -3,67 +3,8 @@ package client
 import (
 	"errors"
 	mrand "math/rand/v2"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
 )
-
-// maxServerWait caps a wait a server asks for (close hint or Retry-After):
-// a misconfigured server must not park its clients for hours.
-const maxServerWait = 10 * time.Minute
-
-// parseRetryHint reads the retry=S parameter of a close reason such as
-// "restart; retry=3.250" (docs/protocol.md): ';'-separated parts, S is
-// seconds as digits with an optional fraction.
-func parseRetryHint(reason string) (time.Duration, bool) {
-	for part := range strings.SplitSeq(reason, ";") {
-		v, ok := strings.CutPrefix(strings.TrimSpace(part), "retry=")
-		if !ok {
-			continue
-		}
-		whole, frac, _ := strings.Cut(v, ".")
-		if !allDigits(whole) || (frac != "" && !allDigits(frac)) || whole == "" || strings.HasSuffix(v, ".") {
-			return 0, false
-		}
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return 0, false
-		}
-		return min(time.Duration(f*float64(time.Second)), maxServerWait), true
-	}
-	return 0, false
-}
-
-func allDigits(s string) bool {
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// parseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3): whole
-// seconds, or an HTTP date (relative to now). 0 when absent or invalid.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if allDigits(v) {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n > int64(maxServerWait/time.Second) {
-			return maxServerWait
-		}
-		return time.Duration(n) * time.Second
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0
-	}
-	return min(max(t.Sub(now), 0), maxServerWait)
-}
 
 // retryDelay is the wait before the next attempt after err, given the
 // backoff drawn for it. A close hint replaces the backoff: the server has

@@ -7,59 +7,6 @@ import (
 	"time"
 )
 
-func TestParseRetryHint(t *testing.T) {
-	for reason, want := range map[string]time.Duration{
-		"restart; retry=3.250":       3250 * time.Millisecond,
-		"restart; retry=0.000":       0,
-		"restart;retry=2":            2 * time.Second,
-		"retry=0.5":                  500 * time.Millisecond,
-		"overload; retry=1.5; x=y":   1500 * time.Millisecond,
-		"restart; retry=99999.000":   maxServerWait,
-		"restart; retry=-1":          -1,
-		"restart; retry=1e3":         -1,
-		"restart; retry=.5":          -1,
-		"restart; retry=5.":          -1,
-		"restart; retry=NaN":         -1,
-		"restart; retry=":            -1,
-		"server shutting down":       -1,
-		"":                           -1,
-		"restart; retryafter=3":      -1,
-		"restart; please retry=3 ok": -1,
-	} {
-		got, ok := parseRetryHint(reason)
-		if want < 0 {
-			if ok {
-				t.Errorf("%q: hint %v, want none", reason, got)
-			}
-			continue
-		}
-		if !ok || got != want {
-			t.Errorf("%q: hint %v %v, want %v", reason, got, ok, want)
-		}
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"":                              0,
-		"3":                             3 * time.Second,
-		" 7 ":                           7 * time.Second,
-		"0":                             0,
-		"-3":                            0,
-		"1.5":                           0,
-		"99999999999999999999":          maxServerWait,
-		"86400":                         maxServerWait,
-		"Thu, 02 Jan 2025 03:04:35 GMT": 30 * time.Second,
-		"Thu, 02 Jan 2025 03:00:00 GMT": 0, // in the past
-		"soon":                          0,
-	} {
-		if got := parseRetryAfter(v, now); got != want {
-			t.Errorf("Retry-After %q: %v, want %v", v, got, want)
-		}
-	}
-}
-
 // delays records the delay the client chose before each attempt.
 type delays struct {
 	mu sync.Mutex

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	mrand "math/rand/v2"
 	"time"
 
@@ -139,15 +138,6 @@ func (s *Server[T]) closeAll() {
 		return
 	}
 	s.eng.CloseEach(codec.CloseServiceRestart, func(*poller.Conn) string {
-		return RestartReason(mrand.N(spread))
+		return string(codec.AppendRestartReason(nil, mrand.N(spread)))
 	})
-}
-
-// RestartReason is the close reason of a 1012 that asks the client to
-// reconnect after d: "restart; retry=S" with S in seconds and three
-// decimals (d is truncated to the millisecond; a negative d counts as 0).
-// Safe from any goroutine.
-func RestartReason(d time.Duration) string {
-	ms := max(d, 0) / time.Millisecond
-	return fmt.Sprintf("restart; retry=%d.%03d", ms/1000, ms%1000)
 }

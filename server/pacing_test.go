@@ -12,24 +12,6 @@ import (
 	"github.com/wsdhq/wsd/internal/wstest"
 )
 
-func TestRestartReason(t *testing.T) {
-	for _, tc := range []struct {
-		d    time.Duration
-		want string
-	}{
-		{0, "restart; retry=0.000"},
-		{-time.Second, "restart; retry=0.000"},
-		{3250 * time.Millisecond, "restart; retry=3.250"},
-		{3250*time.Millisecond + 999*time.Microsecond, "restart; retry=3.250"},
-		{42 * time.Millisecond, "restart; retry=0.042"},
-		{10 * time.Minute, "restart; retry=600.000"},
-	} {
-		if got := RestartReason(tc.d); got != tc.want {
-			t.Errorf("RestartReason(%v) = %q, want %q", tc.d, got, tc.want)
-		}
-	}
-}
-
 // parseHint reads the retry= parameter of a restart reason.
 func parseHint(t *testing.T, reason string) time.Duration {
 	t.Helper()
