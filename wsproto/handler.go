@@ -309,7 +309,7 @@ func (h *Handler) presence(c *server.Conn[Session], req *Request) {
 	if !h.checkChannel(c, req) {
 		return
 	}
-	p, err := h.hub.Presence(req.Channel)
+	p, err := h.hub.Presence(context.Background(), req.Channel)
 	if err != nil {
 		h.fail(c, req.ID, errorFor(err))
 		return
