@@ -133,7 +133,11 @@ func (a *API) Presence() http.Handler {
 		p, err := a.hub.Presence(r.Context(), ch)
 		if err != nil {
 			e := errorFor(err)
-			apiError(w, http.StatusBadRequest, e.Code, e.Message)
+			status := http.StatusBadRequest
+			if e.Code == CodeInternal {
+				status = http.StatusInternalServerError // e.g. the other nodes' presence unreadable
+			}
+			apiError(w, status, e.Code, e.Message)
 			return
 		}
 		writeJSON(w, http.StatusOK, PresenceResult{Channel: ch, Count: p.Count, Connections: p.Connections, Clients: p.Clients})
