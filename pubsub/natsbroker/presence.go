@@ -55,6 +55,7 @@ type presence struct {
 
 	flightMu sync.Mutex
 	flights  map[string]*flight // shared reads in progress, by channel
+	readKV   jetstream.KeyValue // the bucket for reads; nil until opened, or after a failed read; under flightMu
 
 	start   sync.Once
 	stop    chan struct{}
@@ -148,12 +149,22 @@ func (p *presence) read(channel string) ([]pubsub.NodePresence, error) {
 		return nil, err
 	}
 	defer cancel()
-	kv, err := p.open(ctx)
-	if err != nil {
-		return nil, p.b.unavailable(err)
+	p.flightMu.Lock()
+	kv := p.readKV
+	p.flightMu.Unlock()
+	if kv == nil {
+		if kv, err = p.open(ctx); err != nil {
+			return nil, p.b.unavailable(err)
+		}
+		p.flightMu.Lock()
+		p.readKV = kv
+		p.flightMu.Unlock()
 	}
 	w, err := kv.Watch(ctx, channelKey(channel)+".*", jetstream.IgnoreDeletes())
 	if err != nil {
+		p.flightMu.Lock()
+		p.readKV = nil // reopen next time: the bucket may have been recreated
+		p.flightMu.Unlock()
 		return nil, p.b.unavailable(fmt.Errorf("reading the presence of %q: %w", channel, err))
 	}
 	defer func() { _ = w.Stop() }()
