@@ -57,5 +57,8 @@
 // a header made gap-free across nodes by expected-last-subject-sequence
 // publishes, the epoch in the stream's name, and an ordered consumer per
 // channel while the node has local subscribers. Its package documentation
-// and docs/cluster.md have the details. Presence stays node-local.
+// and docs/cluster.md have the details. It also implements PresenceStore,
+// the optional interface through which a Hub answers presence for every
+// node of the cluster (entries in a KV bucket that expire when a node dies);
+// on the Memory broker presence is node-local.
 package pubsub

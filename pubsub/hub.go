@@ -40,10 +40,11 @@ type HubOptions[F any] struct {
 // Broker. Create it with NewHub; it needs no closing. All methods are safe
 // for concurrent use.
 type Hub[F any] struct {
-	broker Broker
-	enc    func([]byte) F
-	ns     Namespaces
-	strict bool
+	broker   Broker
+	presence PresenceStore // the broker's, when it shares presence; else nil
+	enc      func([]byte) F
+	ns       Namespaces
+	strict   bool
 
 	seed     maphash.Seed
 	subLocks [64]sync.Mutex // serialise broker (un)subscription per channel name
@@ -94,6 +95,10 @@ func NewHub[F any](b Broker, opts HubOptions[F]) (*Hub[F], error) {
 	h := &Hub[F]{broker: b, enc: opts.Encode, ns: opts.Namespaces, strict: opts.StrictNamespaces,
 		seed: maphash.MakeSeed(), chans: map[string]*channel[F]{}}
 	b.SetHandler(h.handle)
+	if ps, ok := b.(PresenceStore); ok {
+		h.presence = ps
+		ps.SetPresenceSource(h.localPresence)
+	}
 	return h, nil
 }
 
@@ -196,11 +201,15 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 	s.idx = len(ch.subs)
 	ch.subs = append(ch.subs, s)
 	ch.count.Add(1)
-	if ch.clients != nil {
+	tracked := ch.clients != nil
+	if tracked {
 		ch.clients[s.client]++
 	}
 	ch.mu.Unlock()
 	h.subscriptions.Add(1)
+	if tracked {
+		h.presenceChanged(ch.name)
+	}
 
 	// The subscription now holds every live frame; the history read below
 	// says where live begins, and held frames up to there are dropped.
@@ -289,7 +298,8 @@ func (s *Subscription[F]) Unsubscribe() {
 	}
 	s.idx, s.held = -1, nil
 	ch.count.Add(-1)
-	if ch.clients != nil {
+	tracked := ch.clients != nil
+	if tracked {
 		if ch.clients[s.client]--; ch.clients[s.client] <= 0 {
 			delete(ch.clients, s.client)
 		}
@@ -297,6 +307,17 @@ func (s *Subscription[F]) Unsubscribe() {
 	ch.mu.Unlock()
 	h.subscriptions.Add(-1)
 	h.release(ch)
+	if tracked {
+		h.presenceChanged(ch.name)
+	}
+}
+
+// presenceChanged tells a cluster presence store; called after the change,
+// without locks, so the store's next read of the source sees it.
+func (h *Hub[F]) presenceChanged(channel string) {
+	if h.presence != nil {
+		h.presence.PresenceChanged(channel)
+	}
 }
 
 func (h *Hub[F]) subLock(name string) *sync.Mutex {
@@ -381,16 +402,19 @@ func (h *Hub[F]) encode(p *Publication) F {
 	return h.enc(AppendPush(make([]byte, 0, PushSize(p)), p))
 }
 
-// Presence is who is subscribed to a channel on this node.
+// Presence is who is subscribed to a channel: on this node, or on every
+// node when the broker is a PresenceStore.
 type Presence struct {
 	Clients     []string `json:"clients"`     // distinct client IDs, sorted
-	Count       int      `json:"count"`       // len(Clients)
+	Count       int      `json:"count"`       // distinct clients: len(Clients), more when another node's list was cut
 	Connections int      `json:"connections"` // subscriptions (a client may hold several)
 }
 
-// Presence returns channel's subscribers on this node. It fails with
+// Presence returns channel's subscribers: this node's, merged with the
+// other nodes' when the broker is a PresenceStore (a failure to read them
+// is returned, never a silently partial answer). It fails with
 // ErrPresenceDisabled when the channel's namespace does not track it.
-func (h *Hub[F]) Presence(channel string) (Presence, error) {
+func (h *Hub[F]) Presence(ctx context.Context, channel string) (Presence, error) {
 	o, err := h.Namespace(channel)
 	if err != nil {
 		return Presence{}, err
@@ -398,22 +422,15 @@ func (h *Hub[F]) Presence(channel string) (Presence, error) {
 	if !o.Presence {
 		return Presence{}, ErrPresenceDisabled
 	}
-	h.mu.RLock()
-	ch := h.chans[channel]
-	h.mu.RUnlock()
-	p := Presence{Clients: []string{}}
-	if ch == nil {
-		return p, nil
+	local := h.localPresence(channel, -1)
+	if h.presence == nil {
+		return Presence{Clients: local.Clients, Count: local.Count, Connections: local.Connections}, nil
 	}
-	ch.mu.Lock()
-	for c := range ch.clients {
-		p.Clients = append(p.Clients, c)
+	remote, err := h.presence.RemotePresence(ctx, channel)
+	if err != nil {
+		return Presence{}, err
 	}
-	p.Connections = len(ch.subs)
-	ch.mu.Unlock()
-	slices.Sort(p.Clients)
-	p.Count = len(p.Clients)
-	return p, nil
+	return mergePresence(local, remote), nil
 }
 
 // ChannelInfo is one channel with subscribers on this node.

@@ -504,23 +504,23 @@ func TestPresence(t *testing.T) {
 	}
 	a1, a2, b := mk("chat:room", "alice"), mk("chat:room", "alice"), mk("chat:room", "bob")
 	mk("chat:other", "carol")
-	p, err := h.Presence("chat:room")
+	p, err := h.Presence(context.Background(), "chat:room")
 	if err != nil || p.Count != 2 || p.Connections != 3 || fmt.Sprint(p.Clients) != "[alice bob]" {
 		t.Fatalf("presence %+v %v", p, err)
 	}
 	a1.Unsubscribe()
 	a1.Unsubscribe() // idempotent
-	p, _ = h.Presence("chat:room")
+	p, _ = h.Presence(context.Background(), "chat:room")
 	if p.Count != 2 || p.Connections != 2 {
 		t.Fatalf("after one alice left: %+v", p)
 	}
 	a2.Unsubscribe()
 	b.Unsubscribe()
-	p, _ = h.Presence("chat:room")
+	p, _ = h.Presence(context.Background(), "chat:room")
 	if p.Count != 0 || p.Connections != 0 || p.Clients == nil {
 		t.Fatalf("empty room: %+v", p)
 	}
-	if _, err := h.Presence("news"); err != ErrPresenceDisabled {
+	if _, err := h.Presence(context.Background(), "news"); err != ErrPresenceDisabled {
 		t.Fatalf("presence off: %v", err)
 	}
 	if got := h.Channels(); len(got) != 1 || got[0] != (ChannelInfo{"chat:other", 1}) {
@@ -633,7 +633,7 @@ func TestRaces(t *testing.T) {
 						s.Unsubscribe()
 					}
 				case 3:
-					_, _ = h.Presence(ch)
+					_, _ = h.Presence(context.Background(), ch)
 					_ = h.Channels()
 				case 4:
 					_ = h.Stats()

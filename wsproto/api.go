@@ -17,7 +17,7 @@ import (
 type PubSub interface {
 	Publish(ctx context.Context, channel string, data []byte) (pubsub.StreamPosition, error)
 	Channels() []pubsub.ChannelInfo
-	Presence(channel string) (pubsub.Presence, error)
+	Presence(ctx context.Context, channel string) (pubsub.Presence, error)
 }
 
 // APIConfig configures the HTTP API.
@@ -130,10 +130,14 @@ func (a *API) Presence() http.Handler {
 			apiError(w, http.StatusBadRequest, CodeBadRequest, "the channel query parameter is required")
 			return
 		}
-		p, err := a.hub.Presence(ch)
+		p, err := a.hub.Presence(r.Context(), ch)
 		if err != nil {
 			e := errorFor(err)
-			apiError(w, http.StatusBadRequest, e.Code, e.Message)
+			status := http.StatusBadRequest
+			if e.Code == CodeInternal {
+				status = http.StatusInternalServerError // e.g. the other nodes' presence unreadable
+			}
+			apiError(w, status, e.Code, e.Message)
 			return
 		}
 		writeJSON(w, http.StatusOK, PresenceResult{Channel: ch, Count: p.Count, Connections: p.Connections, Clients: p.Clients})

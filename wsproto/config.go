@@ -35,6 +35,11 @@ type Config struct {
 	RateBurst int
 	// Logger gets refusals at debug level; default slog.Default().
 	Logger *slog.Logger
+	// NodeID, when set, goes into anonymous client IDs: "anon-<NodeID>-<n>"
+	// instead of "anon-<n>". Connection numbers restart at 1 on every node,
+	// so a cluster whose presence is shared sets it to keep two nodes'
+	// anonymous clients apart.
+	NodeID string
 }
 
 // Defaults.

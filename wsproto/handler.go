@@ -109,7 +109,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 	}
 	s := &session{conn: c}
 	if h.secret == nil {
-		s.anon, s.clientID = true, fmt.Sprintf("anon-%d", c.ID())
+		s.anon, s.clientID = true, h.anonID(c)
 		c.Value.s = s
 		return nil
 	}
@@ -132,8 +132,17 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 // OnOpen implements server.Handler.
 func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
-		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: fmt.Sprintf("anon-%d", c.ID())}
+		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: h.anonID(c)}
 	}
+}
+
+// anonID is an anonymous client's ID, unique in the cluster when the node
+// has an ID.
+func (h *Handler) anonID(c *server.Conn[Session]) string {
+	if h.cfg.NodeID != "" {
+		return fmt.Sprintf("anon-%s-%d", h.cfg.NodeID, c.ID())
+	}
+	return fmt.Sprintf("anon-%d", c.ID())
 }
 
 // OnClose implements server.Handler: the connection leaves its channels.
@@ -309,7 +318,7 @@ func (h *Handler) presence(c *server.Conn[Session], req *Request) {
 	if !h.checkChannel(c, req) {
 		return
 	}
-	p, err := h.hub.Presence(req.Channel)
+	p, err := h.hub.Presence(context.Background(), req.Channel)
 	if err != nil {
 		h.fail(c, req.ID, errorFor(err))
 		return

@@ -480,3 +480,16 @@ func TestPingOp(t *testing.T) {
 		t.Fatalf("ping result %v, want {}", r)
 	}
 }
+
+// With a NodeID (a cluster with shared presence) anonymous client IDs
+// carry it, so that two nodes' "connection 1" are two clients.
+func TestAnonymousIDWithNodeID(t *testing.T) {
+	e := start(t, Config{NodeID: "n7"}, nil)
+	a := e.dial(t)
+	a.ok(`{"id":1,"op":"subscribe","channel":"news"}`, nil)
+	var p PresenceResult
+	a.ok(`{"id":2,"op":"presence","channel":"news"}`, &p)
+	if len(p.Clients) != 1 || !strings.HasPrefix(p.Clients[0], "anon-n7-") {
+		t.Fatalf("presence %+v, want one anon-n7-<n>", p)
+	}
+}

@@ -26,6 +26,8 @@ type natsConfig struct {
 	storage                string
 	timeout                time.Duration
 	connectTimeout         time.Duration
+	nodeID                 string
+	presenceTTL            time.Duration
 }
 
 func (n *natsConfig) flags(fs *flag.FlagSet) {
@@ -43,6 +45,8 @@ func (n *natsConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&n.storage, "nats-storage", "file", "JetStream storage: file (history survives a NATS restart) or memory")
 	fs.DurationVar(&n.timeout, "nats-timeout", 5*time.Second, "bound on each NATS request (publish, history)")
 	fs.DurationVar(&n.connectTimeout, "nats-connect-timeout", 5*time.Second, "how long to try reaching NATS at start before exiting with status 2")
+	fs.StringVar(&n.nodeID, "nats-node-id", "", "this node's `ID` in the cluster's presence (letters, digits, - and _; default random per start)")
+	fs.DurationVar(&n.presenceTTL, "nats-presence-ttl", 30*time.Second, "how long a dead node's clients stay in the cluster's presence (nodes refresh every third of it; the first node to create the presence bucket sets it)")
 }
 
 func (c *config) checkBroker() error {
@@ -62,6 +66,8 @@ func (c *config) checkBroker() error {
 		return &configError{"--nats-tls-cert and --nats-tls-key go together"}
 	case c.nats.replicas < 1:
 		return &configError{fmt.Sprintf("--nats-replicas %d: want 1 or more", c.nats.replicas)}
+	case c.nats.presenceTTL < time.Second:
+		return &configError{fmt.Sprintf("--nats-presence-ttl %v: want 1s or more", c.nats.presenceTTL)}
 	}
 	return nil
 }
@@ -88,12 +94,13 @@ func newBroker(c *config, log *slog.Logger) (*brokerHandle, error) {
 		TLSCA: n.tlsCA, TLSCert: n.tlsCert, TLSKey: n.tlsKey,
 		Namespaces: c.namespaces, StreamPrefix: n.streamPrefix, SubjectPrefix: n.subjectPrefix,
 		Replicas: n.replicas, MemoryStorage: storage, Timeout: n.timeout, ConnectTimeout: n.connectTimeout,
+		NodeID: n.nodeID, PresenceTTL: n.presenceTTL,
 		Logger: log.With("component", "nats"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("broker: NATS JetStream", "url", b.State().URL)
+	log.Info("broker: NATS JetStream", "url", b.State().URL, "node", b.NodeID())
 	return &brokerHandle{Broker: b, nats: b}, nil
 }
 

@@ -86,7 +86,7 @@ type node struct {
 	mu   sync.Mutex
 }
 
-func startNode(t *testing.T, natsURL string) *node {
+func startNode(t *testing.T, natsURL string, extraArgs ...string) *node {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -96,6 +96,7 @@ func startNode(t *testing.T, natsURL string) *node {
 	l.Close()
 	n := &node{t: t, addr: addr, args: []string{"--listen", addr, "--loops", "1", "--workers", "4",
 		"--broker", "nats", "--nats-url", natsURL, "--return-memory=false"}}
+	n.args = append(n.args, extraArgs...)
 	n.start()
 	t.Cleanup(func() {
 		n.stop()
@@ -165,6 +166,16 @@ func (n *node) stop() {
 		_ = n.cmd.Process.Kill()
 		<-n.done
 	}
+	n.cmd = nil
+}
+
+// kill ends the process with SIGKILL (no cleanup at all) and waits.
+func (n *node) kill() {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.done
 	n.cmd = nil
 }
 

@@ -242,6 +242,9 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	wsCfg := wsproto.Config{TokenSecret: c.tokenSecret, TokenLeeway: c.tokenLeeway,
 		AllowedOrigins: splitList(c.allowedOrigins), MaxDataBytes: c.maxDataBytes,
 		MaxSubscriptions: c.maxSubscriptions, RateLimit: c.rateLimit, RateBurst: c.rateBurst, Logger: log}
+	if broker.nats != nil {
+		wsCfg.NodeID = broker.nats.NodeID() // presence is cluster-wide: anonymous IDs must not collide
+	}
 	wsh, err := wsproto.New(hub, wsCfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsd:", err)

@@ -55,6 +55,19 @@ type Options struct {
 	// NewEpoch makes a new stream's epoch (letters and digits only, no
 	// '_'); default 10 random characters.
 	NewEpoch func() string
+
+	// NodeID names this node in the cluster's presence (letters, digits,
+	// '-' and '_'); default random, a new one per Connect, so a restarted
+	// node never takes over a dead one's entries.
+	NodeID string
+	// PresenceTTL is how long a node's presence entries outlive it when it
+	// dies without cleaning up (each node rewrites its entries every
+	// PresenceTTL/3); default 30 s. The first node to create the presence
+	// bucket sets it: the others use the bucket's.
+	PresenceTTL time.Duration
+	// PresenceMaxClients bounds the client IDs one node lists per channel
+	// (the others are counted, not listed); default 1000.
+	PresenceMaxClients int
 }
 
 // Errors.
@@ -102,6 +115,8 @@ type Broker struct {
 
 	state   stateBox
 	cleanup sync.WaitGroup // background consumer deletions
+
+	presence *presence // cluster presence (PresenceStore)
 }
 
 var _ pubsub.Broker = (*Broker)(nil)
@@ -114,10 +129,14 @@ func Connect(ctx context.Context, opts Options) (*Broker, error) {
 	if len(opts.URLs) == 0 {
 		return nil, &ConnectError{Err: errors.New("no URL given")}
 	}
+	if !validNodeID(opts.NodeID) {
+		return nil, &ConnectError{URLs: opts.URLs, Err: fmt.Errorf("node ID %q: want letters, digits, '-' and '_'", opts.NodeID)}
+	}
 	b := &Broker{opts: opts, log: opts.Logger, streams: map[string]*nsStream{}, subs: map[string]*liveSub{}}
 	for i := range b.shards {
 		b.shards[i].last = map[string]lastPos{}
 	}
+	b.presence = newPresence(b)
 	nopts, err := b.natsOptions()
 	if err != nil {
 		return nil, &ConnectError{URLs: opts.URLs, Err: err}
@@ -166,6 +185,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Namespaces == nil {
 		o.Namespaces = pubsub.Namespaces{}
+	}
+	if o.NodeID == "" {
+		o.NodeID = randomEpoch()
+	}
+	if o.PresenceTTL <= 0 {
+		o.PresenceTTL = defaultPresenceTTL
+	}
+	if o.PresenceMaxClients <= 0 {
+		o.PresenceMaxClients = defaultPresenceMaxClients
 	}
 	return o
 }
@@ -219,8 +247,9 @@ func (b *Broker) natsOptions() ([]nats.Option, error) {
 // SetHandler implements pubsub.Broker.
 func (b *Broker) SetHandler(h func(pubsub.Publication)) { b.handler.Store(&h) }
 
-// Close stops every live consumer and closes the NATS connection. Later
-// calls do nothing. Safe from any goroutine.
+// Close stops every live consumer, deletes this node's presence entries
+// and closes the NATS connection. Later calls do nothing. Safe from any
+// goroutine.
 func (b *Broker) Close() {
 	b.subsMu.Lock()
 	if b.closed {
@@ -235,6 +264,7 @@ func (b *Broker) Close() {
 		s.stop()()
 	}
 	b.cleanup.Wait()
+	b.presence.close()
 	b.nc.Close()
 }
 

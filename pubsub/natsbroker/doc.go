@@ -76,10 +76,31 @@
 // it reaches the handler, and pubsub.Hub drops the live frames the history
 // already covered.
 //
+// # Presence across nodes
+//
+// Broker implements pubsub.PresenceStore, so a pubsub.Hub on it answers
+// presence for the whole cluster. Each node keeps its own subscribers in a
+// KV bucket "<StreamPrefix>_presence", one key per channel and node,
+// "<base64url(channel)>.<NodeID>", holding a pubsub.NodePresence: the
+// node's connection and distinct client counts and at most
+// PresenceMaxClients client IDs (64 KiB at most per entry). A writer
+// goroutine writes a channel's entry as soon as the Hub reports a change
+// (changes made while a write is in flight become one write), deletes it
+// when the node's last subscriber leaves, and rewrites every entry every
+// third of the bucket's TTL (MaxAge). A node that dies without cleaning up
+// stops rewriting, so its entries expire within the TTL; Close deletes
+// them at once. Presence on one node merges its own state (exact, at once)
+// with the other nodes' entries, read with a short-lived watcher on
+// "<base64url(channel)>.*" (concurrent reads of one channel share one
+// watcher). The TTL is the bucket's: the first node to create the bucket
+// sets it from PresenceTTL and the others follow it.
+//
 // # NATS lost
 //
-// While the connection is down Publish, Subscribe and History fail at once
-// with ErrUnavailable (never a silent drop), State says so, and nats.go
+// While the connection is down Publish, Subscribe, History and
+// RemotePresence fail at once with ErrUnavailable (never a silent drop, nor
+// a partial presence), State says so, presence changes wait for the next
+// refresh after the reconnect, and nats.go
 // reconnects on its own; live consumers resume from where they were.
 // A publication whose acknowledgement is lost (a timeout) may still have
 // been stored: the caller gets an error and subscribers get it anyway.
