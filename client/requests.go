@@ -38,13 +38,14 @@ type PublishResult struct {
 	Epoch  string `json:"epoch"`
 }
 
-// PresenceResult is the server's answer to a presence request (per wsd
-// node). Raw is the whole result as the server sent it, for fields this
-// type does not know.
+// PresenceResult is the server's answer to a presence request (the node's
+// subscribers, or the whole cluster's with the NATS broker; see
+// docs/protocol.md). Raw is the whole result as the server sent it, for
+// fields this type does not know.
 type PresenceResult struct {
 	Channel     string          `json:"channel"`
 	Clients     []string        `json:"clients"`     // distinct client IDs, sorted
-	Count       int             `json:"count"`       // len(Clients)
+	Count       int             `json:"count"`       // distinct clients (more than len(Clients) on a big cluster channel)
 	Connections int             `json:"connections"` // subscriptions (a client may hold several)
 	Raw         json.RawMessage `json:"-"`
 }
