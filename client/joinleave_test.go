@@ -121,3 +121,52 @@ func TestOnJoinLeave(t *testing.T) {
 	cID := idOf(c, []string{aID, bID})
 	log.waitFor(t, "chat:lobby join "+bID, "chat:lobby leave "+bID, "chat:lobby join "+cID)
 }
+
+// wsd.js's 'join' and 'leave' events against a real server, with the
+// client IDs presence shows.
+func TestWSDJSJoinLeave(t *testing.T) {
+	n := startNodeNS(t, server.Options{}, pubsub.Namespaces{"chat": {Presence: true, JoinLeave: true}})
+	d := startJS(t, n.url())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := Dial(ctx, n.url(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	members := func() []string {
+		var out []string
+		for _, e := range d.events("join") {
+			out = append(out, e.Channel+" join "+e.Client)
+		}
+		for _, e := range d.events("leave") {
+			out = append(out, e.Channel+" leave "+e.Client)
+		}
+		return out
+	}
+	d.send(map[string]any{"cmd": "subscribe", "channel": "chat:lobby"})
+	waitFor(t, "subscribed", func() bool { return len(d.events("subscribed")) == 1 })
+	p, err := b.Presence(ctx, "chat:lobby")
+	if err != nil || len(p.Clients) != 1 {
+		t.Fatalf("presence %+v, %v", p, err)
+	}
+	jsID := p.Clients[0]
+	if _, err := b.Subscribe(ctx, "chat:lobby"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = b.Presence(ctx, "chat:lobby"); err != nil || len(p.Clients) != 2 {
+		t.Fatalf("presence %+v, %v", p, err)
+	}
+	bID := p.Clients[0]
+	if bID == jsID {
+		bID = p.Clients[1]
+	}
+	waitFor(t, "join", func() bool { return len(members()) == 1 })
+	if err := b.Unsubscribe(ctx, "chat:lobby"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leave", func() bool { return len(members()) == 2 })
+	if got, want := members(), []string{"chat:lobby join " + bID, "chat:lobby leave " + bID}; !slices.Equal(got, want) {
+		t.Fatalf("wsd.js got %q, want %q", got, want)
+	}
+}
