@@ -394,7 +394,11 @@ func (c *Client) handleMessage(cn *conn, p []byte) {
 			c.asyncError(m.Error)
 			return
 		}
-		if m.Channel != "" {
+		switch {
+		case m.Channel == "":
+		case m.Join != nil || m.Leave != nil:
+			c.handleJoinLeave(cn, &m)
+		default:
 			c.handlePublication(cn, &m)
 		}
 		return

@@ -16,6 +16,10 @@
 //	_, err = c.Subscribe(ctx, "news")
 //	res, err := c.Publish(ctx, "chat", map[string]string{"text": "hi"})
 //
+// In namespaces with join_leave = true, Options.OnJoin and Options.OnLeave
+// report other clients joining and leaving subscribed channels (best
+// effort: after a reconnect, Presence says who is there).
+//
 // # Reconnecting
 //
 // When the connection drops the client dials again after a delay drawn

@@ -12,6 +12,8 @@ const (
 	evPublication
 	evRecover
 	evError
+	evJoin
+	evLeave
 )
 
 // event is one callback to run.
@@ -21,6 +23,7 @@ type event struct {
 	err       error
 	channel   string
 	epoch     string
+	client    string // join, leave
 	offset    uint64
 	recovered bool
 	data      json.RawMessage
@@ -102,6 +105,14 @@ func (c *Client) run1(e *event) {
 	case evRecover:
 		if o.OnRecover != nil {
 			o.OnRecover(e.channel, e.recovered, e.epoch)
+		}
+	case evJoin:
+		if o.OnJoin != nil {
+			o.OnJoin(e.channel, e.client)
+		}
+	case evLeave:
+		if o.OnLeave != nil {
+			o.OnLeave(e.channel, e.client)
 		}
 	case evError:
 		if o.OnError != nil {

@@ -86,6 +86,14 @@ type Options struct {
 	// when a live publication arrives in a new epoch, or when a gap could
 	// not be repaired.
 	OnRecover func(channel string, recovered bool, epoch string)
+	// OnJoin and OnLeave are called when another client joins a
+	// subscribed channel (its first subscription there started) or leaves
+	// it (its last one ended), in namespaces where the server pushes joins
+	// and leaves (join_leave = true, docs/protocol.md). client is its ID
+	// (the token's sub). They are best effort: none is replayed after a
+	// reconnect, when the current members are Presence's answer.
+	OnJoin  func(channel, client string)
+	OnLeave func(channel, client string)
 	// OnError reports errors that belong to no request: a channel that
 	// could not be subscribed again after a reconnect (*SubscriptionError;
 	// the subscription is then dropped), or an error reply without an id.

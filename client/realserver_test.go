@@ -27,9 +27,15 @@ type wsdNode struct {
 
 func startNode(t *testing.T, opts server.Options) *wsdNode {
 	t.Helper()
+	return startNodeNS(t, opts, nil)
+}
+
+// startNodeNS is startNode with namespaces.
+func startNodeNS(t *testing.T, opts server.Options, ns pubsub.Namespaces) *wsdNode {
+	t.Helper()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := server.New[wsproto.Session](opts)
-	hub, err := wsproto.NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{})
+	hub, err := wsproto.NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{Namespaces: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,8 +59,8 @@ type request struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 }
 
-// incoming is any server → client message: a reply (with id) or a
-// publication (with channel).
+// incoming is any server → client message: a reply (with id) or a push
+// (with channel): a publication, a join or a leave.
 type incoming struct {
 	ID      *uint64         `json:"id"`
 	Result  json.RawMessage `json:"result"`
@@ -69,6 +69,13 @@ type incoming struct {
 	Offset  uint64          `json:"offset"`
 	Epoch   string          `json:"epoch"`
 	Data    json.RawMessage `json:"data"`
+	Join    *member         `json:"join"`
+	Leave   *member         `json:"leave"`
+}
+
+// member is a join or leave push's subject.
+type member struct {
+	Client string `json:"client"`
 }
 
 // call is a request waiting for its reply.
@@ -248,6 +255,22 @@ func (c *Client) handlePublication(cn *conn, m *incoming) {
 	}
 	c.mu.Unlock()
 	c.writeFrames(cn, frames)
+}
+
+// handleJoinLeave reports a join or leave on a channel this connection is
+// subscribed to, on the run goroutine.
+func (c *Client) handleJoinLeave(cn *conn, m *incoming) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.subs[m.Channel]; s == nil || s.gen != cn.gen {
+		return // unsubscribed meanwhile, or a former connection's
+	}
+	switch {
+	case m.Join != nil && c.opts.OnJoin != nil:
+		c.events.push(event{kind: evJoin, channel: m.Channel, client: m.Join.Client})
+	case m.Leave != nil && c.opts.OnLeave != nil:
+		c.events.push(event{kind: evLeave, channel: m.Channel, client: m.Leave.Client})
+	}
 }
 
 func (c *Client) recoverLostLocked(s *subscription, epoch string) {

@@ -44,6 +44,7 @@ type jsEvent struct {
 	Code       string          `json:"code"`
 	Tag        string          `json:"tag"`
 	Message    string          `json:"message"`
+	Client     string          `json:"client"`
 }
 
 func startJS(t *testing.T, url string) *jsDriver {

@@ -15,8 +15,19 @@
 //   - Hub[F] is a node's front: local subscriptions, fan-out, presence,
 //     recovery, namespace settings. One Hub per Broker.
 //   - Namespaces: a channel "ns:rest" takes the options of namespace "ns"
-//     (history size and TTL, who may publish, presence); a channel without
-//     ':' those of the default namespace "".
+//     (history size and TTL, who may publish, presence, join/leave
+//     pushes); a channel without ':' those of the default namespace "".
+//
+// # Join and leave
+//
+// In a namespace with NamespaceOptions.JoinLeave, a client ID's first
+// subscription to a channel pushes a join (AppendJoinLeave) to the other
+// subscribers that already had their reply, and its last one's end a
+// leave, each encoded once. On a broker that is a JoinLeaveBus (natsbroker)
+// the events also go to and come from the other nodes; a node pushes
+// another's join or leave only when it changes whether the client is on the
+// channel anywhere it knows of, and a node gone takes its clients with it.
+// They are best effort, not history: docs/protocol.md has the contract.
 //
 // In use:
 //

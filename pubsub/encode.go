@@ -28,6 +28,30 @@ func PushSize(p *Publication) int {
 		2*len(p.Channel) + 2*len(p.Epoch) + len(p.Data)
 }
 
+// AppendJoinLeave appends the push that tells a channel's subscribers that
+// client joined it (its first subscription there started) or left it (its
+// last one ended):
+//
+//	{"channel":"chat:lobby","join":{"client":"ann"}}
+//	{"channel":"chat:lobby","leave":{"client":"ann"}}
+func AppendJoinLeave(dst []byte, channel, client string, join bool) []byte {
+	dst = append(dst, `{"channel":`...)
+	dst = AppendJSONString(dst, channel)
+	if join {
+		dst = append(dst, `,"join":{"client":`...)
+	} else {
+		dst = append(dst, `,"leave":{"client":`...)
+	}
+	dst = AppendJSONString(dst, client)
+	return append(dst, '}', '}')
+}
+
+// JoinLeaveSize is len(AppendJoinLeave(nil, channel, client, join)) or a
+// little more.
+func JoinLeaveSize(channel, client string) int {
+	return len(`{"channel":"","leave":{"client":""}}`) + 6*len(channel) + 6*len(client)
+}
+
 const hexDigits = "0123456789abcdef"
 
 // AppendJSONString appends s as a JSON string, escaping what JSON requires

@@ -42,6 +42,7 @@ type HubOptions[F any] struct {
 type Hub[F any] struct {
 	broker   Broker
 	presence PresenceStore // the broker's, when it shares presence; else nil
+	bus      JoinLeaveBus  // the broker's, when it carries joins and leaves and a namespace uses them; else nil
 	enc      func([]byte) F
 	ns       Namespaces
 	strict   bool
@@ -54,18 +55,23 @@ type Hub[F any] struct {
 
 	published, fanouts, deliveries, encodes atomic.Uint64
 	recovered, notRecovered, replayed       atomic.Uint64
+	joinLeaves, joinLeaveCapped             atomic.Uint64
 	subscriptions                           atomic.Int64
 }
 
 type channel[F any] struct {
-	name      string
-	refs      int  // subscriptions, pending ones included; under Hub.mu
-	brokerSub bool // under the name's subLock
-	count     atomic.Int64
+	name         string
+	refs         int  // subscriptions, pending ones included; under Hub.mu
+	brokerSub    bool // under the name's subLock
+	busSub       bool // subscribed to the bus's join/leave events; under the name's subLock
+	joinLeave    bool // the namespace pushes joins and leaves (set at creation)
+	joinLeaveMax int
+	count        atomic.Int64
 
 	mu      sync.Mutex
 	subs    []*Subscription[F]
-	clients map[string]int // client ID → subscriptions; presence only
+	clients map[string]int      // client ID → subscriptions; presence only
+	remote  map[string][]string // client ID → the other nodes holding it, as their events said; join/leave only
 }
 
 // Subscription is one subscriber's membership in one channel.
@@ -98,6 +104,10 @@ func NewHub[F any](b Broker, opts HubOptions[F]) (*Hub[F], error) {
 	if ps, ok := b.(PresenceStore); ok {
 		h.presence = ps
 		ps.SetPresenceSource(h.localPresence)
+	}
+	if bus, ok := b.(JoinLeaveBus); ok && opts.Namespaces.joinLeaveOn() {
+		h.bus = bus
+		bus.SetJoinLeaveHandler(h.remoteJoinLeave, h.nodeGone)
 	}
 	return h, nil
 }
@@ -192,7 +202,7 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 	if err != nil {
 		return nil, SubscribeResult{}, err
 	}
-	ch, err := h.acquire(channel, o.Presence)
+	ch, err := h.acquire(channel, o)
 	if err != nil {
 		return nil, SubscribeResult{}, err
 	}
@@ -203,7 +213,9 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 	ch.count.Add(1)
 	tracked := ch.clients != nil
 	if tracked {
-		ch.clients[s.client]++
+		if ch.clients[s.client]++; ch.clients[s.client] == 1 && ch.joinLeave {
+			h.localJoinLeaveLocked(ch, s.client, true)
+		}
 	}
 	ch.mu.Unlock()
 	h.subscriptions.Add(1)
@@ -302,6 +314,9 @@ func (s *Subscription[F]) Unsubscribe() {
 	if tracked {
 		if ch.clients[s.client]--; ch.clients[s.client] <= 0 {
 			delete(ch.clients, s.client)
+			if ch.joinLeave {
+				h.localJoinLeaveLocked(ch, s.client, false)
+			}
 		}
 	}
 	ch.mu.Unlock()
@@ -325,8 +340,8 @@ func (h *Hub[F]) subLock(name string) *sync.Mutex {
 }
 
 // acquire returns name's channel with one more reference, subscribing the
-// broker when it is the first.
-func (h *Hub[F]) acquire(name string, presence bool) (*channel[F], error) {
+// broker (and the join/leave bus) when it is the first.
+func (h *Hub[F]) acquire(name string, o NamespaceOptions) (*channel[F], error) {
 	l := h.subLock(name)
 	l.Lock()
 	defer l.Unlock()
@@ -334,25 +349,64 @@ func (h *Hub[F]) acquire(name string, presence bool) (*channel[F], error) {
 	ch := h.chans[name]
 	if ch == nil {
 		ch = &channel[F]{name: name}
-		if presence {
+		if o.Presence {
 			ch.clients = map[string]int{}
+		}
+		if o.JoinLeave && o.Presence {
+			ch.joinLeave, ch.joinLeaveMax, ch.remote = true, o.JoinLeaveMax, map[string][]string{}
 		}
 		h.chans[name] = ch
 	}
 	ch.refs++
 	h.mu.Unlock()
+	if err := h.subscribeLocked(ch); err != nil {
+		h.mu.Lock()
+		if ch.refs--; ch.refs == 0 {
+			delete(h.chans, name)
+		}
+		h.mu.Unlock()
+		h.unsubscribeLocked(ch)
+		return nil, err
+	}
+	return ch, nil
+}
+
+// subscribeLocked subscribes the broker and the bus to ch where not yet
+// done. The name's subLock held.
+func (h *Hub[F]) subscribeLocked(ch *channel[F]) error {
 	if !ch.brokerSub {
-		if err := h.broker.Subscribe(name); err != nil {
-			h.mu.Lock()
-			if ch.refs--; ch.refs == 0 {
-				delete(h.chans, name)
-			}
-			h.mu.Unlock()
-			return nil, err
+		if err := h.broker.Subscribe(ch.name); err != nil {
+			return err
 		}
 		ch.brokerSub = true
 	}
-	return ch, nil
+	if ch.joinLeave && h.bus != nil && !ch.busSub {
+		if err := h.bus.SubscribeJoinLeave(ch.name); err != nil {
+			return err
+		}
+		ch.busSub = true
+	}
+	return nil
+}
+
+// unsubscribeLocked undoes subscribeLocked when ch has no reference left.
+// The name's subLock held.
+func (h *Hub[F]) unsubscribeLocked(ch *channel[F]) {
+	h.mu.RLock()
+	used := ch.refs > 0
+	h.mu.RUnlock()
+	if used {
+		return
+	}
+	// Failures are the broker's own problem to log: nothing to do here.
+	if ch.brokerSub {
+		ch.brokerSub = false
+		_ = h.broker.Unsubscribe(ch.name)
+	}
+	if ch.busSub {
+		ch.busSub = false
+		_ = h.bus.UnsubscribeJoinLeave(ch.name)
+	}
 }
 
 // release drops a reference; the last one unsubscribes the broker.
@@ -361,16 +415,11 @@ func (h *Hub[F]) release(ch *channel[F]) {
 	l.Lock()
 	defer l.Unlock()
 	h.mu.Lock()
-	ch.refs--
-	last := ch.refs == 0
-	if last {
+	if ch.refs--; ch.refs == 0 {
 		delete(h.chans, ch.name)
 	}
 	h.mu.Unlock()
-	if last && ch.brokerSub {
-		ch.brokerSub = false
-		_ = h.broker.Unsubscribe(ch.name) // nothing to do about it: the broker's own problem to log
-	}
+	h.unsubscribeLocked(ch)
 }
 
 // handle is the broker's handler: one encoding, every local subscriber.
@@ -481,6 +530,8 @@ type HubStats struct {
 	Recovered     uint64 // subscriptions with Since that recovered
 	NotRecovered  uint64 // subscriptions with Since that could not
 	Replayed      uint64 // publications replayed by recoveries
+	JoinLeaves    uint64 // join and leave pushes fanned out to this node's subscribers (each encoded once)
+	JoinLeaveCap  uint64 // joins and leaves not pushed: the channel was over its namespace's join_leave_max here
 	Subscriptions int64  // current subscriptions
 	Channels      int    // current channels with subscriptions
 }
@@ -493,6 +544,6 @@ func (h *Hub[F]) Stats() HubStats {
 	return HubStats{
 		Published: h.published.Load(), Fanouts: h.fanouts.Load(), Deliveries: h.deliveries.Load(),
 		Encodes: h.encodes.Load(), Recovered: h.recovered.Load(), NotRecovered: h.notRecovered.Load(),
-		Replayed: h.replayed.Load(), Subscriptions: h.subscriptions.Load(), Channels: n,
+		Replayed: h.replayed.Load(), JoinLeaves: h.joinLeaves.Load(), JoinLeaveCap: h.joinLeaveCapped.Load(), Subscriptions: h.subscriptions.Load(), Channels: n,
 	}
 }

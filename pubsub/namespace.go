@@ -62,6 +62,16 @@ type NamespaceOptions struct {
 	HistoryTTL  time.Duration // how long each is kept; 0: until pushed out by HistorySize
 	Publish     PublishPolicy // who may publish from a client connection
 	Presence    bool          // track which client IDs are subscribed
+	// JoinLeave pushes a join when a client ID's first subscription to a
+	// channel starts and a leave when its last one ends, to the channel's
+	// other subscribers (docs/protocol.md). It needs Presence: joins and
+	// leaves are changes of the presence's client IDs.
+	JoinLeave bool
+	// JoinLeaveMax, when positive, stops join and leave pushes on a node
+	// while the channel has more than this many subscriptions there: each
+	// event costs one push per subscription, so a join storm on a big
+	// channel costs its square. 0: no cap.
+	JoinLeaveMax int
 }
 
 // DefaultNamespaceOptions are sensible settings for a chat-like namespace:
@@ -85,6 +95,10 @@ func (o NamespaceOptions) Validate() error {
 		return fmt.Errorf("history_ttl %v is negative", o.HistoryTTL)
 	case o.Publish > PublishNone:
 		return fmt.Errorf("publish policy %v is unknown", o.Publish)
+	case o.JoinLeave && !o.Presence:
+		return fmt.Errorf("join_leave = true needs presence = true")
+	case o.JoinLeaveMax < 0:
+		return fmt.Errorf("join_leave_max %d is negative", o.JoinLeaveMax)
 	}
 	return nil
 }
@@ -158,12 +172,15 @@ func ValidChannel(name string) bool {
 }
 
 // NamespaceKeys are the keys Set understands, as config files spell them.
-func NamespaceKeys() []string { return []string{"history_size", "history_ttl", "publish", "presence"} }
+func NamespaceKeys() []string {
+	return []string{"history_size", "history_ttl", "publish", "presence", "join_leave", "join_leave_max"}
+}
 
 // Set sets the option named key (one of NamespaceKeys) from its text form,
 // for config files and flags: history_size = 100, history_ttl = "5m" (or
 // a number of seconds), publish = "any" | "subscribers" | "none",
-// presence = true | false. Errors name the key.
+// presence = true | false, join_leave = true | false, join_leave_max = 0
+// (no cap) or a number of subscriptions. Errors name the key.
 func (o *NamespaceOptions) Set(key, value string) error {
 	var err error
 	switch key {
@@ -197,6 +214,19 @@ func (o *NamespaceOptions) Set(key, value string) error {
 		var b bool
 		if b, err = strconv.ParseBool(value); err == nil {
 			o.Presence = b
+		}
+	case "join_leave":
+		var b bool
+		if b, err = strconv.ParseBool(value); err == nil {
+			o.JoinLeave = b
+		}
+	case "join_leave_max":
+		var n int
+		if n, err = strconv.Atoi(value); err == nil && n < 0 {
+			err = fmt.Errorf("negative")
+		}
+		if err == nil {
+			o.JoinLeaveMax = n
 		}
 	default:
 		return fmt.Errorf("unknown namespace key %q (known: %s)", key, strings.Join(NamespaceKeys(), ", "))

@@ -6,6 +6,7 @@
  *     const c = new WSD.Client('/ws', {token: '...'});           // connects at once
  *     c.on('state', (state, info) => console.log(state, info));  // connecting | connected | disconnected | closed
  *     c.on('recover', (r) => { if (!r.recovered) alert('history was reset on ' + r.channel); });
+ *     c.on('join', (j) => console.log(j.client, 'joined', j.channel));   // namespaces with join_leave = true
  *     c.subscribe('chat', (pub) => console.log(pub.offset, pub.data));
  *     c.publish('chat', {text: 'hi'}).then((r) => console.log('landed at', r.offset));
  *   </script>
@@ -43,6 +44,8 @@
  *   → {"id":4,"op":"presence","channel":"chat"}
  *   ← {"id":1,"result":{...}} | {"id":1,"error":{"code":"...","message":"..."}}
  *   ← {"channel":"news","offset":42,"epoch":"e1","data":...}
+ *   ← {"channel":"chat:lobby","join":{"client":"ann"}}     ('join' event)
+ *   ← {"channel":"chat:lobby","leave":{"client":"ann"}}    ('leave' event)
  */
 (function (global) {
   'use strict';
@@ -165,7 +168,11 @@
   // ---- events ----
 
   // on(name, fn): 'state' (state, info), 'publication' (pub), 'recover'
-  // ({channel, recovered, epoch}), 'error' (err). Returns fn.
+  // ({channel, recovered, epoch}), 'join' and 'leave' ({channel, client}:
+  // another client's first subscription to a subscribed channel started or
+  // its last one ended, in namespaces with join_leave = true; best effort,
+  // not replayed after a reconnect: ask presence then), 'error' (err).
+  // Returns fn.
   Client.prototype.on = function (name, fn) {
     (this._listeners[name] = this._listeners[name] || []).push(fn);
     return fn;
@@ -469,7 +476,15 @@
       this._emit('error', wsdError(m.error.code, 'wsd: ' + m.error.code + ': ' + m.error.message, {server: true}));
       return;
     }
-    if (typeof m.channel === 'string') this._onPublication(ws, m);
+    if (typeof m.channel !== 'string') return;
+    if (m.join || m.leave) this._onJoinLeave(m);
+    else this._onPublication(ws, m);
+  };
+
+  Client.prototype._onJoinLeave = function (m) {
+    if (!this._subs[m.channel]) return; // unsubscribed meanwhile
+    if (m.join) this._emit('join', {channel: m.channel, client: String(m.join.client)});
+    else this._emit('leave', {channel: m.channel, client: String(m.leave.client)});
   };
 
   // ---- subscriptions ----

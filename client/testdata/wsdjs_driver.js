@@ -32,6 +32,8 @@ c.on('state', (state, info) => out({ev: 'state', state, info: {
 }, url: c.url, reconnects: c.reconnects}));
 c.on('recover', (r) => out({ev: 'recover', channel: r.channel, recovered: r.recovered, epoch: r.epoch}));
 c.on('error', (e) => out({ev: 'error', message: e.message}));
+c.on('join', (j) => out({ev: 'join', channel: j.channel, client: j.client}));
+c.on('leave', (j) => out({ev: 'leave', channel: j.channel, client: j.client}));
 
 const onPub = (p) => out({ev: 'pub', channel: p.channel, offset: p.offset, epoch: p.epoch, data: p.data});
 

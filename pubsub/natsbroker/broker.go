@@ -116,7 +116,8 @@ type Broker struct {
 	state   stateBox
 	cleanup sync.WaitGroup // background consumer deletions
 
-	presence *presence // cluster presence (PresenceStore)
+	presence  *presence  // cluster presence (PresenceStore)
+	joinLeave *joinLeave // join/leave events between nodes (JoinLeaveBus)
 }
 
 var _ pubsub.Broker = (*Broker)(nil)
@@ -137,6 +138,7 @@ func Connect(ctx context.Context, opts Options) (*Broker, error) {
 		b.shards[i].last = map[string]lastPos{}
 	}
 	b.presence = newPresence(b)
+	b.joinLeave = newJoinLeave(b)
 	nopts, err := b.natsOptions()
 	if err != nil {
 		return nil, &ConnectError{URLs: opts.URLs, Err: err}
@@ -265,6 +267,7 @@ func (b *Broker) Close() {
 	}
 	b.cleanup.Wait()
 	b.presence.close()
+	b.joinLeave.close(b.presence.abandon.Load())
 	b.nc.Close()
 }
 

@@ -95,9 +95,25 @@
 // watcher). The TTL is the bucket's: the first node to create the bucket
 // sets it from PresenceTTL and the others follow it.
 //
+// # Join and leave across nodes
+//
+// Broker implements pubsub.JoinLeaveBus: each node publishes its clients'
+// joins and leaves on core NATS (best effort, never stored), subject
+// "<SubjectPrefix>.~jl.<base64url(channel)>", and subscribes to a
+// channel's subject while it has local subscribers of a join/leave
+// channel (flushed, so events sent after SubscribeJoinLeave returns
+// arrive). No stream's subjects match: their second token is a namespace,
+// and none starts with '~'. Nodes with join/leave namespaces send a
+// heartbeat on "<SubjectPrefix>.~nodes.<NodeID>" every PresenceTTL/3 and
+// "bye" on Close; a node silent for PresenceTTL, or that said bye, is
+// reported gone to the Hub, which pushes its clients' leaves. A node does
+// not count its own NATS outage against the others.
+//
 // # NATS lost
 //
-// While the connection is down Publish, Subscribe, History and
+// Join and leave events sent while the connection is down are lost (or
+// sent late from nats.go's reconnect buffer). While the connection is down
+// Publish, Subscribe, History and
 // RemotePresence fail at once with ErrUnavailable (never a silent drop, nor
 // a partial presence), State says so, presence changes wait for the next
 // refresh after the reconnect, and nats.go
