@@ -100,6 +100,8 @@ func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broke
 	counter("fanout_encodes_total", "Publication frames encoded (one per fan-out, one per replay).", func() uint64 { return hub.Stats().Encodes })
 	counter("recoveries_total", "Subscriptions with 'since' that got every missed publication.", func() uint64 { return hub.Stats().Recovered })
 	counter("recoveries_failed_total", "Subscriptions with 'since' answered recovered:false.", func() uint64 { return hub.Stats().NotRecovered })
+	counter("join_leave_pushes_total", "Join and leave events pushed to this node's subscribers (each encoded once).", func() uint64 { return hub.Stats().JoinLeaves })
+	counter("join_leave_capped_total", "Join and leave events not pushed: the channel was over its namespace's join_leave_max.", func() uint64 { return hub.Stats().JoinLeaveCap })
 	gauge("subscriptions", "Current channel subscriptions.", func() float64 { return float64(hub.Stats().Subscriptions) })
 	gauge("channels", "Channels with subscribers.", func() float64 { return float64(hub.Stats().Channels) })
 	if broker != nil { // the memory broker; JetStream has its own monitoring

@@ -42,6 +42,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		"wsd_connections ", `wsd_handshakes_total{result="upgraded"} 1`, `wsd_closes_total{cause="slow_consumer"}`,
 		"wsd_messages_received_total 1", "wsd_sent_bytes_total", "wsd_fanout_deliveries_total 1",
 		"wsd_worker_queue_depth", "wsd_slow_consumers_total 0", "wsd_history_entries 1", "wsd_subscriptions 1",
+		"wsd_join_leave_pushes_total 0", "wsd_join_leave_capped_total 0", `wsd_closes_total{cause="accept_rate"} 0`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(m, want) {
