@@ -328,41 +328,35 @@ func (p *presence) flush() {
 // refresh rewrites every entry, so none reaches the bucket's TTL while
 // this node lives.
 func (p *presence) refresh() {
-	if len(p.entries) == 0 {
-		return
-	}
-	ctx, cancel, err := p.b.usable(context.Background())
-	if err != nil || !p.writer(ctx) {
-		cancel()
-		return
-	}
-	defer cancel()
-	ops := make([]presenceOp, 0, len(p.entries))
-	for channel, v := range p.entries {
-		ops = append(ops, presenceOp{channel: channel, value: v})
-	}
-	if failed := p.write(ctx, ops); len(failed) > 0 {
+	if failed := p.writeAll(false); len(failed) > 0 {
 		p.redo(failed)
 	}
 }
 
 // removeAll deletes this node's entries (a clean stop), within the
 // broker's timeout; what it cannot delete expires with the TTL.
-func (p *presence) removeAll() {
+func (p *presence) removeAll() { p.writeAll(true) }
+
+// writeAll writes (or deletes) every entry of this node and returns the
+// channels whose write failed.
+func (p *presence) writeAll(del bool) map[string]struct{} {
 	if len(p.entries) == 0 {
-		return
+		return nil
 	}
 	ctx, cancel, err := p.b.usable(context.Background())
 	if err != nil || !p.writer(ctx) {
 		cancel()
-		return
+		return nil
 	}
 	defer cancel()
 	ops := make([]presenceOp, 0, len(p.entries))
-	for channel := range p.entries {
-		ops = append(ops, presenceOp{channel: channel})
+	for channel, v := range p.entries {
+		if del {
+			v = nil
+		}
+		ops = append(ops, presenceOp{channel: channel, value: v})
 	}
-	p.write(ctx, ops)
+	return p.write(ctx, ops)
 }
 
 // redo marks channels dirty again after a failed write; the next tick
