@@ -51,9 +51,13 @@ func TestBroadcastAcrossNodes(t *testing.T) {
 		}
 		sum += n.LatencyMs.Count
 	}
-	// Each delivery measured is counted on exactly one node.
+	// Each delivery measured is counted on exactly one node, and the
+	// nodes' rates add up to the run's.
 	if sum != res.LatencyMs.Count {
 		t.Fatalf("per-node latency samples %d, all %d", sum, res.LatencyMs.Count)
+	}
+	if d := res.Nodes[0].DeliveriesPerSec + res.Nodes[1].DeliveriesPerSec - res.DeliveriesPerSec; d > 1e-6*res.DeliveriesPerSec || d < -1e-6*res.DeliveriesPerSec {
+		t.Fatalf("nodes' deliveries/s %v + %v, run's %v", res.Nodes[0].DeliveriesPerSec, res.Nodes[1].DeliveriesPerSec, res.DeliveriesPerSec)
 	}
 	if len(res.ServerCPU) != 1 || res.ServerCPU[0].PID != os.Getpid() || res.ServerCPU[0].CPUSeconds < 0 {
 		t.Fatalf("server cpu %+v", res.ServerCPU)

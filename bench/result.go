@@ -242,11 +242,7 @@ func (r *Result) merge(ws []*workerResult) {
 	for _, v := range r.ErrorReasons {
 		r.Errors += v
 	}
-	for i := range r.Nodes {
-		n := &r.Nodes[i]
-		n.LatencyMs = PercentilesOf(n.Latency)
-		n.DeliveriesPerSec = per(n.Latency.Count())
-	}
+	r.nodeRates()
 	r.UpgradeMs = PercentilesOf(r.Upgrade)
 	if r.Scenario == ScenarioConnect {
 		r.LatencyMs = r.UpgradeMs
@@ -268,5 +264,23 @@ func (r *Result) mergeNodes(ps []nodePart) {
 			n.Latency = NewHist()
 		}
 		n.Latency.Merge(p.Latency)
+	}
+}
+
+// nodeRates fills each node's percentiles and its share of the run's
+// deliveries/s. The share comes from the node's latency samples, which
+// also include the drain after the window: scaling the window's rate by
+// them keeps the nodes' rates summing to the run's.
+func (r *Result) nodeRates() {
+	var all uint64
+	for i := range r.Nodes {
+		all += r.Nodes[i].Latency.Count()
+	}
+	for i := range r.Nodes {
+		n := &r.Nodes[i]
+		n.LatencyMs = PercentilesOf(n.Latency)
+		if all > 0 {
+			n.DeliveriesPerSec = r.DeliveriesPerSec * float64(n.Latency.Count()) / float64(all)
+		}
 	}
 }
