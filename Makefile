@@ -153,7 +153,7 @@ CLUSTER_CASE  ?= cluster
 CLUSTER_CONNS ?= 18000
 CLUSTER_RATE  ?= 0
 
-bench-cluster: ## broadcast: 2 wsd on one nats-server, $(CLUSTER_CONNS) subscribers round robin, publisher on A (≈ 1 min, stops everything it starts)
+bench-cluster: ## broadcast: 2 wsd on one nats-server, $(CLUSTER_CONNS) subscribers round robin, publisher on A (≈ 30 s; stops everything it starts)
 	$(GO) build -o bin/wsd ./cmd/wsd
 	$(GO) build -o bin/wsbench ./cmd/wsbench
 	CASE=$(CLUSTER_CASE) CONNS=$(CLUSTER_CONNS) RATE=$(CLUSTER_RATE) DURATION=$(DURATION) \
