@@ -48,11 +48,13 @@ b_port=$((PORT_BASE + 2))
 dir=$(mktemp -d "${TMPDIR:-/tmp}/wsd-bench-cluster.XXXXXX")
 pids=()
 
-# stop ends every process this script started: TERM, then KILL after 5 s.
+# stop ends every process this script started, the last started first:
+# TERM, then KILL after 5 s.
 stop() {
-	local p i
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do
+	local p i rev=()
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do rev+=("${pids[i]}"); done
+	for p in "${rev[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${rev[@]}"; do
 		for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
@@ -111,6 +113,10 @@ if [[ $RATE != 0 ]]; then pace=(--rate "$RATE"); fi
 json=()
 if [[ -n $OUT ]]; then json=(--json "$OUT"); fi
 echo "bench-cluster: CASE=$CASE CONNS=$CONNS ${pace[*]} urls $urls" >&2
+# In the background, so that a TERM or INT to this script is handled at
+# once (bash runs traps only between foreground commands) and stops it too.
 timeout -k 5 "$TIME_LIMIT" "$WSBENCH" broadcast --mode ws --url "$urls" --publish-url "ws://127.0.0.1:$a_port/ws" --channel bench \
 	--label "$CASE" --conns "$CONNS" --procs "$procs" --size 64 "${pace[@]}" --duration "$DURATION" \
-	--source-ips "$SOURCE_IPS" --timeout 3m --quiet "${cpu[@]}" "${json[@]}"
+	--source-ips "$SOURCE_IPS" --timeout 3m --quiet "${cpu[@]}" "${json[@]}" &
+pids+=($!)
+wait $!
