@@ -98,7 +98,7 @@ BENCH_OUT     ?= docs/bench
 BENCH_LISTEN  ?= 127.0.0.1:18765
 PUBLISH       ?= ws
 
-.PHONY: wsbench bench-peers-build bench-peers bench-idle bench-echo bench-broadcast bench-broadcast-ws
+.PHONY: wsbench bench-peers-build bench-peers bench-idle bench-echo bench-broadcast bench-broadcast-ws bench-cluster
 
 wsbench: ## build bin/wsbench (the load generator)
 	$(GO) build -o bin/wsbench ./cmd/wsbench
@@ -145,3 +145,16 @@ bench-broadcast-ws: bench-peers-build ## broadcast to $(CONNS) subscribers of on
 	bin/wsbench broadcast --mode ws --url ws://$(BENCH_LISTEN)/ws --channel bench $$pub --conns $(CONNS) --procs $$procs --pipeline 8 \
 		--duration $(DURATION) --source-ips 127.0.0.2-127.0.0.60 --server-pid $$pid \
 		--json $(BENCH_OUT)/broadcast-ws-$(PUBLISH).json --html $(BENCH_OUT)/broadcast-ws-$(PUBLISH).html
+
+# Cross-node broadcast (docs/bench/cluster-broadcast.md). Knobs: CLUSTER_CASE
+# (cluster, nats or memory), CLUSTER_CONNS, CLUSTER_RATE (0 = closed loop,
+# --pipeline 8), DURATION. Needs bin/nats-server (make test-deps).
+CLUSTER_CASE  ?= cluster
+CLUSTER_CONNS ?= 18000
+CLUSTER_RATE  ?= 0
+
+bench-cluster: ## broadcast: 2 wsd on one nats-server, $(CLUSTER_CONNS) subscribers round robin, publisher on A (≈ 30 s; stops everything it starts)
+	$(GO) build -o bin/wsd ./cmd/wsd
+	$(GO) build -o bin/wsbench ./cmd/wsbench
+	CASE=$(CLUSTER_CASE) CONNS=$(CLUSTER_CONNS) RATE=$(CLUSTER_RATE) DURATION=$(DURATION) \
+		OUT=$(BENCH_OUT)/cluster-$(CLUSTER_CASE).json scripts/bench-cluster.sh

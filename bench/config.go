@@ -74,7 +74,11 @@ type Config struct {
 	Channel string `json:"channel,omitempty"` // ws mode: channel to subscribe and publish on; default "bench"
 	Publish string `json:"publish,omitempty"` // ws mode: PublishWS (default) or PublishHTTP
 	APIKey  string `json:"api_key,omitempty"` // ws mode, publish over HTTP: "Authorization: apikey KEY"
-	APIURL  string `json:"api_url,omitempty"` // ws mode, publish over HTTP: default http://HOST:PORT/api/publish of URL
+	APIURL  string `json:"api_url,omitempty"` // ws mode, publish over HTTP: default http://HOST:PORT/api/publish of PublishURL
+	// Several nodes of one cluster: subscribers are spread round robin over
+	// URL and Nodes; the publisher connects to PublishURL (default URL).
+	Nodes      []string `json:"nodes,omitempty"`
+	PublishURL string   `json:"publish_url,omitempty"`
 
 	// Storm only (see storm.go).
 	Fallback    []string      `json:"fallback,omitempty"`     // URLs after URL, tried in turn after a close
@@ -97,6 +101,9 @@ type Config struct {
 	ServerPID     int           `json:"server_pid,omitempty"`     // sample /proc/PID/status VmRSS
 	PrometheusURL string        `json:"prometheus_url,omitempty"` // or scrape process_resident_memory_bytes
 	Sample        time.Duration `json:"sample"`                   // timeline / RSS sampling period; default 500 ms
+	// CPU time (user + system) of these processes over the measured window
+	// (echo, idle, broadcast), from /proc/PID/stat.
+	CPUProcs []CPUProc `json:"cpu_procs,omitempty"`
 
 	// Worker identity; set by the coordinator.
 	WorkerIndex int `json:"worker_index"`
@@ -176,6 +183,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Sample <= 0 {
 		c.Sample = 500 * time.Millisecond
 	}
+	if len(c.CPUProcs) > MaxCPUProcs {
+		return c, fmt.Errorf("--cpu-pid: at most %d processes", MaxCPUProcs)
+	}
+	for _, p := range c.CPUProcs {
+		if p.PID <= 0 {
+			return c, fmt.Errorf("--cpu-pid %q: bad PID %d", p.Label, p.PID)
+		}
+	}
 	if _, err := ParseTarget(c.URL, c.AllowRemote); err != nil {
 		return c, err
 	}
@@ -203,13 +218,21 @@ func share(total, i, n int) int {
 	return s
 }
 
+// MaxNodes bounds the URLs a broadcast spreads its subscribers over
+// (a connection keeps its target's index in a byte).
+const MaxNodes = 16
+
 // broadcastDefaults fills and checks the broadcast mode fields.
 func (c *Config) broadcastDefaults() error {
 	if c.Scenario != ScenarioBroadcast {
-		if c.Mode != "" || c.Channel != "" || c.Publish != "" || c.APIKey != "" || c.APIURL != "" {
-			return errors.New("--mode, --channel, --publish, --api-key and --api-url are for broadcast only")
+		if c.Mode != "" || c.Channel != "" || c.Publish != "" || c.APIKey != "" || c.APIURL != "" ||
+			len(c.Nodes) > 0 || c.PublishURL != "" {
+			return errors.New("--mode, --channel, --publish, --publish-url, --api-key, --api-url and several --url are for broadcast only")
 		}
 		return nil
+	}
+	if err := c.nodeDefaults(); err != nil {
+		return err
 	}
 	if c.Mode == "" {
 		c.Mode = ModeRaw
@@ -253,7 +276,7 @@ func (c *Config) broadcastDefaults() error {
 			return fmt.Errorf("--publish http: --rate is at most %d publishes/s", MaxHTTPPublishRate)
 		}
 		if c.APIURL == "" {
-			t, err := ParseTarget(c.URL, c.AllowRemote)
+			t, err := ParseTarget(c.PublishURL, c.AllowRemote)
 			if err != nil {
 				return err
 			}
@@ -298,8 +321,57 @@ func checkAPIURL(raw string, allowRemote bool) error {
 	return nil
 }
 
-// URLs are the run's targets: URL, then Fallback.
-func (c *Config) URLs() []string { return append([]string{c.URL}, c.Fallback...) }
+// nodeDefaults checks the broadcast's further nodes and fills PublishURL.
+func (c *Config) nodeDefaults() error {
+	if 1+len(c.Nodes) > MaxNodes {
+		return fmt.Errorf("--url: at most %d URLs", MaxNodes)
+	}
+	seen := map[string]bool{c.URL: true}
+	for _, u := range c.Nodes {
+		if _, err := ParseTarget(u, c.AllowRemote); err != nil {
+			return fmt.Errorf("--url %q: %w", u, err)
+		}
+		if seen[u] {
+			return fmt.Errorf("--url %q given twice", u)
+		}
+		seen[u] = true
+	}
+	if c.PublishURL == "" {
+		c.PublishURL = c.URL
+	}
+	if _, err := ParseTarget(c.PublishURL, c.AllowRemote); err != nil {
+		return fmt.Errorf("--publish-url: %w", err)
+	}
+	return nil
+}
+
+// URLs are the run's targets: URL, then Fallback (storm) or Nodes
+// (broadcast), then PublishURL when it is none of those.
+func (c *Config) URLs() []string {
+	us := append([]string{c.URL}, c.Fallback...)
+	us = append(us, c.Nodes...)
+	if c.PublishURL != "" && c.pubTarget(us) == len(us) {
+		us = append(us, c.PublishURL)
+	}
+	return us
+}
+
+// SubscriberURLs are the URLs a broadcast's subscribers are spread over.
+func (c *Config) SubscriberURLs() []string { return append([]string{c.URL}, c.Nodes...) }
+
+// pubTarget is the index of PublishURL in us (len(us) if absent; 0 when
+// PublishURL is unset).
+func (c *Config) pubTarget(us []string) int {
+	if c.PublishURL == "" {
+		return 0
+	}
+	for i, u := range us {
+		if u == c.PublishURL {
+			return i
+		}
+	}
+	return len(us)
+}
 
 // stormDefaults fills and checks the storm fields; other scenarios must
 // leave them unset.

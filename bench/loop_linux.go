@@ -105,6 +105,11 @@ type loop struct {
 	nextSweep           int64
 	firstStart, lastUp  int64 // wall-clock ns
 
+	// Broadcast over several URLs: per subscriber target, the latency of
+	// its deliveries (while measuring) and its subscribers at traffic start.
+	epHist []*Hist
+	epSubs []int64
+
 	pubPending bool // this loop must open the publisher first
 	pub        *conn
 	pubOut     []pubMsg
@@ -141,6 +146,12 @@ func newLoop(w *worker, id, conns, maxPending int, rate float64) (*loop, error) 
 	}
 	if w.cfg.Scenario == ScenarioStorm {
 		l.storm = newStormPart()
+	}
+	if w.spread > 1 {
+		l.epSubs = make([]int64, w.spread)
+		for range w.spread {
+			l.epHist = append(l.epHist, NewHist())
+		}
 	}
 	if rate > 0 {
 		l.interval = int64(float64(time.Second) / rate)
@@ -283,6 +294,9 @@ func (l *loop) openOne(now int64) {
 		l.pubPending = false
 		c.role = rolePub
 		l.pub = c
+		c.ep = w.pubEP
+	} else if w.cfg.Scenario == ScenarioBroadcast {
+		c.ep = w.subscriberTarget()
 	}
 	if why := l.dial(c, now); why != "" {
 		l.ctr.failed.Add(1)

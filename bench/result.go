@@ -63,9 +63,10 @@ type Result struct {
 	Rate        float64 `json:"rate"` // echo: per conn; broadcast: publishes/s; 0 = closed loop
 	Pipeline    int     `json:"pipeline"`
 	ConnectRate float64 `json:"connect_rate"`
-	Mode        string  `json:"mode,omitempty"`    // broadcast: raw or ws
-	Channel     string  `json:"channel,omitempty"` // broadcast, ws mode
-	PublishVia  string  `json:"publish,omitempty"` // broadcast, ws mode: ws or http
+	Mode        string  `json:"mode,omitempty"`        // broadcast: raw or ws
+	Channel     string  `json:"channel,omitempty"`     // broadcast, ws mode
+	PublishVia  string  `json:"publish,omitempty"`     // broadcast, ws mode: ws or http
+	PublishURL  string  `json:"publish_url,omitempty"` // broadcast: where the publisher connects (or whose API it posts to)
 
 	DurationS        float64 `json:"duration_s"` // the measured window
 	ConnectS         float64 `json:"connect_s"`  // time to open every connection
@@ -90,12 +91,32 @@ type Result struct {
 	ServerRSSAfter        int64    `json:"server_rss_after_bytes,omitempty"`
 	ServerRSSBytesPerConn *float64 `json:"server_rss_bytes_per_conn"` // null when not sampled
 
+	// Broadcast over several URLs (--url A,B): each node's share.
+	Nodes []NodeResult `json:"nodes,omitempty"`
+	// --cpu-pid: each process's CPU time over the measured window.
+	ServerCPU []ProcCPU `json:"server_cpu,omitempty"`
+
 	Storm *StormResult `json:"storm,omitempty"` // storm only
 
 	Totals   Counters `json:"totals"`
 	Timeline []Sample `json:"timeline"`
 	Latency  *Hist    `json:"latency_hist"`
 	Upgrade  *Hist    `json:"upgrade_hist"`
+}
+
+// NodeResult is what the subscribers on one URL of a broadcast got.
+type NodeResult struct {
+	URL              string      `json:"url"`
+	Subscribers      int64       `json:"subscribers"` // open (ws mode: subscribed) when traffic began
+	DeliveriesPerSec float64     `json:"deliveries_per_sec"`
+	LatencyMs        Percentiles `json:"latency_ms"` // publish→receive
+	Latency          *Hist       `json:"latency_hist"`
+}
+
+// nodePart is one worker's share of a NodeResult.
+type nodePart struct {
+	Subscribers int64 `json:"subscribers"`
+	Latency     *Hist `json:"latency"`
 }
 
 // WriteJSON writes r as indented JSON to path ("-" for stdout).
@@ -146,6 +167,7 @@ type workerResult struct {
 	FirstStartNs int64             `json:"first_start_ns"`
 	LastUpNs     int64             `json:"last_up_ns"`
 	Storm        *stormPart        `json:"storm,omitempty"`
+	Nodes        []nodePart        `json:"nodes,omitempty"` // broadcast over several URLs
 }
 
 // merge folds the workers' results into r.
@@ -169,6 +191,7 @@ func (r *Result) merge(ws []*workerResult) {
 			first = w.FirstStartNs
 		}
 		last = max(last, w.LastUpNs)
+		r.mergeNodes(w.Nodes)
 	}
 	if len(ws) > 0 {
 		windowNs /= int64(len(ws))
@@ -219,10 +242,45 @@ func (r *Result) merge(ws []*workerResult) {
 	for _, v := range r.ErrorReasons {
 		r.Errors += v
 	}
+	r.nodeRates()
 	r.UpgradeMs = PercentilesOf(r.Upgrade)
 	if r.Scenario == ScenarioConnect {
 		r.LatencyMs = r.UpgradeMs
 	} else {
 		r.LatencyMs = PercentilesOf(r.Latency)
+	}
+}
+
+// mergeNodes adds one worker's per-node parts; r.Nodes already holds the
+// URLs (Run sets them).
+func (r *Result) mergeNodes(ps []nodePart) {
+	for i, p := range ps {
+		if i >= len(r.Nodes) {
+			break
+		}
+		n := &r.Nodes[i]
+		n.Subscribers += p.Subscribers
+		if n.Latency == nil {
+			n.Latency = NewHist()
+		}
+		n.Latency.Merge(p.Latency)
+	}
+}
+
+// nodeRates fills each node's percentiles and its share of the run's
+// deliveries/s. The share comes from the node's latency samples, which
+// also include the drain after the window: scaling the window's rate by
+// them keeps the nodes' rates summing to the run's.
+func (r *Result) nodeRates() {
+	var all uint64
+	for i := range r.Nodes {
+		all += r.Nodes[i].Latency.Count()
+	}
+	for i := range r.Nodes {
+		n := &r.Nodes[i]
+		n.LatencyMs = PercentilesOf(n.Latency)
+		if all > 0 {
+			n.DeliveriesPerSec = r.DeliveriesPerSec * float64(n.Latency.Count()) / float64(all)
+		}
 	}
 }

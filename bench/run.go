@@ -54,6 +54,18 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 		Rate: cfg.Rate, Pipeline: cfg.Pipeline, ConnectRate: cfg.ConnectRate, ServerPID: cfg.ServerPID,
 		Mode: cfg.Mode, Channel: cfg.Channel, PublishVia: cfg.Publish,
 	}
+	if cfg.Scenario == ScenarioBroadcast {
+		res.PublishURL = cfg.PublishURL
+		if subs := cfg.SubscriberURLs(); len(subs) > 1 {
+			for _, u := range subs {
+				res.Nodes = append(res.Nodes, NodeResult{URL: u, Latency: NewHist()})
+			}
+		}
+	}
+	cpu := &cpuMeter{procs: cfg.CPUProcs}
+	if err := cpu.begin(); err != nil { // every PID is readable before any load
+		return nil, err
+	}
 	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioConnect {
 		res.Size, res.Rate, res.Pipeline = 0, 0, 0
 	}
@@ -163,7 +175,13 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 		tl.setPhase("measure")
 		measureFrom = tl.now()
 		send("measure")
+		if err := cpu.begin(); err != nil {
+			return fail(err)
+		}
 		if err := sleep(cfg.Duration); err != nil {
+			return fail(err)
+		}
+		if res.ServerCPU, err = cpu.end(); err != nil {
 			return fail(err)
 		}
 	}
@@ -192,6 +210,7 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	}
 	res.merge(results)
 	res.Timeline = tl.samples
+	perDelivery(res.ServerCPU, res.DeliveriesPerSec)
 	if cfg.Scenario == ScenarioStorm {
 		part := newStormPart()
 		for _, r := range results {

@@ -257,6 +257,13 @@ func (s *bcastScenario) opened(l *loop, c *conn, _ int64) bool {
 }
 
 func (s *bcastScenario) begin(l *loop, now int64) {
+	if l.epSubs != nil {
+		for _, c := range l.all {
+			if c.role == roleSub && c.state == stOpen && c.settled {
+				l.epSubs[c.ep]++
+			}
+		}
+	}
 	if l.pub == nil || l.pub.state != stOpen {
 		return
 	}
@@ -362,6 +369,9 @@ func (s *bcastScenario) delivered(l *loop, c *conn, seq uint64, ts, wall int64, 
 	}
 	if l.measuring {
 		l.hist.Record(wall - ts)
+		if l.epHist != nil {
+			l.epHist[c.ep].Record(wall - ts)
+		}
 	}
 }
 

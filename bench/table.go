@@ -66,9 +66,15 @@ func WriteTable(w io.Writer, r *Result) {
 		} else {
 			row("subscribers", "%d, payload %d B", r.Subscribers, r.Size)
 		}
+		if r.PublishURL != "" && (len(r.Nodes) > 0 || r.PublishURL != r.URL) {
+			row("publisher", "%s", r.PublishURL)
+		}
 		row("publishes/s", "%s", human(r.MsgsPerSec))
 		row("deliveries/s", "%s", human(r.DeliveriesPerSec))
 		row("latency ms", "%s", fmtPct(r.LatencyMs))
+		for _, n := range r.Nodes {
+			row("  "+n.URL, "%d subscribers, deliveries/s %s, latency ms %s", n.Subscribers, human(n.DeliveriesPerSec), fmtPct(n.LatencyMs))
+		}
 	case ScenarioStorm:
 		writeStormRows(row, r)
 	}
@@ -77,6 +83,13 @@ func WriteTable(w io.Writer, r *Result) {
 	}
 	if r.ServerRSSBytesPerConn != nil {
 		row("server RSS", "%s before, %s with conns: %.0f B/conn", humanBytes(float64(r.ServerRSSBefore)), humanBytes(float64(r.ServerRSSAfter)), *r.ServerRSSBytesPerConn)
+	}
+	for _, p := range r.ServerCPU {
+		if p.USPerDelivery > 0 {
+			row("cpu "+p.Label, "%.2f s (%.2f cores), %.3f µs per delivery", p.CPUSeconds, p.Cores, p.USPerDelivery)
+		} else {
+			row("cpu "+p.Label, "%.2f s (%.2f cores)", p.CPUSeconds, p.Cores)
+		}
 	}
 	if r.PubErrors > 0 {
 		row("errors", "%d (lost %d, duplicated %d, mismatched %d, publishes refused %d)", r.Errors, r.Lost, r.Duplicated, r.Mismatched, r.PubErrors)

@@ -49,6 +49,10 @@ type tinyServer struct {
 	// Every upgraded conn, and when each upgrade was answered.
 	live     map[*tinyConn]struct{}
 	upgrades []time.Time
+	// /ws: publications made here also reach these servers' subscribers,
+	// like nodes of one cluster (linkTiny; under mu).
+	linked    []*tinyServer
+	published atomic.Int64 // /ws publish ops (or API posts) received here
 }
 
 type tinyConn struct {
@@ -256,18 +260,25 @@ func (s *tinyServer) onWS(tc *tinyConn, msg []byte) {
 	}
 }
 
-// publish pushes data to the channel's /ws subscribers, as wsd encodes it.
+// publish pushes data to the channel's /ws subscribers, here and on the
+// linked servers, as wsd encodes it.
 func (s *tinyServer) publish(channel string, data []byte) uint64 {
+	s.published.Add(1)
 	s.mu.Lock()
 	s.offset++
 	off := s.offset
-	var subs []*tinyConn
-	for c, ch := range s.wsSubs {
-		if ch == channel {
-			subs = append(subs, c)
-		}
-	}
+	nodes := append([]*tinyServer{s}, s.linked...)
 	s.mu.Unlock()
+	var subs []*tinyConn
+	for _, n := range nodes {
+		n.mu.Lock()
+		for c, ch := range n.wsSubs {
+			if ch == channel {
+				subs = append(subs, c)
+			}
+		}
+		n.mu.Unlock()
+	}
 	push := func(ch string) []byte {
 		b := fmt.Appendf(nil, `{"channel":%q,"offset":%d,"epoch":"e","data":`, ch, off)
 		b = append(append(b, data...), '}')
@@ -311,6 +322,27 @@ func (s *tinyServer) apiHandler(key string) http.Handler {
 		off := s.publish(body.Channel, body.Data)
 		fmt.Fprintf(w, `{"offset":%d,"epoch":"e"}`, off)
 	})
+}
+
+// linkTiny makes servers nodes of one cluster: a publication on any of
+// them reaches the /ws subscribers of all.
+func linkTiny(ss ...*tinyServer) {
+	for _, s := range ss {
+		s.mu.Lock()
+		for _, o := range ss {
+			if o != s {
+				s.linked = append(s.linked, o)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// wsSubscribers is how many /ws conns are subscribed here now.
+func (s *tinyServer) wsSubscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.wsSubs)
 }
 
 // upgraded returns how many conns are open now and the upgrade times so far.

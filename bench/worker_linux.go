@@ -30,6 +30,9 @@ const (
 type worker struct {
 	cfg     Config
 	targets []Target // Config.URLs
+	pubEP   uint8    // broadcast: the publisher's target (Config.PublishURL)
+	spread  int      // broadcast: subscribers go round robin over targets[:spread]
+	nextSub atomic.Int64
 	srcs    []netip.Addr
 	base    time.Time
 	phase   atomic.Int32
@@ -58,6 +61,10 @@ func newWorker(cfg Config) (*worker, error) {
 			return nil, err
 		}
 		w.targets = append(w.targets, t)
+	}
+	if cfg.Scenario == ScenarioBroadcast {
+		w.spread = len(cfg.SubscriberURLs())
+		w.pubEP = uint8(cfg.pubTarget(cfg.URLs()))
 	}
 	for _, s := range cfg.SourceIPs {
 		w.srcs = append(w.srcs, netip.MustParseAddr(s))
@@ -283,6 +290,7 @@ func (w *worker) drive(ctx context.Context, cmds <-chan string, ready func()) (*
 					}
 					res.Storm.merge(l.storm)
 				}
+				res.mergeNodes(l)
 			}
 			if w.hpub != nil {
 				w.hpub.mu.Lock()
@@ -293,5 +301,33 @@ func (w *worker) drive(ctx context.Context, cmds <-chan string, ready func()) (*
 			}
 			return res, nil
 		}
+	}
+}
+
+// subscriberTarget is the target of the worker's next subscriber: round
+// robin over the subscriber URLs, counted across workers (each numbers its
+// subscribers from its idBase). Safe from any of the worker's loops.
+func (w *worker) subscriberTarget() uint8 {
+	if w.spread <= 1 {
+		return 0
+	}
+	i := int64(w.idBase) + w.nextSub.Add(1) - 1
+	return uint8(i % int64(w.spread))
+}
+
+// mergeNodes adds loop l's per-node counts to r; after l has stopped.
+func (r *workerResult) mergeNodes(l *loop) {
+	if l.epHist == nil {
+		return
+	}
+	if r.Nodes == nil {
+		r.Nodes = make([]nodePart, len(l.epHist))
+		for i := range r.Nodes {
+			r.Nodes[i].Latency = NewHist()
+		}
+	}
+	for i, h := range l.epHist {
+		r.Nodes[i].Latency.Merge(h)
+		r.Nodes[i].Subscribers += l.epSubs[i]
 	}
 }

@@ -208,6 +208,11 @@ func TestBroadcastWSFlags(t *testing.T) {
 		{[]string{"broadcast", "--mode", "ws", "--url", "ws://192.0.2.1/ws", "--quiet"}, "loopback"},
 		{[]string{"broadcast", "--mode", "ws", "--publish", "http", "--api-key", "k", "--api-url", "http://192.0.2.1/api/publish", "--quiet"}, "loopback"},
 		{[]string{"echo", "--mode", "ws"}, "flag provided but not defined"},
+		{[]string{"broadcast", "--mode", "ws", "--url", "ws://127.0.0.1:1/ws,ws://192.0.2.1/ws", "--quiet"}, "loopback"},
+		{[]string{"broadcast", "--mode", "ws", "--url", "ws://127.0.0.1:1/ws,ws://127.0.0.1:1/ws", "--quiet"}, "given twice"},
+		{[]string{"broadcast", "--mode", "ws", "--publish-url", "ws://192.0.2.1/ws", "--quiet"}, "--publish-url"},
+		{[]string{"broadcast", "--cpu-pid", "a=x", "--quiet"}, "want PID or label=PID"},
+		{[]string{"echo", "--publish-url", "ws://127.0.0.1:1/ws"}, "flag provided but not defined"},
 	} {
 		var so, se bytes.Buffer
 		if code := run(c.args, &so, &se); code == 0 || !strings.Contains(se.String(), c.want) {

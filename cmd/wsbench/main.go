@@ -6,6 +6,7 @@
 //	wsbench idle --url ws://127.0.0.1:8080/echo --conns 19000 --procs 2 --server-pid $(pidof wsd)
 //	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8080/ws --channel bench --conns 10000 [--publish http --api-key KEY]
+//	wsbench broadcast --mode ws --url ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws --publish-url ws://127.0.0.1:8081/ws --conns 18000 --procs 2 --cpu-pid a=PID --cpu-pid b=PID
 //	wsbench storm --url ws://127.0.0.1:8080/ws --fallback ws://127.0.0.1:8081/ws --conns 2000 --kill-pid $(pidof wsd) --signal KILL
 //	wsbench suite --server wsd=bin/wsd --server gorilla=bin/peer-gorilla --out docs/bench
 //	wsbench report --html out.html results.json
@@ -49,7 +50,9 @@ Scenarios:
              (or --prometheus) report the server's RSS per connection
   echo       --conns connections echo --size byte messages, closed loop or --rate per conn
   broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate);
-             --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http
+             --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http;
+             --url A,B spreads the subscribers over the nodes of a cluster, --publish-url picks the
+             publisher's node; --cpu-pid reports each server process's CPU per delivery
   storm      --conns clients on --url; when that node goes (--kill-pid, or kill it yourself) each
              reconnects to the next of --fallback, at once or as the server's hints say
              (--honor-hints); the reconnect curve, connect times, refused upgrades
@@ -128,7 +131,7 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	honor := true
 	fs := flag.NewFlagSet("wsbench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.URL, "url", defaultURL, "target ws:// URL (broadcast --mode ws: default ws://127.0.0.1:8080/ws)")
+	fs.StringVar(&c.URL, "url", defaultURL, "target ws:// URL (broadcast --mode ws: default ws://127.0.0.1:8080/ws; broadcast: several, comma-separated, get the subscribers round robin)")
 	fs.StringVar(&c.Label, "label", "", "name of the server under test, for reports")
 	scenarioFlags(fs, &c, &sourceIPs)
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "sample this process's RSS (/proc/PID/status VmRSS)")
@@ -139,6 +142,7 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write wsbench's own CPU profile to `file` (to check the client is not the bottleneck)")
 	switch name {
 	case bench.ScenarioEcho, bench.ScenarioBroadcast:
+		fs.Func("cpu-pid", "report this process's CPU time (user+system, /proc/PID/stat) over the measured window and per delivery: PID or label=PID; repeat for several (e.g. each server node and its broker)", cpuPID(&c))
 		fs.IntVar(&c.Size, "size", 0, "payload bytes (default 1024; broadcast 64, at least 32)")
 		fs.BoolVar(&c.Text, "text", false, "text frames (default binary)")
 		fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate (no context takeover)")
@@ -150,7 +154,8 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 			fs.StringVar(&c.Channel, "channel", "", "ws mode: channel (default \""+bench.DefaultChannel+"\"); use one nobody else publishes on")
 			fs.StringVar(&c.Publish, "publish", "", "ws mode: ws (publish ops on a /ws connection of its own, the default) or http (POST /api/publish, one at a time, at most "+fmt.Sprint(bench.MaxHTTPPublishRate)+"/s)")
 			fs.StringVar(&c.APIKey, "api-key", "", "ws mode, --publish http: wsd's --api-key (or $WSBENCH_API_KEY)")
-			fs.StringVar(&c.APIURL, "api-url", "", "ws mode, --publish http: the publish endpoint (default http://HOST:PORT/api/publish of --url)")
+			fs.StringVar(&c.APIURL, "api-url", "", "ws mode, --publish http: the publish endpoint (default http://HOST:PORT/api/publish of --publish-url)")
+			fs.StringVar(&c.PublishURL, "publish-url", "", "where the publisher connects (--publish http: whose /api/publish it posts to); default the first --url")
 		}
 	case bench.ScenarioStorm:
 		fs.StringVar(&fallback, "fallback", "", "comma-separated ws:// URLs a client moves on to, in turn, when its node closes or cannot be reached (default: --url again)")
@@ -162,6 +167,7 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&c.KillSignal, "signal", "", "with --kill-pid: TERM (default), KILL or INT")
 		fs.DurationVar(&c.KillAfter, "kill-after", 0, "with --kill-pid: how long after every client is up (default 500ms)")
 	case bench.ScenarioIdle:
+		fs.Func("cpu-pid", "report this process's CPU time (user+system, /proc/PID/stat) over the measured window: PID or label=PID; repeat for several", cpuPID(&c))
 		fs.DurationVar(&c.PingEvery, "ping-every", time.Second, "ping interval for the sampled connections")
 		fs.IntVar(&c.PingSample, "ping-sample", 100, "connections pinged each interval (all procs)")
 	}
@@ -173,6 +179,11 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	}
 	if name == bench.ScenarioStorm {
 		if err := stormFlags(fs, &c, fallback, honor); err != nil {
+			return err
+		}
+	}
+	if name == bench.ScenarioBroadcast {
+		if err := splitURLs(&c); err != nil {
 			return err
 		}
 	}
@@ -291,5 +302,36 @@ func stormFlags(fs *flag.FlagSet, c *bench.Config, fallback string, honor bool) 
 			c.Label = "naive"
 		}
 	}
+	return nil
+}
+
+// cpuPID is the --cpu-pid flag: one process per use.
+func cpuPID(c *bench.Config) func(string) error {
+	return func(v string) error {
+		p, err := bench.ParseCPUProc(v)
+		if err != nil {
+			return err
+		}
+		c.CPUProcs = append(c.CPUProcs, p)
+		return nil
+	}
+}
+
+// splitURLs turns a broadcast's comma-separated --url into URL (the first,
+// whose host --mode ws defaults apply to) and Nodes.
+func splitURLs(c *bench.Config) error {
+	if !strings.Contains(c.URL, ",") {
+		return nil
+	}
+	var us []string
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			us = append(us, u)
+		}
+	}
+	if len(us) == 0 {
+		return errors.New("--url: no URL")
+	}
+	c.URL, c.Nodes = us[0], us[1:]
 	return nil
 }

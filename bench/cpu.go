@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxCPUProcs bounds --cpu-pid: a few servers (and their broker), not a
+// process table.
+const MaxCPUProcs = 16
+
+// userHZ is the unit of utime and stime in /proc/PID/stat. The kernel
+// exports clock ticks to user space at a fixed USER_HZ of 100 on every
+// architecture Go runs Linux on, whatever its internal HZ.
+const userHZ = 100
+
+// CPUProc names a process whose CPU time a run reports.
+type CPUProc struct {
+	Label string `json:"label"`
+	PID   int    `json:"pid"`
+}
+
+// ParseCPUProc parses "label=PID" or "PID" (the label is then the
+// process's name from /proc/PID/comm, or the PID).
+func ParseCPUProc(s string) (CPUProc, error) {
+	label, num, ok := strings.Cut(s, "=")
+	if !ok {
+		label, num = "", s
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || pid <= 0 {
+		return CPUProc{}, fmt.Errorf("--cpu-pid %q: want PID or label=PID", s)
+	}
+	label = strings.TrimSpace(label)
+	if label == "" {
+		label = strconv.Itoa(pid)
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+			label = strings.TrimSpace(string(b)) + " " + label
+		}
+	}
+	return CPUProc{Label: label, PID: pid}, nil
+}
+
+// ProcCPU is one process's CPU time over a run's measured window.
+type ProcCPU struct {
+	Label      string  `json:"label"`
+	PID        int     `json:"pid"`
+	CPUSeconds float64 `json:"cpu_s"` // user + system
+	Cores      float64 `json:"cores"` // CPU seconds per second of the window
+	// USPerDelivery is CPU µs per delivery of the whole run (broadcast,
+	// echo), 0 when there were none.
+	USPerDelivery float64 `json:"us_per_delivery,omitempty"`
+}
+
+// errNoStat is returned for a /proc/PID/stat line that cannot be read.
+var errNoStat = errors.New("malformed /proc/PID/stat")
+
+// parseStatCPU returns utime + stime, in clock ticks, from a
+// /proc/PID/stat line. The command name (field 2) may hold spaces and
+// parentheses, so the fields are counted from the last ')'.
+func parseStatCPU(stat []byte) (int64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errNoStat
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, errNoStat
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil || u < 0 || s < 0 {
+		return 0, errNoStat
+	}
+	return u + s, nil
+}
+
+// procCPUTicks reads a process's utime + stime in clock ticks.
+func procCPUTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(b)
+}
+
+// cpuMeter samples the CPU time of a run's listed processes at the start
+// and the end of the measured window. Not safe for concurrent use.
+type cpuMeter struct {
+	procs []CPUProc
+	t0    time.Time
+	start []int64
+}
+
+// begin records the processes' CPU time now. A process that cannot be
+// read is an error: a figure for the wrong window would be worse than none.
+func (m *cpuMeter) begin() error {
+	m.t0 = time.Now()
+	m.start = m.start[:0]
+	for _, p := range m.procs {
+		v, err := procCPUTicks(p.PID)
+		if err != nil {
+			return fmt.Errorf("--cpu-pid %s (%d): %w", p.Label, p.PID, err)
+		}
+		m.start = append(m.start, v)
+	}
+	return nil
+}
+
+// end returns each process's CPU use since begin.
+func (m *cpuMeter) end() ([]ProcCPU, error) {
+	window := time.Since(m.t0).Seconds()
+	out := make([]ProcCPU, 0, len(m.procs))
+	for i, p := range m.procs {
+		v, err := procCPUTicks(p.PID)
+		if err != nil {
+			return nil, fmt.Errorf("--cpu-pid %s (%d): %w", p.Label, p.PID, err)
+		}
+		s := float64(v-m.start[i]) / userHZ
+		pc := ProcCPU{Label: p.Label, PID: p.PID, CPUSeconds: s}
+		if window > 0 {
+			pc.Cores = s / window
+		}
+		out = append(out, pc)
+	}
+	return out, nil
+}
+
+// perDelivery fills each process's CPU µs per delivery from the run's
+// delivery rate: cores used / deliveries per second.
+func perDelivery(ps []ProcCPU, deliveriesPerSec float64) {
+	if deliveriesPerSec <= 0 {
+		return
+	}
+	for i := range ps {
+		ps[i].USPerDelivery = ps[i].Cores / deliveriesPerSec * 1e6
+	}
+}
