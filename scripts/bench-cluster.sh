@@ -99,12 +99,6 @@ if [[ $CASE == cluster ]]; then
 fi
 if [[ $CASE != memory ]]; then
 	cpu+=(--cpu-pid "nats-server=$nats_pid")
-	# Create the namespace's JetStream stream from A alone before any
-	# load: when two nodes create it at the same moment, nats-server
-	# v2.15.3 may accept both streams (same subjects) and the nodes end up
-	# on different streams.
-	timeout -k 5 60 "$WSBENCH" broadcast --mode ws --url "ws://127.0.0.1:$a_port/ws" --channel bench-prime --conns 1 \
-		--rate 5 --warmup 100ms --duration 300ms --timeout 30s --quiet >/dev/null
 fi
 
 procs=$(((CONNS + 8999) / 9000))

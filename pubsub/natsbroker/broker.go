@@ -103,7 +103,8 @@ type Broker struct {
 
 	handler atomic.Pointer[func(pubsub.Publication)]
 
-	lookupMu  sync.Mutex // serialises stream lookups and creations
+	lookupMu  sync.Mutex         // serialises stream lookups and creations
+	reg       jetstream.KeyValue // the stream registry; under lookupMu
 	streamsMu sync.RWMutex
 	streams   map[string]*nsStream // namespace → its current stream
 

@@ -13,9 +13,16 @@
 // token no namespace can produce), and one subject per channel:
 // "<SubjectPrefix>.<ns>.<base64url of the channel name>". Channel names may
 // hold '.', '>' or ':' (pubsub.ValidChannel), which are not plain subject
-// characters; base64url has only letters, digits, '-' and '_'. Nodes find a
-// namespace's stream by its subjects, not its name, so the name only needs
-// to be unique when created.
+// characters; base64url has only letters, digits, '-' and '_'.
+//
+// Which stream a namespace uses is recorded in the KV bucket
+// "<StreamPrefix>_streams" (key "ns_<hex of the namespace>"). A node creates
+// a stream only after winning that entry with compare-and-set, and uses
+// only the stream the entry names: nats-server v2.15.3 accepted two streams
+// with the same subjects when two nodes created theirs at the same moment,
+// and the nodes then split the channel. An entry naming a stream that does
+// not exist is waited for briefly (its creator is mid-way), then replaced
+// (the stream was deleted, or its creator died).
 //
 // # Offsets: one per publication, across nodes
 //

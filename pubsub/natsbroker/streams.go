@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -82,38 +83,141 @@ func (b *Broker) stream(ctx context.Context, ns string, stale *nsStream) (*nsStr
 	return s, nil
 }
 
-// findOrCreate finds the stream bound to ns's subjects, creating it when
-// there is none. Two nodes creating at once: one wins, the other finds
-// its stream on the next round.
+// findOrCreate finds ns's stream, creating it when there is none.
+//
+// Which stream a namespace uses is recorded in a KV bucket (the registry),
+// written with compare-and-set: nats-server does not reliably refuse a
+// second stream with the same subjects when two nodes create theirs at the
+// same moment (v2.15.3 took both, and the nodes split the channel between
+// them), but a KV create or update with an expected revision has exactly
+// one winner. A node creates a stream only after winning the registry
+// entry, and uses only the stream the entry names.
 func (b *Broker) findOrCreate(ctx context.Context, ns string) (*nsStream, error) {
 	lim := b.limits(ns)
 	subject := b.opts.SubjectPrefix + "." + nsToken(ns) + "."
-	for range 3 {
-		name, err := b.js.StreamNameBySubject(ctx, subject+"*")
-		switch {
-		case err == nil:
-			return b.adopt(ctx, ns, name, subject, lim)
-		case !errors.Is(err, jetstream.ErrStreamNotFound):
-			return nil, fmt.Errorf("looking up the stream of namespace %q: %w", ns, err)
+	reg, err := b.registry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := registryKey(ns)
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		s := &nsStream{ns: ns, epoch: b.opts.NewEpoch(), subject: subject, size: lim.HistorySize, ttl: lim.HistoryTTL}
-		s.name = b.streamName(ns, s.epoch)
-		s.h, err = b.js.CreateStream(ctx, b.streamConfig(s))
-		switch code := apiCode(err); {
-		case err == nil:
-			b.log.Info("JetStream stream created", "stream", s.name, "namespace", ns)
-			return s, nil
-		case code == jetstream.JSErrCodeStreamNameInUse || code == codeSubjectsOverlap:
-			continue // another node created it first: adopt that one
+		e, err := reg.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			// Nothing registered: take a stream that holds the subjects
+			// already (made before the registry), else make one.
+			name, err := b.js.StreamNameBySubject(ctx, subject+"*")
+			if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return nil, fmt.Errorf("looking up the stream of namespace %q: %w", ns, err)
+			}
+			if err == nil {
+				if _, err := reg.Create(ctx, key, []byte(name)); err == nil {
+					return b.adopt(ctx, ns, name, subject, lim)
+				}
+				continue
+			}
+			if s, err := b.createRegistered(ctx, reg, key, 0, ns, subject, lim); s != nil || err != nil {
+				return s, err
+			}
+		case err != nil:
+			return nil, fmt.Errorf("reading the stream registry for namespace %q: %w", ns, err)
 		default:
-			return nil, fmt.Errorf("creating stream %s: %w", s.name, err)
+			name := string(e.Value())
+			if _, err := b.js.Stream(ctx, name); err == nil {
+				return b.adopt(ctx, ns, name, subject, lim)
+			} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return nil, fmt.Errorf("reading stream %s: %w", name, err)
+			}
+			// Registered but missing: its creator may be between the
+			// registry and the stream; past a grace period it is gone
+			// (deleted by an operator, or its creator died) and a new one
+			// replaces it.
+			if attempt < registryGrace {
+				sleepCtx(ctx, registryPoll)
+				continue
+			}
+			if s, err := b.createRegistered(ctx, reg, key, e.Revision(), ns, subject, lim); s != nil || err != nil {
+				return s, err
+			}
 		}
 	}
-	return nil, fmt.Errorf("namespace %q: its stream keeps disappearing while being created", ns)
 }
 
-// codeSubjectsOverlap: "subjects overlap with an existing stream".
-const codeSubjectsOverlap jetstream.ErrorCode = 10065
+// Registry timing: a registered stream that does not exist yet is waited
+// for registryGrace × registryPoll (its creator is mid-way) before it is
+// taken for lost.
+const (
+	registryGrace = 20
+	registryPoll  = 50 * time.Millisecond
+)
+
+// createRegistered claims key for a new stream (revision 0: the key must
+// not exist; else it must still be at revision) and creates the stream.
+// It returns nil, nil when another node won the key: look again.
+func (b *Broker) createRegistered(ctx context.Context, reg jetstream.KeyValue, key string, revision uint64,
+	ns, subject string, lim pubsub.NamespaceOptions) (*nsStream, error) {
+	s := &nsStream{ns: ns, epoch: b.opts.NewEpoch(), subject: subject, size: lim.HistorySize, ttl: lim.HistoryTTL}
+	s.name = b.streamName(ns, s.epoch)
+	var err error
+	if revision == 0 {
+		_, err = reg.Create(ctx, key, []byte(s.name))
+	} else {
+		_, err = reg.Update(ctx, key, []byte(s.name), revision)
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || apiCode(err) == jetstream.JSErrCodeStreamWrongLastSequence {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("registering the stream of namespace %q: %w", ns, err)
+	}
+	if s.h, err = b.js.CreateStream(ctx, b.streamConfig(s)); err != nil {
+		return nil, fmt.Errorf("creating stream %s: %w", s.name, err)
+	}
+	// A creator slower than the grace period may have been replaced
+	// meanwhile: then its stream is unused and goes.
+	if e, err := reg.Get(ctx, key); err == nil && string(e.Value()) != s.name {
+		_ = b.js.DeleteStream(ctx, s.name)
+		return nil, nil
+	}
+	b.log.Info("JetStream stream created", "stream", s.name, "namespace", ns)
+	return s, nil
+}
+
+// registry returns the bucket naming each namespace's stream, creating it
+// the first time (an identical create by another node is not an error).
+func (b *Broker) registry(ctx context.Context) (jetstream.KeyValue, error) {
+	if b.reg != nil {
+		return b.reg, nil
+	}
+	storage := jetstream.FileStorage
+	if b.opts.MemoryStorage {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: b.opts.StreamPrefix + "_streams", Description: "wsd: the JetStream stream of each namespace",
+		History: 1, Storage: storage, Replicas: b.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream registry: %w", err)
+	}
+	b.reg = kv
+	return kv, nil
+}
+
+// registryKey is ns as a KV key (letters and digits only).
+func registryKey(ns string) string { return "ns_" + hex.EncodeToString([]byte(ns)) }
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
 
 func (b *Broker) streamName(ns, epoch string) string {
 	n := ns
