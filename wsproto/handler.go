@@ -69,6 +69,7 @@ type Handler struct {
 	secret []byte
 	parser *jwt.Parser
 	now    func() time.Time
+	px     *proxies // backend proxies (proxy.go); fields nil when off
 
 	requests, rateLimited, authRejected, originRejected atomic.Uint64
 	errors                                              [numCodes]atomic.Uint64
@@ -85,7 +86,7 @@ func New(hub *Hub, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	h := &Handler{hub: hub, cfg: cfg, now: time.Now}
+	h := &Handler{hub: hub, cfg: cfg, now: time.Now, px: newProxies(cfg.Proxy, cfg.MaxDataBytes)}
 	if cfg.TokenSecret != "" {
 		h.secret = []byte(cfg.TokenSecret)
 		h.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
@@ -203,6 +204,8 @@ func (h *Handler) OnMessage(c *server.Conn[Session], m server.Message) {
 		h.publish(c, &req)
 	case "presence":
 		h.presence(c, &req)
+	case "rpc":
+		h.rpc(c, &req)
 	case "ping":
 		// Extension: an application-level liveness probe (browsers cannot
 		// send WebSocket pings). The reply is an empty result.
@@ -306,12 +309,9 @@ func (h *Handler) publish(c *server.Conn[Session], req *Request) {
 		h.fail(c, req.ID, &Error{CodeTooLarge, fmt.Sprintf("data over %d bytes", h.cfg.MaxDataBytes)})
 		return
 	}
-	pos, err := h.hub.Publish(context.Background(), req.Channel, req.Data)
-	if err != nil {
-		h.fail(c, req.ID, errorFor(err))
-		return
+	if !h.publishProxied(c, req) {
+		h.publishNow(c, req.ID, req.Channel, req.Data)
 	}
-	h.reply(c, req.ID, PublishResult{Offset: pos.Offset, Epoch: pos.Epoch})
 }
 
 func (h *Handler) presence(c *server.Conn[Session], req *Request) {

@@ -1,0 +1,251 @@
+package wsproto
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// backend is an httptest server standing for the application's backend:
+// answer decides each call's answer; hold, while set, blocks calls until
+// released or the caller gives up.
+type backend struct {
+	t     *testing.T
+	srv   *httptest.Server
+	calls atomic.Int64
+
+	mu      sync.Mutex
+	answer  func(path string, body map[string]json.RawMessage) (status int, reply string)
+	held    chan struct{} // closed to release held calls
+	holding bool
+	waiting atomic.Int64 // calls blocked in hold
+}
+
+func newBackend(t *testing.T) *backend {
+	b := &backend{t: t, held: make(chan struct{})}
+	b.answer = func(string, map[string]json.RawMessage) (int, string) { return 200, `{"result":{}}` }
+	b.srv = httptest.NewServer(http.HandlerFunc(b.serve))
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
+	b.calls.Add(1)
+	var body map[string]json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.Method != http.MethodPost ||
+		r.Header.Get("Content-Type") != "application/json" {
+		b.t.Errorf("backend got %s %s (%v)", r.Method, r.Header.Get("Content-Type"), err)
+	}
+	b.mu.Lock()
+	answer, holding, held := b.answer, b.holding, b.held
+	b.mu.Unlock()
+	if holding {
+		b.waiting.Add(1)
+		select {
+		case <-held:
+		case <-r.Context().Done():
+		}
+		b.waiting.Add(-1)
+	}
+	status, reply := answer(r.URL.Path, body)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprint(w, reply)
+}
+
+func (b *backend) hold() {
+	b.mu.Lock()
+	b.holding = true
+	b.mu.Unlock()
+}
+
+func (b *backend) release() {
+	b.mu.Lock()
+	if b.holding {
+		b.holding = false
+		close(b.held)
+		b.held = make(chan struct{})
+	}
+	b.mu.Unlock()
+}
+
+func (b *backend) setAnswer(f func(path string, body map[string]json.RawMessage) (int, string)) {
+	b.mu.Lock()
+	b.answer = f
+	b.mu.Unlock()
+}
+
+func (b *backend) stop() {
+	b.release()
+	b.srv.Close()
+}
+
+// proxied starts a server whose proxies point at b.
+func proxied(t *testing.T, b *backend, p ProxyConfig) *env {
+	t.Helper()
+	u := b.srv.URL
+	if p.RPCURL == "" {
+		p.RPCURL = u + "/rpc"
+	}
+	e := start(t, Config{Proxy: p, RateLimit: -1}, nil)
+	t.Cleanup(e.h.CloseProxies)
+	return e
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRPCAnswered(t *testing.T) {
+	b := newBackend(t)
+	b.setAnswer(func(path string, body map[string]json.RawMessage) (int, string) {
+		if path != "/rpc" {
+			return 404, ""
+		}
+		return 200, fmt.Sprintf(`{"result":{"method":%s,"user":%s,"client":%s,"data":%s,"has_addr":%v}}`,
+			body["method"], body["user"], body["client"], body["data"], len(body["remote_addr"]) > 2)
+	})
+	e := proxied(t, b, ProxyConfig{})
+	c := e.dial(t)
+	var r struct {
+		Method, User, Client string
+		Data                 map[string]int
+		HasAddr              bool `json:"has_addr"`
+	}
+	c.ok(`{"id":7,"op":"rpc","method":"move","data":{"x":3}}`, &r)
+	if r.Method != "move" || r.Data["x"] != 3 || r.User == "" || r.Client == "" || !r.HasAddr {
+		t.Fatalf("backend saw %+v", r)
+	}
+	st := e.h.ProxyStats()
+	if len(st) != 1 || st[0].Name != "rpc" || st[0].Calls != 1 || st[0].Errors != 0 || st[0].Count != 1 || st[0].Buckets[len(st[0].Buckets)-1] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRPCBackendErrorIsTheReply(t *testing.T) {
+	b := newBackend(t)
+	b.setAnswer(func(string, map[string]json.RawMessage) (int, string) {
+		return 200, `{"error":{"code":"illegal_move","message":"not your turn"}}`
+	})
+	e := proxied(t, b, ProxyConfig{})
+	c := e.dial(t)
+	m := c.call(`{"id":"a","op":"rpc","method":"move"}`)
+	if m.Error == nil || m.Error.Code != "illegal_move" || m.Error.Message != "not your turn" || string(m.ID) != `"a"` {
+		t.Fatalf("got %+v", m)
+	}
+	c.ok(`{"id":2,"op":"ping"}`, nil)
+	// A non-2xx status or a non-JSON answer is the backend failing.
+	b.setAnswer(func(string, map[string]json.RawMessage) (int, string) { return 500, `{"result":1}` })
+	c.fails(`{"id":3,"op":"rpc","method":"move"}`, CodeBackendUnavailable)
+	b.setAnswer(func(string, map[string]json.RawMessage) (int, string) { return 200, `oops` })
+	c.fails(`{"id":4,"op":"rpc","method":"move"}`, CodeBackendUnavailable)
+	if st := e.h.ProxyStats()[0]; st.Calls != 3 || st.Errors != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRPCRequestChecks(t *testing.T) {
+	e := start(t, Config{}, nil)
+	e.dial(t).fails(`{"id":1,"op":"rpc","method":"move"}`, CodeUnknownOp)
+	b := newBackend(t)
+	e = proxied(t, b, ProxyConfig{})
+	c := e.dial(t)
+	c.fails(`{"id":1,"op":"rpc"}`, CodeBadRequest)
+	if b.calls.Load() != 0 {
+		t.Fatal("a bad rpc reached the backend")
+	}
+}
+
+// A slow backend: more rpcs pending than the handler has workers, yet
+// another client is served at once, and each rpc gets its error reply
+// about the timeout after it was sent.
+func TestRPCSlowBackendTimesOutAndNodeStaysHealthy(t *testing.T) {
+	b := newBackend(t)
+	b.hold()
+	const timeout = 400 * time.Millisecond
+	e := proxied(t, b, ProxyConfig{Timeout: timeout})
+	slow, other := e.dial(t), e.dial(t)
+	const n = 40 // the default pool has 4 × GOMAXPROCS workers
+	sent := time.Now()
+	for i := range n {
+		slow.send(fmt.Sprintf(`{"id":%d,"op":"rpc","method":"think"}`, i))
+	}
+	waitFor(t, "the rpcs to reach the backend", func() bool { return b.waiting.Load() == n })
+	// All n are waiting on the backend: the node still answers others.
+	var sr SubscribeResult
+	other.ok(`{"id":1,"op":"subscribe","channel":"news"}`, &sr)
+	other.send(`{"id":2,"op":"publish","channel":"news","data":1}`)
+	other.push("news", 1) // its own push comes before its reply
+	if m := other.read(); m.Error != nil || string(m.ID) != "2" {
+		t.Fatalf("publish: %+v", m)
+	}
+	seen := map[string]bool{}
+	for range n {
+		m := slow.read()
+		if m.Error == nil || m.Error.Code != CodeBackendUnavailable {
+			t.Fatalf("got %+v", m)
+		}
+		seen[string(m.ID)] = true
+	}
+	took := time.Since(sent)
+	if len(seen) != n || took < timeout || took > timeout+5*time.Second {
+		t.Fatalf("%d distinct replies after %v (timeout %v)", len(seen), took, timeout)
+	}
+	if st := e.h.ProxyStats()[0]; st.Errors != n || st.Refused != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	slow.ok(`{"id":"after","op":"ping"}`, nil)
+}
+
+func TestRPCInFlightBoundAnswersAtOnce(t *testing.T) {
+	b := newBackend(t)
+	b.hold()
+	e := proxied(t, b, ProxyConfig{MaxInFlight: 2, Timeout: time.Minute})
+	c := e.dial(t)
+	c.send(`{"id":1,"op":"rpc","method":"a"}`)
+	c.send(`{"id":2,"op":"rpc","method":"a"}`)
+	waitFor(t, "two calls at the backend", func() bool { return b.waiting.Load() == 2 })
+	// The third is refused without waiting for the minute-long timeout.
+	m := c.call(`{"id":3,"op":"rpc","method":"a"}`)
+	if m.Error == nil || m.Error.Code != CodeBackendUnavailable || string(m.ID) != "3" {
+		t.Fatalf("got %+v", m)
+	}
+	b.release()
+	for range 2 {
+		if m := c.read(); m.Error != nil {
+			t.Fatalf("held call: %+v", m)
+		}
+	}
+	if st := e.h.ProxyStats()[0]; st.Calls != 3 || st.Refused != 1 || st.Errors != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	c.ok(`{"id":4,"op":"rpc","method":"a"}`, nil) // the slots were given back
+}
+
+func TestRPCStoppedBackend(t *testing.T) {
+	b := newBackend(t)
+	e := proxied(t, b, ProxyConfig{Timeout: 5 * time.Second})
+	c := e.dial(t)
+	c.ok(`{"id":1,"op":"rpc","method":"a"}`, nil)
+	b.stop()
+	for i := range 3 {
+		start := time.Now()
+		c.fails(fmt.Sprintf(`{"id":%d,"op":"rpc","method":"a"}`, i+2), CodeBackendUnavailable)
+		if d := time.Since(start); d > 4*time.Second {
+			t.Fatalf("a refused connection took %v", d)
+		}
+	}
+	c.ok(`{"id":9,"op":"ping"}`, nil)
+}
