@@ -41,15 +41,17 @@ func (v Session) ClientID() string {
 
 // session is a /ws connection's state: who the client is, what it may use,
 // what it is subscribed to. Only the handler's callbacks touch it, one at
-// a time; the hub calls Deliver from publishers' goroutines.
+// a time, except subsState (its own lock: the subscribe proxy's answers
+// arrive off the callbacks); the hub calls Deliver from publishers'
+// goroutines.
 type session struct {
 	conn     *server.Conn[Session]
 	clientID string
 	channels []string // token patterns; ignored when anon
 	anon     bool
 	limited  bool // closed for the rate limit: ignore the rest
-	subs     map[string]*pubsub.Subscription[*server.Prepared]
 	bucket   bucket
+	subsState
 }
 
 // Deliver implements pubsub.Subscriber: it queues a push on the
@@ -152,10 +154,9 @@ func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 	if s == nil {
 		return
 	}
-	for _, sub := range s.subs {
+	for _, sub := range s.closeSubs() {
 		sub.Unsubscribe()
 	}
-	s.subs = nil
 }
 
 // maxEnvelope is what a request may add to its data.
@@ -239,46 +240,25 @@ func (h *Handler) checkChannel(c *server.Conn[Session], req *Request) bool {
 }
 
 func (h *Handler) subscribe(c *server.Conn[Session], req *Request) {
-	s := c.Value.s
 	if !h.checkChannel(c, req) {
 		return
 	}
-	if s.subs[req.Channel] != nil {
-		h.fail(c, req.ID, &Error{CodeAlreadySubscribed, "already subscribed to " + req.Channel})
+	if e := c.Value.s.reserve(req.Channel, h.cfg.MaxSubscriptions); e != nil {
+		h.fail(c, req.ID, e)
 		return
 	}
-	if len(s.subs) >= h.cfg.MaxSubscriptions {
-		h.fail(c, req.ID, &Error{CodeTooManySubs, fmt.Sprintf("at most %d subscriptions per connection", h.cfg.MaxSubscriptions)})
-		return
+	if !h.subscribeProxied(c, req) {
+		h.subscribeNow(c, req.ID, req.Channel, req.Since)
 	}
-	id := req.ID
-	sub, _, err := h.hub.Subscribe(context.Background(), req.Channel, s, pubsub.SubscribeOptions{
-		ClientID: s.clientID,
-		Since:    req.Since,
-		OnSubscribed: func(r pubsub.SubscribeResult) {
-			// Under the channel's lock: the reply is queued before any push.
-			h.reply(c, id, SubscribeResult{Epoch: r.Position.Epoch, Offset: r.Position.Offset, Recovered: r.Recovered})
-		},
-	})
-	if err != nil {
-		h.fail(c, id, errorFor(err))
-		return
-	}
-	if s.subs == nil {
-		s.subs = map[string]*pubsub.Subscription[*server.Prepared]{}
-	}
-	s.subs[req.Channel] = sub
 }
 
 func (h *Handler) unsubscribe(c *server.Conn[Session], req *Request) {
-	s := c.Value.s
-	sub := s.subs[req.Channel]
+	sub := c.Value.s.take(req.Channel)
 	if sub == nil {
 		h.fail(c, req.ID, &Error{CodeNotSubscribed, "not subscribed to " + req.Channel})
 		return
 	}
 	sub.Unsubscribe()
-	delete(s.subs, req.Channel)
 	h.reply(c, req.ID, struct{}{})
 }
 
@@ -296,7 +276,7 @@ func (h *Handler) publish(c *server.Conn[Session], req *Request) {
 		h.fail(c, req.ID, &Error{CodeForbidden, "clients may not publish to " + req.Channel})
 		return
 	case pubsub.PublishSubscribers:
-		if c.Value.s.subs[req.Channel] == nil {
+		if !c.Value.s.subscribed(req.Channel) {
 			h.fail(c, req.ID, &Error{CodeForbidden, "subscribe to " + req.Channel + " before publishing"})
 			return
 		}

@@ -249,3 +249,104 @@ func TestRPCStoppedBackend(t *testing.T) {
 	}
 	c.ok(`{"id":9,"op":"ping"}`, nil)
 }
+
+func TestPublishProxyModeratesAndDenies(t *testing.T) {
+	b := newBackend(t)
+	b.setAnswer(func(path string, body map[string]json.RawMessage) (int, string) {
+		var d struct{ Text string }
+		_ = json.Unmarshal(body["data"], &d)
+		switch {
+		case path != "/publish" || string(body["channel"]) != `"chat:room"`:
+			return 404, ""
+		case d.Text == "spam":
+			return 200, `{"error":{"code":"moderated","message":"no spam"}}`
+		case d.Text == "darn":
+			return 200, `{"result":{"data":{"text":"d**n","by":` + string(body["user"]) + `}}}`
+		}
+		return 200, `{"result":{}}` // keep the data
+	})
+	e := proxied(t, b, ProxyConfig{PublishURL: b.srv.URL + "/publish", PublishNamespaces: []string{"chat"}})
+	sub, pub := e.dial(t), e.dial(t)
+	sub.ok(`{"id":1,"op":"subscribe","channel":"chat:room"}`, nil)
+	sub.ok(`{"id":2,"op":"subscribe","channel":"news"}`, nil)
+
+	pub.fails(`{"id":1,"op":"publish","channel":"chat:room","data":{"text":"spam"}}`, "moderated")
+	pub.ok(`{"id":2,"op":"publish","channel":"chat:room","data":{"text":"darn"}}`, nil)
+	m := sub.push("chat:room", 1) // the refused one made no publication
+	var d struct{ Text, By string }
+	if err := json.Unmarshal(m.Data, &d); err != nil || d.Text != "d**n" || d.By == "" {
+		t.Fatalf("pushed %s", m.Data)
+	}
+	pub.ok(`{"id":3,"op":"publish","channel":"chat:room","data":{"text":"hi"}}`, nil)
+	if m := sub.push("chat:room", 2); string(m.Data) != `{"text":"hi"}` {
+		t.Fatalf("pushed %s", m.Data)
+	}
+	// Not a proxied namespace: no backend call.
+	calls := b.calls.Load()
+	pub.ok(`{"id":4,"op":"publish","channel":"news","data":{"text":"spam"}}`, nil)
+	sub.push("news", 1)
+	if b.calls.Load() != calls {
+		t.Fatal("a publication to news went to the backend")
+	}
+	// The backend down: an error reply, no publication.
+	b.stop()
+	pub.fails(`{"id":5,"op":"publish","channel":"chat:room","data":{"text":"hi"}}`, CodeBackendUnavailable)
+	pub.ok(`{"id":6,"op":"publish","channel":"news","data":2}`, nil)
+	sub.push("news", 2) // and not chat:room#3
+}
+
+func TestSubscribeProxyDenies(t *testing.T) {
+	b := newBackend(t)
+	b.setAnswer(func(path string, body map[string]json.RawMessage) (int, string) {
+		if path != "/subscribe" {
+			return 404, ""
+		}
+		if string(body["channel"]) == `"room:secret"` {
+			return 200, `{"error":{"code":"forbidden","message":"members only"}}`
+		}
+		return 200, `{"result":{}}`
+	})
+	e := proxied(t, b, ProxyConfig{SubscribeURL: b.srv.URL + "/subscribe", SubscribeNamespaces: []string{"room"}})
+	c, pub := e.dial(t), e.dial(t)
+	m := c.call(`{"id":1,"op":"subscribe","channel":"room:secret"}`)
+	if m.Error == nil || m.Error.Code != "forbidden" || m.Error.Message != "members only" {
+		t.Fatalf("got %+v", m)
+	}
+	// Refused, so not subscribed: it may ask again, and gets no pushes.
+	c.fails(`{"id":2,"op":"unsubscribe","channel":"room:secret"}`, CodeNotSubscribed)
+	var sr SubscribeResult
+	c.ok(`{"id":3,"op":"subscribe","channel":"room:open"}`, &sr)
+	c.fails(`{"id":4,"op":"subscribe","channel":"room:open"}`, CodeAlreadySubscribed)
+	calls := b.calls.Load()
+	c.ok(`{"id":5,"op":"subscribe","channel":"news"}`, &sr) // not proxied
+	if b.calls.Load() != calls {
+		t.Fatal("a subscribe to news went to the backend")
+	}
+	pub.ok(`{"id":1,"op":"publish","channel":"news","data":1}`, nil)
+	c.push("news", 1)
+	c.ok(`{"id":6,"op":"unsubscribe","channel":"room:open"}`, nil)
+	// The backend down: an error reply and the connection stays usable.
+	b.stop()
+	c.fails(`{"id":7,"op":"subscribe","channel":"room:open"}`, CodeBackendUnavailable)
+	c.fails(`{"id":8,"op":"unsubscribe","channel":"room:open"}`, CodeNotSubscribed)
+	c.ok(`{"id":9,"op":"ping"}`, nil)
+}
+
+// A connection closing while its subscribe waits on the backend leaves no
+// subscription behind.
+func TestSubscribeProxyAnswerAfterClose(t *testing.T) {
+	b := newBackend(t)
+	b.hold()
+	e := proxied(t, b, ProxyConfig{SubscribeURL: b.srv.URL + "/subscribe"})
+	c := e.dial(t)
+	c.send(`{"id":1,"op":"subscribe","channel":"news"}`)
+	waitFor(t, "the call at the backend", func() bool { return b.waiting.Load() == 1 })
+	c.c.Close()
+	waitFor(t, "the close", func() bool { return e.srv.Stats().Conns == 0 })
+	b.release()
+	// The slot is given back after the late subscription was made and undone.
+	waitFor(t, "the call to end", func() bool { return e.h.ProxyStats()[1].Count == 1 && e.h.px.subscribe.inFlight.Load() == 0 })
+	if e.hub.Stats().Subscriptions != 0 {
+		t.Fatal("a subscription outlived its connection")
+	}
+}
