@@ -3,6 +3,7 @@ package wsproto
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -18,6 +19,7 @@ type backend struct {
 	t     *testing.T
 	srv   *httptest.Server
 	calls atomic.Int64
+	conns atomic.Int64 // TCP connections accepted
 
 	mu      sync.Mutex
 	answer  func(path string, body map[string]json.RawMessage) (status int, reply string)
@@ -29,7 +31,13 @@ type backend struct {
 func newBackend(t *testing.T) *backend {
 	b := &backend{t: t, held: make(chan struct{})}
 	b.answer = func(string, map[string]json.RawMessage) (int, string) { return 200, `{"result":{}}` }
-	b.srv = httptest.NewServer(http.HandlerFunc(b.serve))
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(b.serve))
+	b.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.conns.Add(1)
+		}
+	}
+	b.srv.Start()
 	t.Cleanup(b.stop)
 	return b
 }
@@ -131,6 +139,19 @@ func TestRPCAnswered(t *testing.T) {
 	st := e.h.ProxyStats()
 	if len(st) != 1 || st[0].Name != "rpc" || st[0].Calls != 1 || st[0].Errors != 0 || st[0].Count != 1 || st[0].Buckets[len(st[0].Buckets)-1] != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Serial calls share one keep-alive connection to the backend.
+func TestRPCKeepAlive(t *testing.T) {
+	b := newBackend(t)
+	e := proxied(t, b, ProxyConfig{})
+	c := e.dial(t)
+	for i := range 20 {
+		c.ok(fmt.Sprintf(`{"id":%d,"op":"rpc","method":"a"}`, i), nil)
+	}
+	if n := b.conns.Load(); n != 1 {
+		t.Fatalf("20 serial calls opened %d connections to the backend", n)
 	}
 }
 
