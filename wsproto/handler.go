@@ -51,6 +51,7 @@ type session struct {
 	anon     bool
 	limited  bool // closed for the rate limit: ignore the rest
 	bucket   bucket
+	gate     *connectGate // connect proxy (connect.go); nil when off
 	subsState
 }
 
@@ -114,6 +115,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 	if h.secret == nil {
 		s.anon, s.clientID = true, h.anonID(c)
 		c.Value.s = s
+		h.prepareConnect(c, r)
 		return nil
 	}
 	tok := tokenFrom(r)
@@ -129,6 +131,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 	}
 	s.clientID, s.channels = claims.Subject, claims.Channels
 	c.Value.s = s
+	h.prepareConnect(c, r)
 	return nil
 }
 
@@ -136,6 +139,9 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
 		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: h.anonID(c)}
+	}
+	if c.Value.s.gate != nil {
+		h.startConnect(c)
 	}
 }
 
@@ -165,6 +171,13 @@ const maxEnvelope = 4096
 // OnMessage implements server.Handler: one request, one reply (and, for
 // subscribe, the missed publications after the reply).
 func (h *Handler) OnMessage(c *server.Conn[Session], m server.Message) {
+	if g := c.Value.s.gate; g != nil && g.hold(c, m) {
+		return // until the connect proxy answers
+	}
+	h.onMessage(c, m)
+}
+
+func (h *Handler) onMessage(c *server.Conn[Session], m server.Message) {
 	s := c.Value.s
 	if s.limited {
 		return

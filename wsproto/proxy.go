@@ -18,6 +18,14 @@ import (
 // HTTP POSTs with a JSON body (docs/protocol.md, "Proxies to the
 // backend"). An empty URL turns that proxy off.
 type ProxyConfig struct {
+	// ConnectURL is asked right after each /ws upgrade, with the
+	// upgrade's cookies and ConnectHeaders; it may set the client ID and
+	// its channels, or refuse the connection (closed with a 4xxx code).
+	// The connection's requests wait for the answer.
+	ConnectURL string
+	// ConnectHeaders are the upgrade headers passed to the connect proxy;
+	// empty: DefaultConnectHeaders.
+	ConnectHeaders []string
 	// RPCURL receives the "rpc" op; without it rpc is an unknown_op.
 	RPCURL string
 	// PublishURL is asked before a client's publication is made: it may
@@ -69,7 +77,7 @@ func (p *ProxyConfig) setDefaults() {
 }
 
 func (p ProxyConfig) validate() error {
-	for _, u := range []struct{ key, v string }{{"rpc_proxy_url", p.RPCURL}, {"publish_proxy_url", p.PublishURL}, {"subscribe_proxy_url", p.SubscribeURL}} {
+	for _, u := range []struct{ key, v string }{{"rpc_proxy_url", p.RPCURL}, {"publish_proxy_url", p.PublishURL}, {"subscribe_proxy_url", p.SubscribeURL}, {"connect_proxy_url", p.ConnectURL}} {
 		if u.v == "" {
 			continue
 		}
@@ -95,7 +103,7 @@ var proxyLatencyBounds = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 
 // ProxyStats are one proxy's counters since New.
 type ProxyStats struct {
-	Name    string // "rpc", "publish", "subscribe"
+	Name    string // "connect", "rpc", "publish", "subscribe"
 	Calls   uint64 // calls made (refusals by the in-flight bound included)
 	Errors  uint64 // calls answered backend_unavailable
 	Refused uint64 // of Errors: not made, the node had MaxInFlight calls waiting
@@ -123,12 +131,13 @@ type proxy struct {
 
 // proxies are the handler's backend endpoints; a nil field is off.
 type proxies struct {
-	rpc, publish, subscribe *proxy
-	transport               *http.Transport
+	connect, rpc, publish, subscribe *proxy
+	connectHeaders                   []string
+	transport                        *http.Transport
 }
 
 func newProxies(cfg ProxyConfig, maxBody int) *proxies {
-	if cfg.RPCURL == "" && cfg.PublishURL == "" && cfg.SubscribeURL == "" {
+	if cfg.RPCURL == "" && cfg.PublishURL == "" && cfg.SubscribeURL == "" && cfg.ConnectURL == "" {
 		return &proxies{}
 	}
 	cfg.setDefaults()
@@ -158,6 +167,11 @@ func newProxies(cfg ProxyConfig, maxBody int) *proxies {
 			}
 		}
 		return p
+	}
+	ps.connect = mk("connect", cfg.ConnectURL, nil)
+	ps.connectHeaders = cfg.ConnectHeaders
+	if len(ps.connectHeaders) == 0 {
+		ps.connectHeaders = DefaultConnectHeaders
 	}
 	ps.rpc = mk("rpc", cfg.RPCURL, nil)
 	ps.publish = mk("publish", cfg.PublishURL, cfg.PublishNamespaces)
@@ -192,6 +206,8 @@ func (p *proxy) release() { p.inFlight.Add(-1) }
 type proxyAnswer struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  *Error          `json:"error,omitempty"`
+	// CloseCode is the close code of a connect refusal (4000–4999).
+	CloseCode int `json:"close_code,omitempty"`
 }
 
 // call posts body and decodes the answer. The returned *Error is
@@ -270,10 +286,10 @@ func (p *proxy) stats() ProxyStats {
 }
 
 // ProxyStats returns the counters of the proxies configured, in the order
-// rpc, publish, subscribe. Safe from any goroutine.
+// connect, rpc, publish, subscribe. Safe from any goroutine.
 func (h *Handler) ProxyStats() []ProxyStats {
 	var out []ProxyStats
-	for _, p := range []*proxy{h.px.rpc, h.px.publish, h.px.subscribe} {
+	for _, p := range []*proxy{h.px.connect, h.px.rpc, h.px.publish, h.px.subscribe} {
 		if p != nil {
 			out = append(out, p.stats())
 		}

@@ -371,3 +371,74 @@ func TestSubscribeProxyAnswerAfterClose(t *testing.T) {
 		t.Fatal("a subscription outlived its connection")
 	}
 }
+
+// The connect proxy: a cookie decides; accepted connections get the
+// backend's user ID and channels, and the requests sent before the answer
+// are served after it, in order; refused ones are closed with the code and
+// reason; a down backend closes with 1013.
+func TestConnectProxy(t *testing.T) {
+	b := newBackend(t)
+	b.setAnswer(func(path string, body map[string]json.RawMessage) (int, string) {
+		var req ConnectProxyRequest
+		raw, _ := json.Marshal(body)
+		_ = json.Unmarshal(raw, &req)
+		if path != "/connect" || req.Headers["User-Agent"] != "tester" || req.Headers["X-Secret"] != "" || req.Client == "" {
+			return 400, ""
+		}
+		switch req.Cookies["session"] {
+		case "ann":
+			return 200, `{"result":{"user":"ann","channels":["chat:*"]}}`
+		case "bob":
+			return 200, `{"error":{"code":"banned","message":"bob is banned"},"close_code":4001}`
+		}
+		return 200, `{"error":{"code":"login","message":"log in first"}}`
+	})
+	e := proxied(t, b, ProxyConfig{ConnectURL: b.srv.URL + "/connect"})
+	hdr := func(cookie string) []string {
+		return []string{"Cookie: theme=dark; session=" + cookie, "User-Agent: tester", "X-Secret: no"}
+	}
+
+	b.hold()
+	ann := e.dial(t, hdr("ann")...)
+	ann.send(`{"id":1,"op":"subscribe","channel":"chat:lobby"}`)
+	ann.send(`{"id":2,"op":"presence","channel":"chat:lobby"}`)
+	ann.send(`{"id":3,"op":"subscribe","channel":"news"}`)
+	waitFor(t, "the connect call", func() bool { return b.waiting.Load() == 1 })
+	b.release()
+	if m := ann.read(); string(m.ID) != "1" || m.Error != nil {
+		t.Fatalf("held subscribe: %+v", m)
+	}
+	m := ann.read()
+	var p PresenceResult
+	if string(m.ID) != "2" || json.Unmarshal(m.Result, &p) != nil || len(p.Clients) != 1 || p.Clients[0] != "ann" {
+		t.Fatalf("held presence: %+v %s", m, m.Result)
+	}
+	if m := ann.read(); string(m.ID) != "3" || m.Error == nil || m.Error.Code != CodeForbidden {
+		t.Fatalf("news is not in the backend's channels: %+v", m)
+	}
+	ann.ok(`{"id":4,"op":"ping"}`, nil)
+
+	for _, tc := range []struct {
+		cookie string
+		code   uint16
+		reason string
+	}{{"bob", 4001, "banned: bob is banned"}, {"eve", CloseConnectRefused, "login: log in first"}} {
+		c := e.dial(t, hdr(tc.cookie)...)
+		c.send(`{"id":1,"op":"subscribe","channel":"chat:lobby"}`) // held, then dropped
+		code, reason, err := c.c.ExpectClose()
+		if err != nil || code != tc.code || reason != tc.reason {
+			t.Fatalf("%s: close %d %q %v", tc.cookie, code, reason, err)
+		}
+	}
+	b.stop()
+	c := e.dial(t, hdr("ann")...)
+	if code, _, err := c.c.ExpectClose(); err != nil || code != CloseBackendUnavailable {
+		t.Fatalf("backend down: close %d %v", code, err)
+	}
+	if st := e.h.ProxyStats()[0]; st.Name != "connect" || st.Calls != 4 || st.Errors != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if subs := e.hub.Stats().Subscriptions; subs != 1 {
+		t.Fatalf("%d subscriptions, want ann's only", subs)
+	}
+}

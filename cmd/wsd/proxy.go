@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,12 +11,15 @@ import (
 
 // proxyFlags are the backend proxies' settings (wsproto.ProxyConfig).
 type proxyFlags struct {
+	connectURL, connectHeaders       string
 	rpcURL, publishURL, subscribeURL string
 	publishNS, subscribeNS           string
 	cfg                              wsproto.ProxyConfig
 }
 
 func (p *proxyFlags) flags(fs *flag.FlagSet) {
+	fs.StringVar(&p.connectURL, "connect-proxy-url", "", "backend `URL` asked after each /ws upgrade with its cookies and headers (may set the user ID and channels, or refuse with a 4xxx close)")
+	fs.StringVar(&p.connectHeaders, "connect-proxy-headers", "", "comma-separated upgrade headers passed to the connect proxy (empty = "+strings.Join(wsproto.DefaultConnectHeaders, ",")+")")
 	fs.StringVar(&p.rpcURL, "rpc-proxy-url", "", "backend `URL` the /ws rpc op is POSTed to (unset: rpc is an unknown_op)")
 	fs.StringVar(&p.publishURL, "publish-proxy-url", "", "backend `URL` asked before a client's publication (may refuse or replace the data)")
 	fs.StringVar(&p.subscribeURL, "subscribe-proxy-url", "", "backend `URL` asked before a client's subscription (may refuse it)")
@@ -28,6 +32,7 @@ func (p *proxyFlags) flags(fs *flag.FlagSet) {
 
 func (p *proxyFlags) config() wsproto.ProxyConfig {
 	c := p.cfg
+	c.ConnectURL, c.ConnectHeaders = p.connectURL, splitList(p.connectHeaders)
 	c.RPCURL, c.PublishURL, c.SubscribeURL = p.rpcURL, p.publishURL, p.subscribeURL
 	c.PublishNamespaces, c.SubscribeNamespaces = splitList(p.publishNS), splitList(p.subscribeNS)
 	return c
@@ -45,7 +50,7 @@ func newProxyCollector(stats func() []wsproto.ProxyStats) *proxyCollector {
 		return prometheus.NewDesc("wsd_proxy_"+name, help, []string{"proxy"}, nil)
 	}
 	return &proxyCollector{stats: stats,
-		calls:   d("calls_total", "Backend calls asked for, by proxy (rpc, publish, subscribe)."),
+		calls:   d("calls_total", "Backend calls asked for, by proxy (connect, rpc, publish, subscribe)."),
 		errs:    d("errors_total", "Backend calls answered backend_unavailable (failed, timed out, or refused for the in-flight bound)."),
 		busy:    d("refused_total", "Backend calls not made: the node had proxy_max_in_flight calls waiting."),
 		latency: d("latency_seconds", "Backend call duration, answered or failed."),

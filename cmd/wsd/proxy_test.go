@@ -22,6 +22,8 @@ import (
 
 func TestProxyKeysInConfigFile(t *testing.T) {
 	p := writeConfig(t, `rpc_proxy_url = "http://127.0.0.1:9/rpc"
+connect_proxy_url = "http://127.0.0.1:9/connect"
+connect_proxy_headers = ["User-Agent"]
 publish_proxy_url = "http://127.0.0.1:9/publish"
 publish_proxy_namespaces = ["chat", "default"]
 proxy_timeout = "750ms"
@@ -33,7 +35,8 @@ proxy_timeout = "750ms"
 	got := c.proxy.config()
 	if got.RPCURL != "http://127.0.0.1:9/rpc" || got.PublishURL != "http://127.0.0.1:9/publish" || got.SubscribeURL != "" ||
 		strings.Join(got.PublishNamespaces, ",") != "chat,default" || got.Timeout != 750*time.Millisecond ||
-		got.MaxInFlight != wsproto.DefaultProxyMaxInFlight {
+		got.MaxInFlight != wsproto.DefaultProxyMaxInFlight || got.ConnectURL != "http://127.0.0.1:9/connect" ||
+		strings.Join(got.ConnectHeaders, ",") != "User-Agent" {
 		t.Fatalf("proxy config %+v", got)
 	}
 	var stderr bytes.Buffer
