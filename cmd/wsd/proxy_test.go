@@ -11,6 +11,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -112,5 +114,102 @@ func TestProxiesAndMetrics(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("did not stop on SIGTERM")
+	}
+}
+
+// The e2e case: wsd as its own process (memory broker) and an httptest
+// backend made slow and then stopped. Every rpc and proxied publish gets
+// an error reply within the timeout, another client's unproxied requests
+// are served meanwhile, and /healthz stays 200.
+func TestProxiesE2ESlowThenStoppedBackend(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	slow := make(chan struct{})
+	var slowOnce sync.Once
+	release := func() { slowOnce.Do(func() { close(slow) }) }
+	var slowMode atomic.Bool
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slowMode.Load() {
+			select {
+			case <-slow:
+			case <-r.Context().Done():
+			}
+		}
+		fmt.Fprint(w, `{"result":{}}`)
+	}))
+	defer backend.Close()
+	defer release()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	n := &node{t: t, addr: addr, args: []string{"--listen", addr, "--loops", "1", "--workers", "2",
+		"--return-memory=false", "--rate-limit", "-1", "--proxy-timeout", timeout.String(),
+		"--rpc-proxy-url", backend.URL + "/rpc", "--publish-proxy-url", backend.URL + "/publish",
+		"--publish-proxy-namespaces", "chat"}}
+	n.start()
+	t.Cleanup(n.stop)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	a, b := dial(t, n, newReceiver()), dial(t, n, newReceiver())
+	if _, err := a.RPC(ctx, "ok", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Publish(ctx, "chat:x", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(what string, err error, took time.Duration) {
+		t.Helper()
+		var se *client.ServerError
+		if !errors.As(err, &se) || se.Code != wsproto.CodeBackendUnavailable {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if took > timeout+3*time.Second {
+			t.Fatalf("%s: error reply after %v (timeout %v)", what, took, timeout)
+		}
+	}
+	slowMode.Store(true)
+	// More calls waiting on the backend than wsd has workers.
+	const calls = 8
+	errs := make(chan error, calls)
+	start := time.Now()
+	for i := range calls {
+		go func() {
+			var err error
+			if i%2 == 0 {
+				_, err = a.RPC(ctx, "think", nil)
+			} else {
+				_, err = a.Publish(ctx, "chat:x", i)
+			}
+			errs <- err
+		}()
+	}
+	if _, err := b.Publish(ctx, "news", 1); err != nil { // unproxied: served meanwhile
+		t.Fatal(err)
+	}
+	if code, body := n.health(); code != http.StatusOK {
+		t.Fatalf("healthz %d %s while the backend is slow", code, body)
+	}
+	for range calls {
+		err := <-errs
+		check("slow backend", err, time.Since(start))
+	}
+	release()
+	backend.Close()
+	for i := range 3 {
+		s := time.Now()
+		_, err := a.RPC(ctx, "after", i)
+		check("stopped backend rpc", err, time.Since(s))
+		s = time.Now()
+		_, err = a.Publish(ctx, "chat:x", i)
+		check("stopped backend publish", err, time.Since(s))
+	}
+	if _, err := b.Publish(ctx, "news", 2); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := n.health(); code != http.StatusOK {
+		t.Fatalf("healthz %d %s after the backend stopped", code, body)
 	}
 }
