@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -246,7 +247,7 @@ func (p *proxy) do(body any) (proxyAnswer, error) {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, p.maxBody+1))
 	if err != nil {
-		return proxyAnswer{}, fmt.Errorf("reading the answer: %v", errors.Unwrap(err))
+		return proxyAnswer{}, fmt.Errorf("reading the answer: %v", err)
 	}
 	if resp.StatusCode/100 != 2 {
 		return proxyAnswer{}, fmt.Errorf("status %d", resp.StatusCode)
@@ -277,7 +278,7 @@ func (p *proxy) observe(d time.Duration) {
 
 func (p *proxy) stats() ProxyStats {
 	st := ProxyStats{Name: p.name, Calls: p.calls.Load(), Errors: p.errs.Load(), Refused: p.refused.Load(),
-		Bounds: proxyLatencyBounds[:], Buckets: make([]uint64, len(proxyLatencyBounds)),
+		Bounds: slices.Clone(proxyLatencyBounds[:]), Buckets: make([]uint64, len(proxyLatencyBounds)),
 		Count: p.count.Load(), Sum: float64(p.sumMicros.Load()) / 1e6}
 	for i := range p.buckets {
 		st.Buckets[i] = p.buckets[i].Load()
