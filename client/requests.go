@@ -57,6 +57,7 @@ type request struct {
 	Channel string          `json:"channel"`
 	Since   *Position       `json:"since,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	Method  string          `json:"method,omitempty"` // rpc
 }
 
 // incoming is any server → client message: a reply (with id) or a push
@@ -436,6 +437,12 @@ func (c *Client) Presence(ctx context.Context, channel string) (PresenceResult, 
 
 // request sends a request and waits for its reply.
 func (c *Client) request(ctx context.Context, op, channel string, data json.RawMessage) (json.RawMessage, error) {
+	return c.do(ctx, request{Op: op, Channel: channel, Data: data})
+}
+
+// do sends r with a fresh id and waits for its reply.
+func (c *Client) do(ctx context.Context, r request) (json.RawMessage, error) {
+	op, channel := r.Op, r.Channel
 	for {
 		cn, err := c.waitConn(ctx)
 		if err != nil {
@@ -452,7 +459,8 @@ func (c *Client) request(ctx context.Context, op, channel string, data json.RawM
 		}
 		p := c.newCallLocked(cn, op, channel, true)
 		c.mu.Unlock()
-		if err := cn.write(opText, encode(request{ID: p.id, Op: op, Channel: channel, Data: data})); err != nil {
+		r.ID = p.id
+		if err := cn.write(opText, encode(r)); err != nil {
 			c.forget(p.id)
 			return nil, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 		}

@@ -42,6 +42,7 @@
  *   → {"id":2,"op":"unsubscribe","channel":"news"}
  *   → {"id":3,"op":"publish","channel":"chat","data":...}
  *   → {"id":4,"op":"presence","channel":"chat"}
+ *   → {"id":5,"op":"rpc","method":"move","data":...}     (rpc(method, data))
  *   ← {"id":1,"result":{...}} | {"id":1,"error":{"code":"...","message":"..."}}
  *   ← {"channel":"news","offset":42,"epoch":"e1","data":...}
  *   ← {"channel":"chat:lobby","join":{"client":"ann"}}     ('join' event)
@@ -641,11 +642,21 @@
     return this._request('presence', channel);
   };
 
-  Client.prototype._request = function (op, channel, data, noWait) {
+  // rpc(method, data) calls the application's backend through the server
+  // (its rpc proxy) and resolves with the backend's result. A refusal by
+  // the backend rejects with its code (err.code, err.server = true); a
+  // slow or unreachable backend with 'backend_unavailable'. Like publish,
+  // a 'connection_lost' rejection means the call may or may not have
+  // reached the backend.
+  Client.prototype.rpc = function (method, data) {
+    return this._request('rpc', undefined, data, false, method);
+  };
+
+  Client.prototype._request = function (op, channel, data, noWait, method) {
     var self = this;
     return new Promise(function (resolve, reject) {
       if (self._closed) return reject(wsdError('closed', 'wsd: client closed'));
-      var req = {op: op, channel: channel, data: data, resolve: resolve, reject: reject};
+      var req = {op: op, channel: channel, data: data, method: method, resolve: resolve, reject: reject};
       if (self._ws && self.state === 'connected') {
         self._sendRequest(self._ws, req);
       } else if (self.opts.failFast || noWait) {
@@ -666,7 +677,9 @@
     req.id = ++this._nextId;
     req.gen = this._gen;
     this._pending[req.id] = req;
-    var msg = {id: req.id, op: req.op, channel: req.channel};
+    var msg = {id: req.id, op: req.op};
+    if (req.channel !== undefined) msg.channel = req.channel;
+    if (req.method !== undefined) msg.method = req.method;
     if (req.data !== undefined) msg.data = req.data;
     this._send(ws, msg);
   };

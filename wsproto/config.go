@@ -40,6 +40,9 @@ type Config struct {
 	// so a cluster whose presence is shared sets it to keep two nodes'
 	// anonymous clients apart.
 	NodeID string
+	// Proxy sends rpc, and optionally publish and subscribe, to the
+	// application's backend (proxy.go).
+	Proxy ProxyConfig
 }
 
 // Defaults.
@@ -82,6 +85,9 @@ func (c Config) Validate() error {
 		if o == "" {
 			return fmt.Errorf("allowed_origins: empty pattern")
 		}
+	}
+	if err := c.Proxy.validate(); err != nil {
+		return err
 	}
 	switch {
 	case c.TokenLeeway < 0:

@@ -2,7 +2,9 @@
 // text frames for subscribe (with recovery), unsubscribe, publish and
 // presence; pushes that carry channel, offset, epoch and data; connection
 // tokens (JWT HS256) and an Origin allow-list checked before the 101; a
-// per-connection message rate limit; and the HTTP API for backends
+// per-connection message rate limit; proxies to the application's
+// backend (the rpc op, publish and subscribe checks: proxy.go); and the
+// HTTP API for backends
 // (POST /api/publish, GET /api/channels, GET /api/presence). The contract
 // is docs/protocol.md.
 //

@@ -41,15 +41,18 @@ func (v Session) ClientID() string {
 
 // session is a /ws connection's state: who the client is, what it may use,
 // what it is subscribed to. Only the handler's callbacks touch it, one at
-// a time; the hub calls Deliver from publishers' goroutines.
+// a time, except subsState (its own lock: the subscribe proxy's answers
+// arrive off the callbacks); the hub calls Deliver from publishers'
+// goroutines.
 type session struct {
 	conn     *server.Conn[Session]
 	clientID string
 	channels []string // token patterns; ignored when anon
 	anon     bool
 	limited  bool // closed for the rate limit: ignore the rest
-	subs     map[string]*pubsub.Subscription[*server.Prepared]
 	bucket   bucket
+	gate     *connectGate // connect proxy (connect.go); nil when off
+	subsState
 }
 
 // Deliver implements pubsub.Subscriber: it queues a push on the
@@ -69,6 +72,7 @@ type Handler struct {
 	secret []byte
 	parser *jwt.Parser
 	now    func() time.Time
+	px     *proxies // backend proxies (proxy.go); fields nil when off
 
 	requests, rateLimited, authRejected, originRejected atomic.Uint64
 	errors                                              [numCodes]atomic.Uint64
@@ -85,7 +89,7 @@ func New(hub *Hub, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	h := &Handler{hub: hub, cfg: cfg, now: time.Now}
+	h := &Handler{hub: hub, cfg: cfg, now: time.Now, px: newProxies(cfg.Proxy, cfg.MaxDataBytes)}
 	if cfg.TokenSecret != "" {
 		h.secret = []byte(cfg.TokenSecret)
 		h.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
@@ -111,6 +115,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 	if h.secret == nil {
 		s.anon, s.clientID = true, h.anonID(c)
 		c.Value.s = s
+		h.prepareConnect(c, r)
 		return nil
 	}
 	tok := tokenFrom(r)
@@ -126,6 +131,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 	}
 	s.clientID, s.channels = claims.Subject, claims.Channels
 	c.Value.s = s
+	h.prepareConnect(c, r)
 	return nil
 }
 
@@ -133,6 +139,9 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
 		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: h.anonID(c)}
+	}
+	if c.Value.s.gate != nil {
+		h.startConnect(c)
 	}
 }
 
@@ -151,10 +160,9 @@ func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 	if s == nil {
 		return
 	}
-	for _, sub := range s.subs {
+	for _, sub := range s.closeSubs() {
 		sub.Unsubscribe()
 	}
-	s.subs = nil
 }
 
 // maxEnvelope is what a request may add to its data.
@@ -163,6 +171,13 @@ const maxEnvelope = 4096
 // OnMessage implements server.Handler: one request, one reply (and, for
 // subscribe, the missed publications after the reply).
 func (h *Handler) OnMessage(c *server.Conn[Session], m server.Message) {
+	if g := c.Value.s.gate; g != nil && g.hold(c, m) {
+		return // until the connect proxy answers
+	}
+	h.onMessage(c, m)
+}
+
+func (h *Handler) onMessage(c *server.Conn[Session], m server.Message) {
 	s := c.Value.s
 	if s.limited {
 		return
@@ -203,6 +218,8 @@ func (h *Handler) OnMessage(c *server.Conn[Session], m server.Message) {
 		h.publish(c, &req)
 	case "presence":
 		h.presence(c, &req)
+	case "rpc":
+		h.rpc(c, &req)
 	case "ping":
 		// Extension: an application-level liveness probe (browsers cannot
 		// send WebSocket pings). The reply is an empty result.
@@ -236,46 +253,25 @@ func (h *Handler) checkChannel(c *server.Conn[Session], req *Request) bool {
 }
 
 func (h *Handler) subscribe(c *server.Conn[Session], req *Request) {
-	s := c.Value.s
 	if !h.checkChannel(c, req) {
 		return
 	}
-	if s.subs[req.Channel] != nil {
-		h.fail(c, req.ID, &Error{CodeAlreadySubscribed, "already subscribed to " + req.Channel})
+	if e := c.Value.s.reserve(req.Channel, h.cfg.MaxSubscriptions); e != nil {
+		h.fail(c, req.ID, e)
 		return
 	}
-	if len(s.subs) >= h.cfg.MaxSubscriptions {
-		h.fail(c, req.ID, &Error{CodeTooManySubs, fmt.Sprintf("at most %d subscriptions per connection", h.cfg.MaxSubscriptions)})
-		return
+	if !h.subscribeProxied(c, req) {
+		h.subscribeNow(c, req.ID, req.Channel, req.Since)
 	}
-	id := req.ID
-	sub, _, err := h.hub.Subscribe(context.Background(), req.Channel, s, pubsub.SubscribeOptions{
-		ClientID: s.clientID,
-		Since:    req.Since,
-		OnSubscribed: func(r pubsub.SubscribeResult) {
-			// Under the channel's lock: the reply is queued before any push.
-			h.reply(c, id, SubscribeResult{Epoch: r.Position.Epoch, Offset: r.Position.Offset, Recovered: r.Recovered})
-		},
-	})
-	if err != nil {
-		h.fail(c, id, errorFor(err))
-		return
-	}
-	if s.subs == nil {
-		s.subs = map[string]*pubsub.Subscription[*server.Prepared]{}
-	}
-	s.subs[req.Channel] = sub
 }
 
 func (h *Handler) unsubscribe(c *server.Conn[Session], req *Request) {
-	s := c.Value.s
-	sub := s.subs[req.Channel]
+	sub := c.Value.s.take(req.Channel)
 	if sub == nil {
 		h.fail(c, req.ID, &Error{CodeNotSubscribed, "not subscribed to " + req.Channel})
 		return
 	}
 	sub.Unsubscribe()
-	delete(s.subs, req.Channel)
 	h.reply(c, req.ID, struct{}{})
 }
 
@@ -293,7 +289,7 @@ func (h *Handler) publish(c *server.Conn[Session], req *Request) {
 		h.fail(c, req.ID, &Error{CodeForbidden, "clients may not publish to " + req.Channel})
 		return
 	case pubsub.PublishSubscribers:
-		if c.Value.s.subs[req.Channel] == nil {
+		if !c.Value.s.subscribed(req.Channel) {
 			h.fail(c, req.ID, &Error{CodeForbidden, "subscribe to " + req.Channel + " before publishing"})
 			return
 		}
@@ -306,12 +302,9 @@ func (h *Handler) publish(c *server.Conn[Session], req *Request) {
 		h.fail(c, req.ID, &Error{CodeTooLarge, fmt.Sprintf("data over %d bytes", h.cfg.MaxDataBytes)})
 		return
 	}
-	pos, err := h.hub.Publish(context.Background(), req.Channel, req.Data)
-	if err != nil {
-		h.fail(c, req.ID, errorFor(err))
-		return
+	if !h.publishProxied(c, req) {
+		h.publishNow(c, req.ID, req.Channel, req.Data)
 	}
-	h.reply(c, req.ID, PublishResult{Offset: pos.Offset, Epoch: pos.Epoch})
 }
 
 func (h *Handler) presence(c *server.Conn[Session], req *Request) {

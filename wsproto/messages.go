@@ -12,8 +12,9 @@ type Request struct {
 	ID      json.RawMessage        `json:"id,omitempty"` // a number or a string, echoed in the reply
 	Op      string                 `json:"op"`           // subscribe, unsubscribe, publish, presence
 	Channel string                 `json:"channel"`
-	Since   *pubsub.StreamPosition `json:"since,omitempty"` // subscribe: recover after this position
-	Data    json.RawMessage        `json:"data,omitempty"`  // publish: any JSON
+	Since   *pubsub.StreamPosition `json:"since,omitempty"`  // subscribe: recover after this position
+	Data    json.RawMessage        `json:"data,omitempty"`   // publish, rpc: any JSON
+	Method  string                 `json:"method,omitempty"` // rpc: the backend's method
 }
 
 // Reply answers a Request: Result on success, Error otherwise.
@@ -72,13 +73,13 @@ const (
 )
 
 // numCodes is the number of error codes.
-const numCodes = 15
+const numCodes = 16
 
 // allCodes lists the error codes; it indexes the per-code counters.
 func allCodes() [numCodes]string {
 	return [numCodes]string{CodeBadRequest, CodeUnknownOp, CodeBadChannel, CodeUnknownNamespace, CodeForbidden,
 		CodeTooLarge, CodeAlreadySubscribed, CodeNotSubscribed, CodeTooManySubs, CodePresenceDisabled, CodeInternal,
-		CodeUnauthorized, CodeAPIDisabled, CodeMethodNotAllowed, CodeNotFound}
+		CodeUnauthorized, CodeAPIDisabled, CodeMethodNotAllowed, CodeNotFound, CodeBackendUnavailable}
 }
 
 func codeIndex(code string) int {

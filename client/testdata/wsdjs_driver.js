@@ -52,6 +52,10 @@ rl.on('line', (line) => {
       c.publish(m.channel, m.data).then((r) => out({ev: 'published', tag: m.tag, result: r}),
         (e) => out({ev: 'publish_error', tag: m.tag, code: e.code}));
       break;
+    case 'rpc':
+      c.rpc(m.method, m.data).then((r) => out({ev: 'rpc', tag: m.tag, result: r}),
+        (e) => out({ev: 'rpc_error', tag: m.tag, code: e.code, message: e.message}));
+      break;
     case 'presence':
       c.presence(m.channel).then((r) => out({ev: 'presence', result: r}));
       break;

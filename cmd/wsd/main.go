@@ -66,6 +66,7 @@ type config struct {
 
 	broker string
 	nats   natsConfig
+	proxy  proxyFlags // proxy.go
 
 	namespaces pubsub.Namespaces
 	pacing     pacing // drain.go
@@ -122,6 +123,7 @@ Flags:
 	fs.BoolVar(&c.demoTicker, "demo-ticker", false, "publish a fake price to channel \"ticker\" every second (for the demo page)")
 	fs.StringVar(&c.broker, "broker", "memory", "where channels live: memory (this process) or nats (NATS JetStream, shared by every node; docs/cluster.md)")
 	c.nats.flags(fs)
+	c.proxy.flags(fs)
 	c.pacing.addFlags(fs)
 	return fs
 }
@@ -242,7 +244,8 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 	wsCfg := wsproto.Config{TokenSecret: c.tokenSecret, TokenLeeway: c.tokenLeeway,
 		AllowedOrigins: splitList(c.allowedOrigins), MaxDataBytes: c.maxDataBytes,
-		MaxSubscriptions: c.maxSubscriptions, RateLimit: c.rateLimit, RateBurst: c.rateBurst, Logger: log}
+		MaxSubscriptions: c.maxSubscriptions, RateLimit: c.rateLimit, RateBurst: c.rateBurst, Logger: log,
+		Proxy: c.proxy.config()}
 	if broker.nats != nil {
 		wsCfg.NodeID = broker.nats.NodeID() // presence is cluster-wide: anonymous IDs must not collide
 	}
@@ -255,6 +258,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		log.Warn(wsproto.AnonymousWarning)
 	}
 	srv.Handle("/ws", wsh)
+	defer wsh.CloseProxies()
 	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes})
 	srv.HandleHTTP("/api/", api)
 	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker.memory, wsh, api))

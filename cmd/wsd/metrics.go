@@ -87,7 +87,7 @@ func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broke
 	wsh *wsproto.Handler, api *wsproto.API) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(newEngineCollector(srv.Stats))
+	reg.MustRegister(newEngineCollector(srv.Stats), newProxyCollector(wsh.ProxyStats))
 	counter := func(name, help string, f func() uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wsd_" + name, Help: help},
 			func() float64 { return float64(f()) }))

@@ -1,0 +1,147 @@
+package wsproto
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/wsdhq/wsd/pubsub"
+	"github.com/wsdhq/wsd/server"
+)
+
+// maxMethodLen bounds an rpc method name.
+const maxMethodLen = 255
+
+// RPCRequest is what the rpc proxy posts to the backend.
+type RPCRequest struct {
+	ConnInfo
+	Method string          `json:"method"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// PublishProxyRequest is what the publish proxy posts to the backend. The
+// answer {"result":{"data":...}} replaces the data; {"result":{}} keeps
+// it; {"error":{...}} refuses the publication.
+type PublishProxyRequest struct {
+	ConnInfo
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// SubscribeProxyRequest is what the subscribe proxy posts to the backend:
+// {"result":{}} allows, {"error":{...}} refuses.
+type SubscribeProxyRequest struct {
+	ConnInfo
+	Channel string `json:"channel"`
+}
+
+// connInfo describes c for the backend. Call it on c's callbacks (the
+// session's client ID is read there).
+func (h *Handler) connInfo(c *server.Conn[Session]) ConnInfo {
+	id := strconv.FormatUint(c.ID(), 10)
+	if h.cfg.NodeID != "" {
+		id = h.cfg.NodeID + "-" + id
+	}
+	return ConnInfo{Client: id, User: c.Value.s.clientID, RemoteAddr: c.RemoteAddr().String()}
+}
+
+// rpc forwards the request to the backend off the worker; the reply comes
+// when the backend answers or the call fails, whichever the timeout
+// allows. Replies to several rpcs of one connection may come in any order:
+// the client matches them by id.
+func (h *Handler) rpc(c *server.Conn[Session], req *Request) {
+	p := h.px.rpc
+	switch {
+	case p == nil:
+		h.fail(c, req.ID, &Error{CodeUnknownOp, "rpc is not configured on this server"})
+		return
+	case req.Method == "" || len(req.Method) > maxMethodLen:
+		h.fail(c, req.ID, &Error{CodeBadRequest, fmt.Sprintf("rpc needs a method of 1 to %d bytes", maxMethodLen)})
+		return
+	case len(req.Data) > h.cfg.MaxDataBytes:
+		h.fail(c, req.ID, &Error{CodeTooLarge, fmt.Sprintf("data over %d bytes", h.cfg.MaxDataBytes)})
+		return
+	}
+	if !p.acquire() {
+		h.fail(c, req.ID, errBusy)
+		return
+	}
+	body := RPCRequest{ConnInfo: h.connInfo(c), Method: req.Method, Data: req.Data}
+	id := req.ID
+	go func() {
+		defer p.release()
+		ans, err := p.call(body)
+		switch {
+		case err != nil:
+			h.fail(c, id, err)
+		case ans.Error != nil:
+			h.sendReply(c, Reply{ID: id, Error: ans.Error})
+		default:
+			res := ans.Result
+			if len(res) == 0 {
+				res = json.RawMessage("null")
+			}
+			h.reply(c, id, res)
+		}
+	}()
+}
+
+// sendReply sends a backend's error reply; it is not one of wsd's codes,
+// so it is not counted by code (the proxy's own metrics see the call).
+func (h *Handler) sendReply(c *server.Conn[Session], r Reply) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err) // a decoded Error always marshals
+	}
+	_ = c.Send(server.Text, b)
+}
+
+// publishProxied asks the backend about a publication that passed the
+// local checks, then makes it with the data the backend gave (or the
+// original). It reports false when the namespace is not proxied. Off the
+// worker, so publications of one connection sent without waiting for
+// their replies may land in any order.
+func (h *Handler) publishProxied(c *server.Conn[Session], req *Request) bool {
+	p := h.px.publish
+	if !p.covers(pubsub.NamespaceOf(req.Channel)) {
+		return false
+	}
+	if !p.acquire() {
+		h.fail(c, req.ID, errBusy)
+		return true
+	}
+	body := PublishProxyRequest{ConnInfo: h.connInfo(c), Channel: req.Channel, Data: req.Data}
+	id, channel := req.ID, req.Channel
+	go func() {
+		defer p.release()
+		ans, err := p.call(body)
+		switch {
+		case err != nil:
+			h.fail(c, id, err)
+			return
+		case ans.Error != nil:
+			h.sendReply(c, Reply{ID: id, Error: ans.Error})
+			return
+		}
+		data := body.Data
+		var r struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if len(ans.Result) > 0 && json.Unmarshal(ans.Result, &r) == nil && len(r.Data) > 0 {
+			data = r.Data
+		}
+		h.publishNow(c, id, channel, data)
+	}()
+	return true
+}
+
+// publishNow makes the publication and replies. Safe from any goroutine.
+func (h *Handler) publishNow(c *server.Conn[Session], id json.RawMessage, channel string, data json.RawMessage) {
+	pos, err := h.hub.Publish(context.Background(), channel, data)
+	if err != nil {
+		h.fail(c, id, errorFor(err))
+		return
+	}
+	h.reply(c, id, PublishResult{Offset: pos.Offset, Epoch: pos.Epoch})
+}
