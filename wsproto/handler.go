@@ -69,6 +69,7 @@ type Handler struct {
 	secret []byte
 	parser *jwt.Parser
 	now    func() time.Time
+	users  users // /ws sessions by client ID (API disconnect, info)
 
 	requests, rateLimited, authRejected, originRejected atomic.Uint64
 	errors                                              [numCodes]atomic.Uint64
@@ -134,6 +135,7 @@ func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
 		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: h.anonID(c)}
 	}
+	h.users.add(c.Value.s)
 }
 
 // anonID is an anonymous client's ID, unique in the cluster when the node
@@ -151,6 +153,7 @@ func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 	if s == nil {
 		return
 	}
+	h.users.remove(s)
 	for _, sub := range s.subs {
 		sub.Unsubscribe()
 	}

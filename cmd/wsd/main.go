@@ -255,7 +255,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		log.Warn(wsproto.AnonymousWarning)
 	}
 	srv.Handle("/ws", wsh)
-	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes})
+	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes, Users: wsh})
 	srv.HandleHTTP("/api/", api)
 	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker.memory, wsh, api))
 	srv.HandleHTTP("GET /healthz", healthz(srv, broker))
