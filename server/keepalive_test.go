@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -211,4 +212,27 @@ func trim(s string) string {
 		return s[:80] + "…"
 	}
 	return s
+}
+
+func TestKeepAliveIdleConnsHoldNoGoroutine(t *testing.T) {
+	srv, addr := keepAliveServer(t, Options{})
+	before := runtime.NumGoroutine()
+	const n = 50
+	for i := range n {
+		h := dialHTTP(t, addr)
+		h.write(get("/n/" + itoa(i)))
+		h.read(200, itoa(i))
+	}
+	if got := srv.Stats().Conns; got != n {
+		t.Fatalf("%d conns open, want the %d kept alive", got, n)
+	}
+	// The goroutine that answered each request ends once its answer is
+	// queued; an idle kept-alive conn is only its poller state.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines with %d idle kept-alive conns, %d before", runtime.NumGoroutine(), n, before)
+		}
+		runtime.Gosched()
+	}
 }
