@@ -236,3 +236,27 @@ func TestKeepAliveIdleConnsHoldNoGoroutine(t *testing.T) {
 		runtime.Gosched()
 	}
 }
+
+func TestKeepAlivePipelinedInputIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	// The handshake timeout would end the conn too: make it too late to.
+	srv := New[struct{}](Options{HandshakeTimeout: time.Minute})
+	srv.HandleHTTP("GET /block", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "late")
+	}))
+	addr := start(t, srv)
+	t.Cleanup(func() { close(release) }) // before the server's shutdown (cleanups run last first)
+	h := dialHTTP(t, addr)
+	h.write(get("/block"))
+	// While /block is answered, the next requests wait in the buffer; past
+	// about one more whole request the client is cut off.
+	junk := []byte(strings.Repeat(get("/x"), 1000))
+	for sent := 0; sent < 2<<20; sent += len(junk) {
+		if _, err := h.c.Write(junk); err != nil {
+			break // already cut off
+		}
+	}
+	_ = h.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	h.eof()
+}
