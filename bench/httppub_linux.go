@@ -15,8 +15,8 @@ import (
 )
 
 // httpPublisher is the broadcast publisher of /ws mode with --publish http:
-// one goroutine posting to wsd's HTTP API, one request at a time (wsd
-// answers each on its own connection). It keeps the scenario's pacing —
+// one goroutine posting to wsd's HTTP API, one request at a time over one
+// keep-alive connection. It keeps the scenario's pacing —
 // --rate publishes/s, or closed loop with --pipeline publishes not yet at
 // every local subscriber — and never exceeds MaxHTTPPublishRate.
 type httpPublisher struct {
@@ -51,7 +51,7 @@ func newHTTPPublisher(w *worker, s *bcastScenario) *httpPublisher {
 		client: &http.Client{
 			Timeout: 5 * time.Second,
 			Transport: &http.Transport{
-				Proxy: nil, DisableKeepAlives: true, DisableCompression: true, MaxConnsPerHost: 1,
+				Proxy: nil, DisableCompression: true, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1,
 				ResponseHeaderTimeout: 5 * time.Second,
 			},
 		},

@@ -174,6 +174,32 @@ type Request struct {
 	protoMajor, protoMinor int
 }
 
+// KeepAlive reports whether the client lets the connection serve another
+// request after this one (RFC 9112 §9.3): HTTP/1.1 unless a Connection
+// header says close, HTTP/1.0 only with Connection: keep-alive. Safe for
+// concurrent use.
+func (r *Request) KeepAlive() bool {
+	keep := r.protoMajor == 1 && r.protoMinor >= 1
+	for i := range r.Header {
+		if !headerIs(r.Header[i].Name, "Connection") {
+			continue
+		}
+		for _, tok := range strings.Split(r.Header[i].Value, ",") {
+			switch strings.ToLower(strings.TrimSpace(tok)) {
+			case "close":
+				return false
+			case "keep-alive":
+				keep = r.protoMajor == 1
+			}
+		}
+	}
+	return keep
+}
+
+// HTTP10 reports whether the request is HTTP/1.0 (whose keep-alive must be
+// confirmed in the response). Safe for concurrent use.
+func (r *Request) HTTP10() bool { return r.protoMajor == 1 && r.protoMinor == 0 }
+
 // Get returns the first value of the header called name (case-insensitive),
 // or "" if there is none. Safe for concurrent use.
 func (r *Request) Get(name string) string {

@@ -26,6 +26,7 @@ const (
 	stateOpen
 	stateClosing  // our close frame is out; waiting for the peer's
 	stateHTTP     // a plain HTTP request is being answered
+	stateHTTPIdle // answered and kept alive: waiting for the next request
 	stateDraining // failed: close frame sent, write side shut, input discarded
 	stateClosed
 )

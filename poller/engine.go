@@ -30,7 +30,8 @@ type Handler interface {
 // HTTPHandler is implemented by Handlers that also answer plain HTTP
 // requests (no Upgrade header) on the same port: health checks, metrics, an
 // API. ServeHTTP runs on the loop and must not block: it hands the request
-// off and answers later with c.ReplyHTTP. body is the request body (a copy).
+// off and answers later with c.ReplyHTTP, after which a kept-alive conn may
+// bring the next request. body is the request body (a copy).
 type HTTPHandler interface {
 	ServeHTTP(c *Conn, req *codec.Request, body []byte)
 }
@@ -194,7 +195,8 @@ func (e *Engine) OnShutdown(gnet.Engine) {}
 func (e *Engine) StopAccepting() { e.draining.Store(true) }
 
 // CloseAll starts the closing handshake on every open conn, after what is
-// queued for it, and drops conns still in the handshake. Safe from any
+// queued for it, and drops conns still in the handshake or idle between
+// HTTP requests (one being answered closes after its answer). Safe from any
 // goroutine.
 func (e *Engine) CloseAll(code uint16, reason string) {
 	e.CloseEach(code, func(*Conn) string { return reason })
@@ -209,7 +211,7 @@ func (e *Engine) CloseEach(code uint16, reason func(*Conn) string) {
 			for i := len(l.conns) - 1; i >= 0; i-- {
 				c := l.conns[i]
 				switch c.state {
-				case stateHandshake:
+				case stateHandshake, stateHTTPIdle:
 					c.closeCause, c.state = CauseShutdown, stateClosed
 					_ = c.gc.Close()
 				case stateOpen:

@@ -219,6 +219,13 @@ func (l *loop) sweep() {
 		c := l.conns[i]
 		age := now - c.since
 		switch c.state {
+		case stateHTTPIdle:
+			// A kept-alive conn gets HandshakeTimeout for its next request.
+			if age > hs {
+				c.closeCause = CauseHTTPDone
+				c.state = stateClosed
+				_ = c.gc.Close()
+			}
 		case stateHandshake, stateHTTP:
 			if age > hs {
 				c.closeCause = CauseHandshakeTimeout

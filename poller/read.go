@@ -29,11 +29,23 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.resume.Swap(false) {
 		c.paused = false
 	}
-	if c.state == stateDraining || c.state == stateHTTP {
+	if c.state == stateDraining {
 		_, _ = gc.Discard(-1) // nothing more is read from these
 		return gnet.None
 	}
-	if c.state == stateHandshake {
+	if c.state == stateHTTP {
+		// Pipelined requests wait in gnet's buffer until the answer to
+		// this one is written, so that answers go out in order; the wait
+		// is bounded to one more whole request.
+		if gc.InboundBuffered() > maxHTTPPipelined {
+			e.stats.Rejected.Add(1)
+			c.closeCause = CauseHTTPDone
+			c.state = stateClosed
+			_ = gc.Close()
+		}
+		return gnet.None
+	}
+	if c.state == stateHandshake || c.state == stateHTTPIdle {
 		e.handshake(c)
 	}
 	if (c.state == stateOpen || c.state == stateClosing) && !c.paused {
@@ -62,6 +74,11 @@ func (e *Engine) handshake(c *Conn) {
 			e.plainHTTP(c, hh, req, buf, n)
 			return
 		}
+	}
+	if err == nil && hasBody(req) {
+		// Whatever follows the head of an upgrade is frames: a body would
+		// be read as frames (or smuggle a request past the handshake).
+		err = &codec.HTTPError{Status: 400, Reason: "an upgrade request has no body"}
 	}
 	var herr *codec.HTTPError
 	var acc codec.Accept
@@ -270,8 +287,19 @@ func (e *Engine) deliver(c *Conn, m Message) {
 // maxHTTPBody bounds the body of a plain HTTP request (API calls).
 const maxHTTPBody = 1 << 20
 
+// maxHTTPPipelined bounds what a client may send ahead while its previous
+// request is being answered: about one more whole request.
+const maxHTTPPipelined = maxHTTPBody + 64<<10
+
+// hasBody reports whether a request announces a body.
+func hasBody(req *codec.Request) bool {
+	cl := req.Get("Content-Length")
+	return (cl != "" && cl != "0") || req.Get("Transfer-Encoding") != ""
+}
+
 // plainHTTP hands a non-upgrade request, once its body is in, to the
-// HTTPHandler. The conn answers once and closes (Connection: close).
+// HTTPHandler. Bytes behind the body (a pipelined request) stay in gnet's
+// buffer until the answer is written (see ReplyHTTP).
 func (e *Engine) plainHTTP(c *Conn, hh HTTPHandler, req *codec.Request, buf []byte, n int) {
 	length := 0
 	if cl := req.Get("Content-Length"); cl != "" {
@@ -309,15 +337,35 @@ func (e *Engine) refuse(c *Conn, herr *codec.HTTPError) {
 	_ = c.gc.Close()
 }
 
-// ReplyHTTP writes a complete HTTP response to a plain request handed to
-// an HTTPHandler and closes the connection. Safe from any goroutine; call
-// it once.
-func (c *Conn) ReplyHTTP(resp []byte) {
-	_ = c.gc.AsyncWrite(resp, func(gc gnet.Conn, _ error) error {
-		if cc, ok := gc.Context().(*Conn); ok && cc == c {
+// ReplyHTTP writes the complete HTTP response to the plain request handed
+// to an HTTPHandler. With keepAlive (which the response must announce, and
+// which the request must allow: codec.Request.KeepAlive) the connection
+// then waits for the next request, pipelined or not; otherwise it closes.
+// Safe from any goroutine; call it once per request.
+func (c *Conn) ReplyHTTP(resp []byte, keepAlive bool) {
+	_ = c.gc.AsyncWrite(resp, func(gc gnet.Conn, err error) error {
+		cc, ok := gc.Context().(*Conn)
+		if !ok || cc != c || c.state != stateHTTP {
+			return nil // closed meanwhile (timeout, overflow)
+		}
+		e := c.loop.eng
+		if err != nil || !keepAlive || e.draining.Load() {
 			c.closeCause = CauseHTTPDone
 			c.state = stateClosed
+			return gc.Close()
 		}
-		return gc.Close()
+		c.state = stateHTTPIdle
+		c.since = e.clock()
+		if gc.InboundBuffered() > 0 {
+			e.nextHTTP(c)
+		}
+		return nil
 	})
+}
+
+// nextHTTP parses a request that was pipelined behind the one just
+// answered. On the loop.
+func (e *Engine) nextHTTP(c *Conn) {
+	defer e.recoverPanic(c, "nextHTTP")
+	e.handshake(c)
 }

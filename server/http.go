@@ -21,9 +21,13 @@ const maxHTTPInFlight = 64
 // HandleHTTP serves plain HTTP requests (those without an Upgrade header)
 // matching pattern on the same port, with net/http's ServeMux patterns
 // ("GET /healthz", "/api/"). Each request runs on its own goroutine, at
-// most 64 at once; the answer closes the connection (no keep-alive): meant
-// for health checks, metrics and API calls, not for serving a website.
-// Call before ListenAndServe.
+// most 64 at once (the excess gets 503). Connections are kept alive
+// (HTTP/1.1, or HTTP/1.0 with Connection: keep-alive) and may pipeline:
+// the next request is read once the previous answer is written, so that
+// answers go out in order; an idle kept-alive connection is closed after
+// HandshakeTimeout. Bodies are limited to 1 MiB and need Content-Length.
+// Meant for health checks, metrics and API calls, not for serving a
+// website. Call before ListenAndServe.
 func (s *Server[T]) HandleHTTP(pattern string, h http.Handler) {
 	if s.mux == nil {
 		s.mux = http.NewServeMux()
@@ -38,33 +42,36 @@ func (h *loopHandler[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []b
 	if s.routes[req.Path] != nil {
 		// A WebSocket endpoint asked without an Upgrade header.
 		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 426, Reason: "this is a WebSocket endpoint",
-			Header: []codec.HeaderField{{Name: "Upgrade", Value: "websocket"}, {Name: "Sec-WebSocket-Version", Value: "13"}}}))
+			Header: []codec.HeaderField{{Name: "Upgrade", Value: "websocket"}, {Name: "Sec-WebSocket-Version", Value: "13"}}}), false)
 		return
 	}
 	if s.mux == nil {
-		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 404, Reason: "not found"}))
+		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 404, Reason: "not found"}), false)
 		return
 	}
 	select {
 	case s.httpSem <- struct{}{}:
 	default:
-		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "too many HTTP requests in flight"}))
+		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "too many HTTP requests in flight"}), false)
 		return
 	}
 	go func() {
 		defer func() { <-s.httpSem }()
-		pc.ReplyHTTP(s.runHTTP(pc, req, body))
+		resp, keep := s.runHTTP(pc, req, body, req.KeepAlive())
+		pc.ReplyHTTP(resp, keep)
 	}()
 }
 
-func (s *Server[T]) runHTTP(pc *poller.Conn, req *codec.Request, body []byte) (resp []byte) {
+// runHTTP answers one request; keepOut says whether the answer keeps the
+// connection open (only keep and a handler that did not panic).
+func (s *Server[T]) runHTTP(pc *poller.Conn, req *codec.Request, body []byte, keep bool) (resp []byte, keepOut bool) {
 	u, err := url.ParseRequestURI(req.URI)
 	if err != nil {
-		return codec.AppendHTTPError(nil, &codec.HTTPError{Status: 400, Reason: "bad request target"})
+		return codec.AppendHTTPError(nil, &codec.HTTPError{Status: 400, Reason: "bad request target"}), false
 	}
 	hr, err := http.NewRequest(req.Method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return codec.AppendHTTPError(nil, &codec.HTTPError{Status: 400, Reason: err.Error()})
+		return codec.AppendHTTPError(nil, &codec.HTTPError{Status: 400, Reason: err.Error()}), false
 	}
 	hr.RequestURI = req.URI
 	hr.Host = req.Host
@@ -78,11 +85,18 @@ func (s *Server[T]) runHTTP(pc *poller.Conn, req *codec.Request, body []byte) (r
 			buf := make([]byte, 4096)
 			buf = buf[:runtime.Stack(buf, false)]
 			s.log.Error("HTTP handler panicked", "path", req.Path, "panic", fmt.Sprint(p), "stack", string(buf))
-			resp = codec.AppendHTTPError(nil, &codec.HTTPError{Status: 500, Reason: "internal error"})
+			resp, keepOut = codec.AppendHTTPError(nil, &codec.HTTPError{Status: 500, Reason: "internal error"}), false
 		}
 	}()
 	s.mux.ServeHTTP(w, hr)
-	return w.bytes(req.Method == http.MethodHead)
+	conn := "close"
+	if keep {
+		conn = "" // HTTP/1.1's default
+		if req.HTTP10() {
+			conn = "keep-alive"
+		}
+	}
+	return w.bytes(req.Method == http.MethodHead, conn), keep
 }
 
 // headerSafe keeps a handler's header values from splitting the response.
@@ -108,13 +122,18 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	return w.body.Write(p)
 }
 
-func (w *responseWriter) bytes(head bool) []byte {
+// bytes is the whole response; conn is its Connection header ("" for
+// none, the HTTP/1.1 keep-alive default).
+func (w *responseWriter) bytes(head bool, conn string) []byte {
 	w.WriteHeader(http.StatusOK)
 	if w.header.Get("Content-Type") == "" && w.body.Len() > 0 {
 		w.header.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
 	}
 	w.header.Set("Content-Length", strconv.Itoa(w.body.Len()))
-	w.header.Set("Connection", "close")
+	w.header.Del("Connection") // ours to say, not the handler's
+	if conn != "" {
+		w.header.Set("Connection", conn)
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", w.status, http.StatusText(w.status))
 	keys := make([]string, 0, len(w.header))

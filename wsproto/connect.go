@@ -145,7 +145,7 @@ func (h *Handler) startConnect(c *server.Conn[Session]) {
 				return
 			}
 			if r.User != "" {
-				s.clientID = r.User
+				h.users.rename(s, r.User)
 			}
 			if r.Channels != nil {
 				s.anon, s.channels = false, r.Channels

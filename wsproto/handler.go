@@ -73,6 +73,7 @@ type Handler struct {
 	parser *jwt.Parser
 	now    func() time.Time
 	px     *proxies // backend proxies (proxy.go); fields nil when off
+	users  users    // /ws sessions by client ID (API disconnect, info)
 
 	requests, rateLimited, authRejected, originRejected atomic.Uint64
 	errors                                              [numCodes]atomic.Uint64
@@ -140,6 +141,7 @@ func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
 		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: h.anonID(c)}
 	}
+	h.users.add(c.Value.s)
 	if c.Value.s.gate != nil {
 		h.startConnect(c)
 	}
@@ -160,6 +162,7 @@ func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 	if s == nil {
 		return
 	}
+	h.users.remove(s)
 	for _, sub := range s.closeSubs() {
 		sub.Unsubscribe()
 	}

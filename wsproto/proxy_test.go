@@ -417,6 +417,11 @@ func TestConnectProxy(t *testing.T) {
 		t.Fatalf("news is not in the backend's channels: %+v", m)
 	}
 	ann.ok(`{"id":4,"op":"ping"}`, nil)
+	// The API's user index follows the backend's user ID (disconnect "ann"
+	// must reach this connection).
+	if got := e.h.users.of("ann"); len(got) != 1 {
+		t.Fatalf("sessions of ann: %d, want 1 (the user index kept the connection's first ID)", len(got))
+	}
 
 	for _, tc := range []struct {
 		cookie string

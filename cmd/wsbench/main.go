@@ -60,6 +60,7 @@ Scenarios:
 Other commands:
   suite      run the standard scenarios against several servers, write results.md/json/html
   report     turn result JSON files into an HTML report (--html) or tables
+  apipub     POST /api/publish over --conns keep-alive connections for --duration; publishes/s
 
 Run "wsbench <command> -h" for its flags.
 `
@@ -86,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runSuite(rest, stdout, stderr)
 	case "report":
 		err = runReport(rest, stdout, stderr)
+	case "apipub":
+		err = runAPIPub(rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "wsbench: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -4,7 +4,7 @@
 //	/echo        every message sent back with its type (tests, benchmarks)
 //	/broadcast   every message to every client connected there
 //	/ws          channels pub/sub with history and recovery (docs/protocol.md)
-//	/api/...     HTTP publish, channels, presence (Authorization: apikey KEY)
+//	/api/...     HTTP API: publish, batch, history, presence, channels, info, disconnect (docs/api.md)
 //	/metrics     Prometheus
 //	/healthz     health: 503 while the broker (NATS) is unreachable
 //	/, /wsd.js   demo page and the browser client
@@ -83,8 +83,8 @@ func newFlagSet(c *config, stderr io.Writer) *flag.FlagSet {
 		fmt.Fprint(stderr, `Usage: wsd [flags]
 
 wsd is a WebSocket server built to hold many mostly-idle connections.
-Endpoints: /echo, /broadcast, /ws (pub/sub, docs/protocol.md), /api/publish,
-/api/channels, /api/presence, /metrics, /healthz, / (demo) and /wsd.js.
+Endpoints: /echo, /broadcast, /ws (pub/sub, docs/protocol.md), /api/... (HTTP
+API, docs/api.md), /metrics, /healthz, / (demo) and /wsd.js.
 
 Every flag can also be set in the --config TOML file under the same name with
 '_' for '-' (max-message = max_message); flags given on the command line win.
@@ -259,7 +259,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 	srv.Handle("/ws", wsh)
 	defer wsh.CloseProxies()
-	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes})
+	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes, Users: wsh})
 	srv.HandleHTTP("/api/", api)
 	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker.memory, wsh, api))
 	srv.HandleHTTP("GET /healthz", healthz(srv, broker))
