@@ -50,6 +50,7 @@ type session struct {
 	limited  bool // closed for the rate limit: ignore the rest
 	subs     map[string]*pubsub.Subscription[*server.Prepared]
 	bucket   bucket
+	deadline atomic.Int64 // Unix ms when the token runs out; 0: never (or closed). token_expiry.go
 }
 
 // Deliver implements pubsub.Subscriber: it queues a push on the
@@ -69,7 +70,9 @@ type Handler struct {
 	secret []byte
 	parser *jwt.Parser
 	now    func() time.Time
+	expiry *expiryWheel // token_expiry.go
 
+	refreshNotices, refreshes, tokenExpired             atomic.Uint64
 	requests, rateLimited, authRejected, originRejected atomic.Uint64
 	errors                                              [numCodes]atomic.Uint64
 }
@@ -86,6 +89,7 @@ func New(hub *Hub, cfg Config) (*Handler, error) {
 	}
 	cfg.setDefaults()
 	h := &Handler{hub: hub, cfg: cfg, now: time.Now}
+	h.expiry = newExpiryWheel(h.now, h.expiryDue)
 	if cfg.TokenSecret != "" {
 		h.secret = []byte(cfg.TokenSecret)
 		h.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
@@ -125,6 +129,9 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 		return &server.HTTPError{Status: 401, Reason: "invalid token: " + err.Error()}
 	}
 	s.clientID, s.channels = claims.Subject, claims.Channels
+	if claims.ExpiresAt != nil {
+		h.setDeadline(s, claims.ExpiresAt.Time, h.now())
+	}
 	c.Value.s = s
 	return nil
 }
@@ -151,6 +158,7 @@ func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 	if s == nil {
 		return
 	}
+	h.clearDeadline(s) // the wheel's entries go stale
 	for _, sub := range s.subs {
 		sub.Unsubscribe()
 	}
@@ -203,6 +211,8 @@ func (h *Handler) OnMessage(c *server.Conn[Session], m server.Message) {
 		h.publish(c, &req)
 	case "presence":
 		h.presence(c, &req)
+	case "refresh":
+		h.refresh(c, &req)
 	case "ping":
 		// Extension: an application-level liveness probe (browsers cannot
 		// send WebSocket pings). The reply is an empty result.
@@ -350,12 +360,16 @@ type Stats struct {
 	AuthRejected   uint64            // upgrades refused with 401 (missing or bad token)
 	OriginRejected uint64            // upgrades refused with 403 (Origin)
 	Errors         map[string]uint64 // error replies by code (codes with none are absent)
+	RefreshNotices uint64            // refresh notices pushed before a token's exp
+	Refreshes      uint64            // refresh ops that brought a valid token
+	TokenExpired   uint64            // connections closed with CloseTokenExpired
 }
 
 // Stats returns the handler's counters. Safe from any goroutine.
 func (h *Handler) Stats() Stats {
 	st := Stats{Requests: h.requests.Load(), RateLimited: h.rateLimited.Load(),
-		AuthRejected: h.authRejected.Load(), OriginRejected: h.originRejected.Load(), Errors: map[string]uint64{}}
+		AuthRejected: h.authRejected.Load(), OriginRejected: h.originRejected.Load(), Errors: map[string]uint64{},
+		RefreshNotices: h.refreshNotices.Load(), Refreshes: h.refreshes.Load(), TokenExpired: h.tokenExpired.Load()}
 	for i, code := range allCodes() {
 		if n := h.errors[i].Load(); n > 0 {
 			st.Errors[code] = n

@@ -14,6 +14,7 @@ type Request struct {
 	Channel string                 `json:"channel"`
 	Since   *pubsub.StreamPosition `json:"since,omitempty"` // subscribe: recover after this position
 	Data    json.RawMessage        `json:"data,omitempty"`  // publish: any JSON
+	Token   string                 `json:"token,omitempty"` // refresh: the new connection token; subscribe: a channel token
 }
 
 // Reply answers a Request: Result on success, Error otherwise.
@@ -69,16 +70,17 @@ const (
 	CodeAPIDisabled       = "api_disabled"           // HTTP API: no API key configured
 	CodeMethodNotAllowed  = "method_not_allowed"     // HTTP API
 	CodeNotFound          = "not_found"              // HTTP API: no such endpoint
+	CodeBadToken          = "bad_token"              // refresh or channel token invalid, expired, or for another client or channel
 )
 
 // numCodes is the number of error codes.
-const numCodes = 15
+const numCodes = 16
 
 // allCodes lists the error codes; it indexes the per-code counters.
 func allCodes() [numCodes]string {
 	return [numCodes]string{CodeBadRequest, CodeUnknownOp, CodeBadChannel, CodeUnknownNamespace, CodeForbidden,
 		CodeTooLarge, CodeAlreadySubscribed, CodeNotSubscribed, CodeTooManySubs, CodePresenceDisabled, CodeInternal,
-		CodeUnauthorized, CodeAPIDisabled, CodeMethodNotAllowed, CodeNotFound}
+		CodeUnauthorized, CodeAPIDisabled, CodeMethodNotAllowed, CodeNotFound, CodeBadToken}
 }
 
 func codeIndex(code string) int {
