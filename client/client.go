@@ -395,6 +395,8 @@ func (c *Client) handleMessage(cn *conn, p []byte) {
 			return
 		}
 		switch {
+		case m.Refresh != nil:
+			c.onRefreshNotice(cn)
 		case m.Channel == "":
 		case m.Join != nil || m.Leave != nil:
 			c.handleJoinLeave(cn, &m)

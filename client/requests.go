@@ -57,6 +57,7 @@ type request struct {
 	Channel string          `json:"channel"`
 	Since   *Position       `json:"since,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	Token   string          `json:"token,omitempty"` // refresh (token.go)
 }
 
 // incoming is any server → client message: a reply (with id) or a push
@@ -71,6 +72,7 @@ type incoming struct {
 	Data    json.RawMessage `json:"data"`
 	Join    *member         `json:"join"`
 	Leave   *member         `json:"leave"`
+	Refresh *refreshNotice  `json:"refresh"` // token.go
 }
 
 // member is a join or leave push's subject.
