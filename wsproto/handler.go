@@ -47,10 +47,10 @@ type session struct {
 	clientID string
 	channels []string // token patterns; ignored when anon
 	anon     bool
-	limited  bool // closed for the rate limit: ignore the rest
+	limited  bool          // closed for the rate limit: ignore the rest
+	deadline atomic.Uint32 // the expiry wheel's tick when the token runs out; 0: never (or closed). In the bools' padding: token_expiry.go
 	subs     map[string]*pubsub.Subscription[*server.Prepared]
 	bucket   bucket
-	deadline atomic.Int64 // Unix ms when the token runs out; 0: never (or closed). token_expiry.go
 }
 
 // Deliver implements pubsub.Subscriber: it queues a push on the

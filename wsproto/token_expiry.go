@@ -2,6 +2,7 @@ package wsproto
 
 import (
 	"encoding/json"
+	"math"
 	"sync"
 	"time"
 
@@ -57,17 +58,18 @@ const (
 // close changed it).
 type expiryEntry struct {
 	s        *session
-	deadline int64 // Unix ms, as in session.deadline
+	deadline uint32 // a tick, as in session.deadline
 	stage    expiryStage
 }
 
 // expiryWheel holds every pending notice and close. Safe from any
 // goroutine.
 type expiryWheel struct {
-	now func() time.Time
+	now   func() time.Time
+	epoch time.Time // tick 0, a whole second: whole-second exps fall on ticks
 
 	mu      sync.Mutex
-	buckets map[int64][]expiryEntry // by tick number (Unix ms / tick)
+	buckets map[int64][]expiryEntry // by tick
 	done    int64                   // the last tick walked
 	running bool                    // the walking goroutine is on
 	live    int                     // sessions with a deadline: at 0 every entry is stale
@@ -75,19 +77,31 @@ type expiryWheel struct {
 }
 
 func newExpiryWheel(now func() time.Time, fire func(expiryEntry)) *expiryWheel {
-	return &expiryWheel{now: now, fire: fire, buckets: map[int64][]expiryEntry{}}
+	return &expiryWheel{now: now, epoch: now().Truncate(time.Second), fire: fire, buckets: map[int64][]expiryEntry{}}
 }
 
-func tickOf(ms int64) int64 { return ms / expiryTick.Milliseconds() }
+// tickAt is the first tick at or after t, in [1, MaxUint32] (a session
+// keeps it in 4 bytes: 13 years of ticks; 0 means none).
+func (w *expiryWheel) tickAt(t time.Time) uint32 {
+	d := t.Sub(w.epoch)
+	k := (d + expiryTick - 1) / expiryTick
+	return uint32(min(max(k, 1), math.MaxUint32))
+}
 
-// add schedules e at the Unix ms at (or the next tick when that passed).
-func (w *expiryWheel) add(e expiryEntry, at int64) {
+// tickNow is the last tick that began.
+func (w *expiryWheel) tickNow() int64 { return int64(w.now().Sub(w.epoch) / expiryTick) }
+
+// timeOf is when tick k begins.
+func (w *expiryWheel) timeOf(k uint32) time.Time { return w.epoch.Add(time.Duration(k) * expiryTick) }
+
+// add schedules e at tick at (or the next tick when that passed).
+func (w *expiryWheel) add(e expiryEntry, at uint32) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.running {
-		w.done = tickOf(w.now().UnixMilli()) - 1
+		w.done = w.tickNow() - 1
 	}
-	k := max(tickOf(at), w.done+1)
+	k := max(int64(at), w.done+1)
 	w.buckets[k] = append(w.buckets[k], e)
 	if !w.running {
 		w.running = true
@@ -103,7 +117,7 @@ func (w *expiryWheel) run() {
 	for range t.C {
 		due = due[:0]
 		w.mu.Lock()
-		now := tickOf(w.now().UnixMilli())
+		now := w.tickNow()
 		for ; w.done < now; w.done++ {
 			k := w.done + 1
 			due = append(due, w.buckets[k]...)
@@ -127,7 +141,7 @@ func (w *expiryWheel) run() {
 // track counts the sessions with a deadline (old and new are a session's
 // deadline before and after a change): when the last one goes, every entry
 // left is stale, so the wheel drops them and its goroutine stops.
-func (w *expiryWheel) track(old, new int64) {
+func (w *expiryWheel) track(old, new uint32) {
 	if (old == 0) == (new == 0) {
 		return
 	}
@@ -163,9 +177,9 @@ func (h *Handler) setDeadline(s *session, exp time.Time, issued time.Time) {
 	}
 	deadline := exp.Add(h.cfg.TokenLeeway)
 	lead := min(maxRefreshLead, deadline.Sub(issued)/4)
-	ms := max(deadline.UnixMilli(), 1)
-	h.expiry.track(s.deadline.Swap(ms), ms)
-	h.expiry.add(expiryEntry{s: s, deadline: ms, stage: stageNotice}, deadline.Add(-lead).UnixMilli())
+	k := h.expiry.tickAt(deadline)
+	h.expiry.track(s.deadline.Swap(k), k)
+	h.expiry.add(expiryEntry{s: s, deadline: k, stage: stageNotice}, h.expiry.tickAt(deadline.Add(-lead)))
 }
 
 // clearDeadline makes s's entries stale: it has no expiry any more, or it
@@ -179,7 +193,7 @@ func (h *Handler) expiryDue(e expiryEntry) {
 	}
 	switch e.stage {
 	case stageNotice:
-		b, _ := json.Marshal(RefreshPush{RefreshInfo{Exp: (e.deadline + 999) / 1000}})
+		b, _ := json.Marshal(RefreshPush{RefreshInfo{Exp: h.expUnix(e.deadline)}})
 		_ = e.s.conn.Send(server.Text, b)
 		h.refreshNotices.Add(1)
 		h.expiry.add(expiryEntry{s: e.s, deadline: e.deadline, stage: stageClose}, e.deadline)
@@ -188,6 +202,9 @@ func (h *Handler) expiryDue(e expiryEntry) {
 		e.s.conn.Close(CloseTokenExpired, closeReasonExpired)
 	}
 }
+
+// expUnix is deadline tick k in Unix seconds, rounded up.
+func (h *Handler) expUnix(k uint32) int64 { return (h.expiry.timeOf(k).UnixMilli() + 999) / 1000 }
 
 // refresh is the refresh op: a new token for the same sub replaces the
 // connection's channels and expiry.
@@ -219,7 +236,7 @@ func (h *Handler) refresh(c *server.Conn[Session], req *Request) {
 	h.refreshes.Add(1)
 	var res RefreshInfo
 	if d := s.deadline.Load(); d != 0 {
-		res.Exp = (d + 999) / 1000
+		res.Exp = h.expUnix(d)
 	}
 	h.reply(c, req.ID, res)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -112,7 +113,7 @@ func TestTokenExpiryForgetsClosedConnections(t *testing.T) {
 
 // The notice lead is a quarter of a short token's lifetime, at most 30 s.
 func TestRefreshLead(t *testing.T) {
-	var at int64
+	var at time.Time
 	h := &Handler{now: time.Now}
 	h.expiry = newExpiryWheel(time.Now, func(expiryEntry) {})
 	now := time.Now().Add(time.Hour).Truncate(time.Second) // ahead of the wheel
@@ -125,14 +126,23 @@ func TestRefreshLead(t *testing.T) {
 		for k, b := range h.expiry.buckets {
 			for _, e := range b {
 				if e.s == s {
-					at = k * expiryTick.Milliseconds()
+					at = h.expiry.timeOf(uint32(k))
 				}
 			}
 		}
 		h.expiry.mu.Unlock()
-		if want := now.Add(c.ttl - c.lead).UnixMilli(); at != want {
-			t.Errorf("ttl %v: notice at %d, want %d", c.ttl, at, want)
+		if want := now.Add(c.ttl - c.lead); !at.Equal(want) {
+			t.Errorf("ttl %v: notice at %v, want %v", c.ttl, at, want)
 		}
 		h.clearDeadline(s)
+	}
+}
+
+// The expiry deadline lives in the padding after the session's bools: a /ws
+// connection's session stays in the 96-byte allocation class it had before
+// tokens expired while connected.
+func TestSessionSizeBudget(t *testing.T) {
+	if s := unsafe.Sizeof(session{}); s > 96 {
+		t.Fatalf("session is %d bytes, budget 96", s)
 	}
 }
