@@ -232,14 +232,14 @@ func validID(id json.RawMessage) bool {
 	return c == '"' || c == '-' || c >= '0' && c <= '9'
 }
 
-// checkChannel validates the name and the token's patterns.
+// checkChannel validates the name and the client's access to the channel.
 func (h *Handler) checkChannel(c *server.Conn[Session], req *Request) bool {
 	if !pubsub.ValidChannel(req.Channel) {
 		h.fail(c, req.ID, &Error{CodeBadChannel, "invalid channel name"})
 		return false
 	}
-	if !c.Value.s.allowed(req.Channel) {
-		h.fail(c, req.ID, &Error{CodeForbidden, "the token does not allow channel " + req.Channel})
+	if e := h.access(c.Value.s, req); e != nil { // token_channel.go
+		h.fail(c, req.ID, e)
 		return false
 	}
 	return true

@@ -89,7 +89,7 @@ Every flag can also be set in the --config TOML file under the same name with
 '_' for '-' (max-message = max_message); flags given on the command line win.
 Per-namespace options are file-only tables: [namespaces.default],
 [namespaces.chat] with history_size, history_ttl, publish, presence,
-join_leave, join_leave_max.
+join_leave, join_leave_max, private.
 
 Flags:
 `)
