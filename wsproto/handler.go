@@ -67,8 +67,8 @@ func (s *session) allowed(channel string) bool { return s.anon || matchAny(s.cha
 type Handler struct {
 	hub    *Hub
 	cfg    Config
-	secret []byte
-	parser *jwt.Parser
+	keys   *tokenKeys  // token_keys.go
+	parser *jwt.Parser // nil: anonymous
 	now    func() time.Time
 	expiry *expiryWheel // token_expiry.go
 
@@ -90,9 +90,13 @@ func New(hub *Hub, cfg Config) (*Handler, error) {
 	cfg.setDefaults()
 	h := &Handler{hub: hub, cfg: cfg, now: time.Now}
 	h.expiry = newExpiryWheel(h.now, h.expiryDue)
-	if cfg.TokenSecret != "" {
-		h.secret = []byte(cfg.TokenSecret)
-		h.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
+	if !cfg.Anonymous() {
+		keys, err := newTokenKeys(cfg, h.now)
+		if err != nil {
+			return nil, err
+		}
+		h.keys = keys
+		h.parser = jwt.NewParser(jwt.WithValidMethods(keys.methods()), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
 	}
 	return h, nil
 }
@@ -112,7 +116,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 		return &server.HTTPError{Status: 403, Reason: "origin not allowed"}
 	}
 	s := &session{conn: c}
-	if h.secret == nil {
+	if h.parser == nil {
 		s.anon, s.clientID = true, h.anonID(c)
 		c.Value.s = s
 		return nil
@@ -139,7 +143,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 // OnOpen implements server.Handler.
 func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
-		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: h.anonID(c)}
+		c.Value.s = &session{conn: c, anon: h.parser == nil, clientID: h.anonID(c)}
 	}
 }
 

@@ -91,5 +91,5 @@ func (h *Handler) checkChannelToken(s *session, req *Request) *Error {
 	return nil
 }
 
-// key is the parser's key function for every token.
-func (h *Handler) key(*jwt.Token) (any, error) { return h.secret, nil }
+// key is the parser's key function for every token (token_keys.go).
+func (h *Handler) key(t *jwt.Token) (any, error) { return h.keys.keyFunc(t) }

@@ -68,7 +68,8 @@ type config struct {
 	nats   natsConfig
 
 	namespaces pubsub.Namespaces
-	pacing     pacing // drain.go
+	pacing     pacing    // drain.go
+	tokenKeys  tokenKeys // token.go
 }
 
 func main() {
@@ -123,6 +124,7 @@ Flags:
 	fs.StringVar(&c.broker, "broker", "memory", "where channels live: memory (this process) or nats (NATS JetStream, shared by every node; docs/cluster.md)")
 	c.nats.flags(fs)
 	c.pacing.addFlags(fs)
+	c.tokenKeys.addFlags(fs)
 	return fs
 }
 
@@ -243,6 +245,10 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	wsCfg := wsproto.Config{TokenSecret: c.tokenSecret, TokenLeeway: c.tokenLeeway,
 		AllowedOrigins: splitList(c.allowedOrigins), MaxDataBytes: c.maxDataBytes,
 		MaxSubscriptions: c.maxSubscriptions, RateLimit: c.rateLimit, RateBurst: c.rateBurst, Logger: log}
+	if err := c.tokenKeys.apply(&wsCfg); err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
 	if broker.nats != nil {
 		wsCfg.NodeID = broker.nats.NodeID() // presence is cluster-wide: anonymous IDs must not collide
 	}
@@ -274,7 +280,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	select {
 	case <-srv.Ready():
 		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.MaxConns(),
-			"api", c.apiKey != "", "tokens", c.tokenSecret != "")
+			"api", c.apiKey != "", "tokens", !wsCfg.Anonymous())
 	case err := <-done:
 		log.Error("wsd could not start", "err", err)
 		return 1
