@@ -30,9 +30,20 @@ const (
 // one tick after their time.
 const expiryTick = 100 * time.Millisecond
 
-// maxRefreshLead bounds how long before exp the refresh notice goes out; a
-// short-lived token gets it a quarter of its lifetime before.
-const maxRefreshLead = 30 * time.Second
+// The refresh notice goes out a quarter of the token's lifetime before its
+// deadline, but at least minRefreshLead (at most half the lifetime: a
+// client of a short-lived token needs time for its backend round trip)
+// and at most maxRefreshLead.
+const (
+	minRefreshLead = time.Second
+	maxRefreshLead = 30 * time.Second
+)
+
+// refreshLead is how long before the deadline the notice goes, for a token
+// with lifetime left when it was checked.
+func refreshLead(lifetime time.Duration) time.Duration {
+	return min(maxRefreshLead, max(lifetime/4, min(lifetime/2, minRefreshLead)))
+}
 
 // RefreshPush is the notice pushed to a connection whose token expires
 // soon: {"refresh":{"exp":1767225600}}. It has neither id nor channel.
@@ -176,7 +187,7 @@ func (h *Handler) setDeadline(s *session, exp time.Time, issued time.Time) {
 		return
 	}
 	deadline := exp.Add(h.cfg.TokenLeeway)
-	lead := min(maxRefreshLead, deadline.Sub(issued)/4)
+	lead := refreshLead(deadline.Sub(issued))
 	k := h.expiry.tickAt(deadline)
 	h.expiry.track(s.deadline.Swap(k), k)
 	h.expiry.add(expiryEntry{s: s, deadline: k, stage: stageNotice}, h.expiry.tickAt(deadline.Add(-lead)))

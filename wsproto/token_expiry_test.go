@@ -111,7 +111,8 @@ func TestTokenExpiryForgetsClosedConnections(t *testing.T) {
 	}
 }
 
-// The notice lead is a quarter of a short token's lifetime, at most 30 s.
+// The notice lead is a quarter of the token's lifetime, at least 1 s (at
+// most half the lifetime), at most 30 s.
 func TestRefreshLead(t *testing.T) {
 	var at time.Time
 	h := &Handler{now: time.Now}
@@ -119,7 +120,8 @@ func TestRefreshLead(t *testing.T) {
 	now := time.Now().Add(time.Hour).Truncate(time.Second) // ahead of the wheel
 	for _, c := range []struct {
 		ttl, lead time.Duration
-	}{{2 * time.Second, 500 * time.Millisecond}, {time.Minute, 15 * time.Second}, {time.Hour, 30 * time.Second}} {
+	}{{1 * time.Second, 500 * time.Millisecond}, {2 * time.Second, time.Second}, {3 * time.Second, time.Second},
+		{8 * time.Second, 2 * time.Second}, {time.Minute, 15 * time.Second}, {time.Hour, 30 * time.Second}} {
 		s := &session{}
 		h.setDeadline(s, now.Add(c.ttl), now)
 		h.expiry.mu.Lock()
