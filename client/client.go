@@ -201,6 +201,7 @@ func (c *Client) run() {
 			c.setState(StateDisconnected, err)
 		} else {
 			start := time.Now()
+			c.renewChannelTokens() // token_channel.go
 			if !c.attach(cn) {
 				_ = cn.nc.Close()
 				break

@@ -26,6 +26,14 @@ type Options struct {
 	// server then closes at exp with 3000 and the client reconnects with a
 	// token from TokenFunc.
 	TokenFunc func(ctx context.Context) (string, error)
+	// ChannelTokenFunc, when set, gives the channel token sent with a
+	// subscribe (private namespaces, docs/protocol.md): it is called before
+	// the first subscribe to a channel and, on the connection goroutine
+	// before the subscriptions are sent again, after every reconnect. ""
+	// sends none (public channels). An error fails Subscribe
+	// (*RefreshError); after a reconnect it goes to OnError
+	// (*SubscriptionError) and the old token is sent.
+	ChannelTokenFunc func(ctx context.Context, channel string) (string, error)
 	// Header holds extra header lines for the upgrade request (Origin,
 	// Cookie, User-Agent, ...). The WebSocket headers are set by the client.
 	Header http.Header

@@ -104,6 +104,7 @@ type subscription struct {
 	live    bool       // the subscribe on connection gen was answered
 	resyncs int        // gap repairs since the last in-order publication
 	early   []incoming // publications that came before the subscribe's answer
+	token   string     // channel token sent with the subscribe (token_channel.go)
 
 	first     chan struct{} // closed at the first answer (or failure)
 	firstDone bool
@@ -147,7 +148,7 @@ func encode(r request) []byte {
 func (c *Client) subscribeFrameLocked(cn *conn, s *subscription) []byte {
 	p := c.newCallLocked(cn, opSubscribe, s.channel, false)
 	s.gen, s.reqID, s.live, s.early = cn.gen, p.id, false, nil
-	r := request{ID: p.id, Op: opSubscribe, Channel: s.channel}
+	r := request{ID: p.id, Op: opSubscribe, Channel: s.channel, Token: s.token}
 	if s.hasPos {
 		pos := s.pos
 		r.Since = &pos
@@ -304,6 +305,10 @@ func (c *Client) SubscribeSince(ctx context.Context, channel string, since Posit
 }
 
 func (c *Client) subscribe(ctx context.Context, channel string, since *Position) (SubscribeResult, error) {
+	token, err := c.channelToken(ctx, channel)
+	if err != nil {
+		return SubscribeResult{}, &RefreshError{err}
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -318,7 +323,7 @@ func (c *Client) subscribe(ctx context.Context, channel string, since *Position)
 			c.mu.Unlock()
 			return SubscribeResult{}, ErrNotConnected
 		}
-		s = &subscription{channel: channel, first: make(chan struct{})}
+		s = &subscription{channel: channel, first: make(chan struct{}), token: token}
 		if since != nil {
 			s.pos, s.hasPos = *since, true
 		}

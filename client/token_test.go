@@ -22,9 +22,15 @@ const tokenSecret = "client-test-secret"
 // the /ws handler too, for its counters.
 func startTokenNode(t *testing.T) (*wsdNode, *wsproto.Handler) {
 	t.Helper()
+	return startTokenNodeNS(t, nil)
+}
+
+// startTokenNodeNS is startTokenNode with namespaces.
+func startTokenNodeNS(t *testing.T, ns pubsub.Namespaces) (*wsdNode, *wsproto.Handler) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := server.New[wsproto.Session](server.Options{Logger: log})
-	hub, err := wsproto.NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{})
+	hub, err := wsproto.NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{Namespaces: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,4 +167,46 @@ func TestTokenExpiredReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the publication", func() bool { return rec.count("news") == 1 })
+}
+
+// ChannelTokenFunc gives the channel token of a private channel, fetched
+// again for the resubscribe after a reconnect (a channel token is checked
+// at subscribe time and may have expired by then).
+func TestChannelTokenFunc(t *testing.T) {
+	ns := pubsub.Namespaces{"": pubsub.DefaultNamespaceOptions(), "team": {HistorySize: 10, Presence: true, Private: true}}
+	n, h := startTokenNodeNS(t, ns)
+	var calls, chanCalls atomic.Int32
+	rec := newRecorder()
+	o := rec.options(fast())
+	o.TokenFunc = func(context.Context) (string, error) {
+		if calls.Add(1) == 2 {
+			return "", errors.New("no refresh: let the connection expire")
+		}
+		return wsproto.NewToken(tokenSecret, "alice", nil, 2*time.Second)
+	}
+	o.ChannelTokenFunc = func(_ context.Context, channel string) (string, error) {
+		chanCalls.Add(1)
+		return wsproto.NewChannelToken(tokenSecret, "alice", channel, 2*time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, n.url(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Subscribe(ctx, "team:x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reconnect", func() bool { return c.Reconnects() == 1 && c.State() == StateConnected })
+	if _, err := c.Publish(ctx, "team:x", "after"); err != nil { // allowed: subscribed with the channel token
+		t.Fatalf("publish after the resubscribe: %v", err)
+	}
+	waitFor(t, "the publication", func() bool { return rec.count("team:x") == 1 })
+	if st := h.Stats(); st.TokenExpired != 1 || st.Errors["bad_token"] != 0 || st.Errors["forbidden"] != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if chanCalls.Load() < 2 {
+		t.Fatalf("ChannelTokenFunc called %d times", chanCalls.Load())
+	}
 }
