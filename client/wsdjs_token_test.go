@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/wsproto"
 )
 
@@ -81,4 +82,33 @@ func TestWSDJSTokenExpiredReconnects(t *testing.T) {
 	}
 	d.send(map[string]any{"cmd": "publish", "channel": "news", "data": "after", "tag": "p"})
 	waitFor(t, "the publication", func() bool { return len(d.offsets("news")) == 1 })
+}
+
+// wsd.js's getChannelToken: a private channel is subscribed with a channel
+// token, and again after the connection expired and came back (with a
+// fresh one: each is valid 2 s and checked at subscribe).
+func TestWSDJSChannelToken(t *testing.T) {
+	ns := pubsub.Namespaces{"": pubsub.DefaultNamespaceOptions(), "team": {HistorySize: 10, Presence: true, Private: true}}
+	n, h := startTokenNodeNS(t, ns)
+	url, _ := tokenEndpoint(t, 2)
+	var chanCalls atomic.Int32
+	chanSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chanCalls.Add(1)
+		tok, err := wsproto.NewChannelToken(tokenSecret, "alice", r.URL.Query().Get("channel"), 2*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write([]byte(tok))
+	}))
+	t.Cleanup(chanSrv.Close)
+	d := startJSEnv(t, n.url(), "WSD_TOKEN_URL="+url, "WSD_CHANNEL_TOKEN_URL="+chanSrv.URL)
+	d.send(map[string]any{"cmd": "subscribe", "channel": "team:x"})
+	waitFor(t, "subscribed", func() bool { return len(d.events("subscribed")) == 1 })
+	waitFor(t, "the reconnect", func() bool { s := d.lastState(); return s.State == "connected" && s.Reconnects == 1 })
+	d.send(map[string]any{"cmd": "publish", "channel": "team:x", "data": "after", "tag": "p"})
+	waitFor(t, "the publication", func() bool { return len(d.offsets("team:x")) == 1 })
+	if st := h.Stats(); st.TokenExpired != 1 || st.Errors["bad_token"] != 0 || st.Errors["forbidden"] != 0 || chanCalls.Load() < 2 {
+		t.Fatalf("stats %+v, channel token calls %d", st, chanCalls.Load())
+	}
 }

@@ -38,7 +38,9 @@
  * notice (the token expires soon): the new token goes out with a refresh op,
  * and a 'refresh' event ({exp}) follows its success. Without a refresh the
  * server closes at exp with 3000 "token expired" and the client reconnects
- * with a token from getToken.
+ * with a token from getToken. {getChannelToken: (channel) => ...} gives the
+ * channel token of a private channel (docs/protocol.md), before every
+ * subscribe, the resubscribes after a reconnect included.
  *
  * Several endpoints: new WSD.Client(['wss://a/ws', 'wss://b/ws'], ...) moves
  * to the next URL, in turn, when its node is gone (a failed attempt, a close
@@ -63,6 +65,7 @@
   var DEFAULTS = {
     token: '',            // string, or a function returning a string or a Promise of one (called before every attempt)
     getToken: null,       // function returning a token or a Promise of one: before every attempt (instead of token) and on refresh notices
+    getChannelToken: null, // function (channel) returning a channel token (private namespaces), '' or a Promise of one: before every subscribe
     minBackoff: 500,      // ms, base of the exponential backoff
     maxBackoff: 30000,    // ms, cap of the backoff
     healthyAfter: 10000,  // ms a connection must stay up for the backoff to start again from minBackoff
@@ -561,7 +564,28 @@
     this._pending[id] = {op: 'subscribe', channel: s.channel, gen: this._gen, id: id};
     var msg = {id: id, op: 'subscribe', channel: s.channel};
     if (s.pos) msg.since = {offset: s.pos.offset, epoch: s.pos.epoch};
-    this._send(ws, msg);
+    if (typeof this.opts.getChannelToken !== 'function') {
+      this._send(ws, msg);
+      return;
+    }
+    // Private channels: a fresh channel token with every subscribe, the
+    // resubscribes after a reconnect included (it is checked only then).
+    var self = this, tok;
+    try {
+      tok = Promise.resolve(this.opts.getChannelToken(s.channel));
+    } catch (e) {
+      tok = Promise.reject(e);
+    }
+    tok.then(function (t) {
+      if (self._ws !== ws || s.reqId !== id) return; // superseded meanwhile
+      if (t) msg.token = String(t);
+      self._send(ws, msg);
+    }, function (err) {
+      if (self._ws !== ws || s.reqId !== id) return;
+      var p = self._pending[id];
+      delete self._pending[id];
+      if (p) self._onSubscribeReply(ws, p, {error: {code: 'channel_token', message: 'getting the channel token: ' + (err && err.message)}});
+    });
   };
 
   Client.prototype._onSubscribeReply = function (ws, p, m) {

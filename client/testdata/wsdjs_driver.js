@@ -29,6 +29,12 @@ const tokenURL = process.env.WSD_TOKEN_URL;
 if (tokenURL) {
   opts.getToken = () => fetch(tokenURL).then((r) => (r.ok ? r.text() : Promise.reject(new Error('token endpoint: ' + r.status))));
 }
+// WSD_CHANNEL_TOKEN_URL: channel tokens come from that endpoint (?channel=).
+const channelTokenURL = process.env.WSD_CHANNEL_TOKEN_URL;
+if (channelTokenURL) {
+  opts.getChannelToken = (ch) => fetch(channelTokenURL + '?channel=' + encodeURIComponent(ch))
+    .then((r) => (r.ok ? r.text() : Promise.reject(new Error('channel token endpoint: ' + r.status))));
+}
 const c = new WSD.Client(urls.length > 1 ? urls : urls[0], opts);
 c.on('refresh', (r) => out({ev: 'refresh', info: {exp: r.exp}}));
 c.on('state', (state, info) => out({ev: 'state', state, info: {
