@@ -201,6 +201,7 @@ func (c *Client) run() {
 			c.setState(StateDisconnected, err)
 		} else {
 			start := time.Now()
+			c.renewChannelTokens() // token_channel.go
 			if !c.attach(cn) {
 				_ = cn.nc.Close()
 				break
@@ -395,6 +396,8 @@ func (c *Client) handleMessage(cn *conn, p []byte) {
 			return
 		}
 		switch {
+		case m.Refresh != nil:
+			c.onRefreshNotice(cn)
 		case m.Channel == "":
 		case m.Join != nil || m.Leave != nil:
 			c.handleJoinLeave(cn, &m)

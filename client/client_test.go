@@ -206,8 +206,8 @@ func TestSubscribePublishPresence(t *testing.T) {
 		t.Fatalf("presence %+v", p)
 	}
 	s.with(func() {
-		if len(s.tokens) != 1 || s.tokens[0] != "tok en" {
-			t.Errorf("tokens seen by the server: %q", s.tokens)
+		if len(s.tokens) != 1 || s.tokens[0] != "tok en" || s.tokenInURL {
+			t.Errorf("tokens seen by the server: %q (in the URL: %v)", s.tokens, s.tokenInURL)
 		}
 		subscribes := 0
 		for _, r := range s.requests {

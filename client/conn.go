@@ -179,22 +179,25 @@ func (c *Client) dial(ctx context.Context) (cn *conn, rest []byte, err error) {
 	return &conn{nc: nc, wto: c.opts.WriteTimeout}, bytes.Clone(rest), nil
 }
 
-// handshake is the upgrade request for this client: its URL with the token
-// in the query, and the user's extra headers (minus those the handshake
-// itself owns). It offers no subprotocol and no extension, so a server that
-// picks one fails the handshake.
+// handshake is the upgrade request for this client: its URL, the token in
+// an Authorization: Bearer header (not in the URL, which ends up in access
+// logs), and the user's extra headers (minus those the handshake itself
+// owns). It offers no subprotocol and no extension, so a server that picks
+// one fails the handshake.
 func (c *Client) handshake(t target, token string) codec.ClientHandshake {
 	u := *t.u
-	if token != "" {
-		q := u.Query()
-		q.Set("token", token)
-		u.RawQuery = q.Encode()
-	}
 	h := codec.ClientHandshake{Host: u.Host, Path: u.RequestURI()}
+	if token != "" {
+		h.Header = append(h.Header, codec.HeaderField{Name: "Authorization", Value: "Bearer " + token})
+	}
 	for name, values := range c.opts.Header {
 		switch http.CanonicalHeaderKey(name) {
 		case "Host", "Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions", "Sec-Websocket-Protocol":
 			continue
+		case "Authorization":
+			if token != "" {
+				continue
+			}
 		}
 		for _, v := range values {
 			h.Header = append(h.Header, codec.HeaderField{Name: name, Value: v})

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,7 +55,8 @@ type fakeServer struct {
 	replayFirst   bool            // push the replay before the subscribe reply
 
 	// records (under mu)
-	tokens      []string
+	tokens      []string // from Authorization: Bearer, else ?token=
+	tokenInURL  bool     // some upgrade had ?token=
 	handshakes  int
 	handshakeAt []time.Time // when each upgrade request was read
 	sinces      []sinceRec
@@ -243,7 +245,12 @@ func (s *fakeServer) serve(nc net.Conn) {
 	s.handshakes++
 	s.handshakeAt = append(s.handshakeAt, time.Now())
 	q, _ := url.ParseQuery(req.RawQuery)
-	s.tokens = append(s.tokens, q.Get("token"))
+	tok, inURL := q.Get("token"), q.Has("token")
+	if b, ok := strings.CutPrefix(req.Get("Authorization"), "Bearer "); ok {
+		tok = b
+	}
+	s.tokens = append(s.tokens, tok)
+	s.tokenInURL = s.tokenInURL || inURL
 	refuse, retryAfter, badAccept, blackhole, ping := s.refuse, s.retryAfter, s.badAccept, s.blackhole, s.pingOnOpen
 	s.nextCID++
 	fc := &fakeConn{nc: nc, id: fmt.Sprintf("c%d", s.nextCID)}

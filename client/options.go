@@ -12,14 +12,28 @@ import (
 // Options configures a Client. The zero value is usable: every zero field
 // has the default its comment gives.
 type Options struct {
-	// Token is sent as the ?token= query parameter of the upgrade request
-	// (a JWT for servers that check one). Empty sends none.
+	// Token is sent in the upgrade request's Authorization: Bearer header
+	// (a JWT for servers that check one), never in the URL, which access
+	// logs keep. Empty sends none.
 	Token string
 	// TokenFunc, when set, is called before every connection attempt and
 	// its result replaces Token, so an expiring JWT can be refreshed across
 	// reconnects. An error counts as a failed attempt (the client retries
-	// after the backoff).
+	// after the backoff). It is also called when the server pushes a
+	// refresh notice (the token expires soon, docs/protocol.md): the new
+	// token is sent with a refresh op, on another goroutine than the
+	// callbacks', and a failure is reported to OnError (*RefreshError); the
+	// server then closes at exp with 3000 and the client reconnects with a
+	// token from TokenFunc.
 	TokenFunc func(ctx context.Context) (string, error)
+	// ChannelTokenFunc, when set, gives the channel token sent with a
+	// subscribe (private namespaces, docs/protocol.md): it is called before
+	// the first subscribe to a channel and, on the connection goroutine
+	// before the subscriptions are sent again, after every reconnect. ""
+	// sends none (public channels). An error fails Subscribe
+	// (*RefreshError); after a reconnect it goes to OnError
+	// (*SubscriptionError) and the old token is sent.
+	ChannelTokenFunc func(ctx context.Context, channel string) (string, error)
 	// Header holds extra header lines for the upgrade request (Origin,
 	// Cookie, User-Agent, ...). The WebSocket headers are set by the client.
 	Header http.Header

@@ -58,6 +58,7 @@ type request struct {
 	Since   *Position       `json:"since,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
 	Method  string          `json:"method,omitempty"` // rpc
+	Token   string          `json:"token,omitempty"` // refresh (token.go)
 }
 
 // incoming is any server → client message: a reply (with id) or a push
@@ -72,6 +73,7 @@ type incoming struct {
 	Data    json.RawMessage `json:"data"`
 	Join    *member         `json:"join"`
 	Leave   *member         `json:"leave"`
+	Refresh *refreshNotice  `json:"refresh"` // token.go
 }
 
 // member is a join or leave push's subject.
@@ -103,6 +105,7 @@ type subscription struct {
 	live    bool       // the subscribe on connection gen was answered
 	resyncs int        // gap repairs since the last in-order publication
 	early   []incoming // publications that came before the subscribe's answer
+	token   string     // channel token sent with the subscribe (token_channel.go)
 
 	first     chan struct{} // closed at the first answer (or failure)
 	firstDone bool
@@ -146,7 +149,7 @@ func encode(r request) []byte {
 func (c *Client) subscribeFrameLocked(cn *conn, s *subscription) []byte {
 	p := c.newCallLocked(cn, opSubscribe, s.channel, false)
 	s.gen, s.reqID, s.live, s.early = cn.gen, p.id, false, nil
-	r := request{ID: p.id, Op: opSubscribe, Channel: s.channel}
+	r := request{ID: p.id, Op: opSubscribe, Channel: s.channel, Token: s.token}
 	if s.hasPos {
 		pos := s.pos
 		r.Since = &pos
@@ -303,6 +306,10 @@ func (c *Client) SubscribeSince(ctx context.Context, channel string, since Posit
 }
 
 func (c *Client) subscribe(ctx context.Context, channel string, since *Position) (SubscribeResult, error) {
+	token, err := c.channelToken(ctx, channel)
+	if err != nil {
+		return SubscribeResult{}, &RefreshError{err}
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -317,7 +324,7 @@ func (c *Client) subscribe(ctx context.Context, channel string, since *Position)
 			c.mu.Unlock()
 			return SubscribeResult{}, ErrNotConnected
 		}
-		s = &subscription{channel: channel, first: make(chan struct{})}
+		s = &subscription{channel: channel, first: make(chan struct{}), token: token}
 		if since != nil {
 			s.pos, s.hasPos = *since, true
 		}

@@ -49,6 +49,13 @@ type jsEvent struct {
 
 func startJS(t *testing.T, url string) *jsDriver {
 	t.Helper()
+	return startJSEnv(t, url)
+}
+
+// startJSEnv is startJS with extra environment variables for the driver
+// ("WSD_TOKEN_URL=...").
+func startJSEnv(t *testing.T, url string, env ...string) *jsDriver {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		testdep.Missing(t, "node (Debian nodejs)", testdep.InstallHint+"; without it wsd.js is not exercised")
@@ -61,7 +68,7 @@ func startJS(t *testing.T, url string) *jsDriver {
 		testdep.Missing(t, "the npm ws package in "+modules, testdep.InstallHint+"; without it wsd.js is not exercised")
 	}
 	cmd := exec.Command(node, "testdata/wsdjs_driver.js", url, "../web/wsd.js")
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	cmd.Env = append(append(os.Environ(), "NODE_PATH="+modules), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

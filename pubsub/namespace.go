@@ -72,6 +72,10 @@ type NamespaceOptions struct {
 	// event costs one push per subscription, so a join storm on a big
 	// channel costs its square. 0: no cap.
 	JoinLeaveMax int
+	// Private makes a client's subscribe need a channel token: a JWT from
+	// the application's backend for that client and channel (the /ws
+	// handler checks it; docs/protocol.md).
+	Private bool
 }
 
 // DefaultNamespaceOptions are sensible settings for a chat-like namespace:
@@ -173,14 +177,15 @@ func ValidChannel(name string) bool {
 
 // NamespaceKeys are the keys Set understands, as config files spell them.
 func NamespaceKeys() []string {
-	return []string{"history_size", "history_ttl", "publish", "presence", "join_leave", "join_leave_max"}
+	return []string{"history_size", "history_ttl", "publish", "presence", "join_leave", "join_leave_max", "private"}
 }
 
 // Set sets the option named key (one of NamespaceKeys) from its text form,
 // for config files and flags: history_size = 100, history_ttl = "5m" (or
 // a number of seconds), publish = "any" | "subscribers" | "none",
 // presence = true | false, join_leave = true | false, join_leave_max = 0
-// (no cap) or a number of subscriptions. Errors name the key.
+// (no cap) or a number of subscriptions, private = true | false. Errors
+// name the key.
 func (o *NamespaceOptions) Set(key, value string) error {
 	var err error
 	switch key {
@@ -227,6 +232,11 @@ func (o *NamespaceOptions) Set(key, value string) error {
 		}
 		if err == nil {
 			o.JoinLeaveMax = n
+		}
+	case "private":
+		var b bool
+		if b, err = strconv.ParseBool(value); err == nil {
+			o.Private = b
 		}
 	default:
 		return fmt.Errorf("unknown namespace key %q (known: %s)", key, strings.Join(NamespaceKeys(), ", "))

@@ -32,6 +32,16 @@
  * with Retry-After (--max-accept-rate) makes it wait at least that long;
  * browsers hide the answer to a refused upgrade, so there the backoff holds.
  *
+ * Tokens: {token: '...'} is sent as ?token= (a browser cannot set headers on a
+ * WebSocket upgrade). {getToken: () => fetch('/ws-token').then(r => r.text())}
+ * is called before every attempt and again when the server pushes a refresh
+ * notice (the token expires soon): the new token goes out with a refresh op,
+ * and a 'refresh' event ({exp}) follows its success. Without a refresh the
+ * server closes at exp with 3000 "token expired" and the client reconnects
+ * with a token from getToken. {getChannelToken: (channel) => ...} gives the
+ * channel token of a private channel (docs/protocol.md), before every
+ * subscribe, the resubscribes after a reconnect included.
+ *
  * Several endpoints: new WSD.Client(['wss://a/ws', 'wss://b/ws'], ...) moves
  * to the next URL, in turn, when its node is gone (a failed attempt, a close
  * with 1001, 1012 or 1013, a connection lost without a close frame: 1006)
@@ -43,16 +53,20 @@
  *   → {"id":3,"op":"publish","channel":"chat","data":...}
  *   → {"id":4,"op":"presence","channel":"chat"}
  *   → {"id":5,"op":"rpc","method":"move","data":...}     (rpc(method, data))
+ *   → {"id":5,"op":"refresh","token":"<JWT>"}           (answers a refresh notice)
  *   ← {"id":1,"result":{...}} | {"id":1,"error":{"code":"...","message":"..."}}
  *   ← {"channel":"news","offset":42,"epoch":"e1","data":...}
  *   ← {"channel":"chat:lobby","join":{"client":"ann"}}     ('join' event)
  *   ← {"channel":"chat:lobby","leave":{"client":"ann"}}    ('leave' event)
+ *   ← {"refresh":{"exp":1767225600}}                       (the token expires soon)
  */
 (function (global) {
   'use strict';
 
   var DEFAULTS = {
     token: '',            // string, or a function returning a string or a Promise of one (called before every attempt)
+    getToken: null,       // function returning a token or a Promise of one: before every attempt (instead of token) and on refresh notices
+    getChannelToken: null, // function (channel) returning a channel token (private namespaces), '' or a Promise of one: before every subscribe
     minBackoff: 500,      // ms, base of the exponential backoff
     maxBackoff: 30000,    // ms, cap of the backoff
     healthyAfter: 10000,  // ms a connection must stay up for the backoff to start again from minBackoff
@@ -172,7 +186,9 @@
   // ({channel, recovered, epoch}), 'join' and 'leave' ({channel, client}:
   // another client's first subscription to a subscribed channel started or
   // its last one ended, in namespaces with join_leave = true; best effort,
-  // not replayed after a reconnect: ask presence then), 'error' (err).
+  // not replayed after a reconnect: ask presence then), 'refresh' ({exp}:
+  // the connection's token was replaced after a refresh notice), 'error'
+  // (err).
   // Returns fn.
   Client.prototype.on = function (name, fn) {
     (this._listeners[name] = this._listeners[name] || []).push(fn);
@@ -277,14 +293,7 @@
     if (this._closed || this._ws || this._opening) return;
     this._opening = true;
     this._setState('connecting', {attempt: this.attempt});
-    var tok = this.opts.token;
-    var p;
-    try {
-      p = Promise.resolve(typeof tok === 'function' ? tok() : tok);
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    p.then(function (token) {
+    this._token().then(function (token) {
       self._opening = false;
       if (self._closed || self._ws) return;
       self._dial(withToken(self.url, token));
@@ -477,6 +486,10 @@
       this._emit('error', wsdError(m.error.code, 'wsd: ' + m.error.code + ': ' + m.error.message, {server: true}));
       return;
     }
+    if (m.refresh && typeof m.refresh === 'object') {
+      this._refresh(ws);
+      return;
+    }
     if (typeof m.channel !== 'string') return;
     if (m.join || m.leave) this._onJoinLeave(m);
     else this._onPublication(ws, m);
@@ -552,7 +565,28 @@
     this._pending[id] = {op: 'subscribe', channel: s.channel, gen: this._gen, id: id};
     var msg = {id: id, op: 'subscribe', channel: s.channel};
     if (s.pos) msg.since = {offset: s.pos.offset, epoch: s.pos.epoch};
-    this._send(ws, msg);
+    if (typeof this.opts.getChannelToken !== 'function') {
+      this._send(ws, msg);
+      return;
+    }
+    // Private channels: a fresh channel token with every subscribe, the
+    // resubscribes after a reconnect included (it is checked only then).
+    var self = this, tok;
+    try {
+      tok = Promise.resolve(this.opts.getChannelToken(s.channel));
+    } catch (e) {
+      tok = Promise.reject(e);
+    }
+    tok.then(function (t) {
+      if (self._ws !== ws || s.reqId !== id) return; // superseded meanwhile
+      if (t) msg.token = String(t);
+      self._send(ws, msg);
+    }, function (err) {
+      if (self._ws !== ws || s.reqId !== id) return;
+      var p = self._pending[id];
+      delete self._pending[id];
+      if (p) self._onSubscribeReply(ws, p, {error: {code: 'channel_token', message: 'getting the channel token: ' + (err && err.message)}});
+    });
   };
 
   Client.prototype._onSubscribeReply = function (ws, p, m) {
@@ -681,7 +715,42 @@
     if (req.channel !== undefined) msg.channel = req.channel;
     if (req.method !== undefined) msg.method = req.method;
     if (req.data !== undefined) msg.data = req.data;
+    if (req.token !== undefined) msg.token = req.token;
     this._send(ws, msg);
+  };
+
+  // ---- tokens ----
+
+  // _token resolves with the token for the next attempt: getToken's, else
+  // the token option (a value or a function).
+  Client.prototype._token = function () {
+    var tok = this.opts.getToken || this.opts.token;
+    try {
+      return Promise.resolve(typeof tok === 'function' ? tok() : tok);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+
+  // _refresh answers a refresh notice on ws with a token from getToken (or
+  // a token function). A failure is an 'error' event: the server closes at
+  // exp with 3000 and the reconnect brings a fresh token.
+  Client.prototype._refresh = function (ws) {
+    var self = this;
+    if (typeof (this.opts.getToken || this.opts.token) !== 'function') return; // nothing fresher to send
+    this._token().then(function (token) {
+      if (self._ws !== ws || self.state !== 'connected') return; // a new connection had a fresh token
+      return new Promise(function (resolve, reject) {
+        var req = {op: 'refresh', token: String(token), resolve: resolve, reject: reject};
+        req.timer = setTimeout(function () {
+          if (req.id) delete self._pending[req.id];
+          reject(wsdError('timeout', 'wsd: refresh timed out'));
+        }, self.opts.requestTimeout);
+        self._sendRequest(ws, req);
+      }).then(function (r) { self._emit('refresh', {exp: r && r.exp}); });
+    }).catch(function (err) {
+      self._emit('error', wsdError(err && err.code || 'refresh_failed', 'wsd: refreshing the token: ' + (err && err.message), {refresh: true}));
+    });
   };
 
   var WSD = {Client: Client, version: '1'};

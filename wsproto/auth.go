@@ -51,7 +51,7 @@ var errNoSubject = errors.New("token has no sub (client ID)")
 // parseToken verifies tok and returns its claims.
 func (h *Handler) parseToken(tok string) (*Claims, error) {
 	var c Claims
-	_, err := h.parser.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return h.secret, nil })
+	_, err := h.parser.ParseWithClaims(tok, &c, h.key)
 	if err != nil {
 		return nil, err
 	}

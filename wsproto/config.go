@@ -14,6 +14,16 @@ type Config struct {
 	// anonymous mode, every client may subscribe and publish to any
 	// channel (the daemon warns: see Anonymous).
 	TokenSecret string
+	// TokenPublicKeyPEM holds PEM public keys (PUBLIC KEY, RSA PUBLIC KEY
+	// or CERTIFICATE blocks; RSA of 2048 bits or more, or EC P-256) that
+	// verify RS256 and ES256 tokens, next to HS256 with TokenSecret.
+	TokenPublicKeyPEM []byte
+	// TokenJWKSURL is a JWKS endpoint whose RSA and EC P-256 keys verify
+	// RS256 and ES256 tokens (matched by kid). It is fetched by New (5 s
+	// at most), then in the background when a token names an unknown kid
+	// or the keys are over 5 minutes old, at most every 10 s; a connection
+	// never waits for a fetch (token_keys.go).
+	TokenJWKSURL string
 	// TokenLeeway tolerates clock skew on exp/nbf/iat; default 0.
 	TokenLeeway time.Duration
 	// AllowedOrigins are patterns ('*' matches any run of characters,
@@ -54,11 +64,14 @@ const (
 )
 
 // AnonymousWarning is what the daemon logs at start when Config.Anonymous.
-const AnonymousWarning = "no token_secret configured: anonymous clients may subscribe and publish to any channel"
+const AnonymousWarning = "no token_secret, token_public_key or token_jwks_url configured: anonymous clients may subscribe and publish to any channel"
 
 // Anonymous reports whether clients connect without tokens (no
-// TokenSecret): every client may use every channel.
-func (c Config) Anonymous() bool { return c.TokenSecret == "" }
+// TokenSecret, TokenPublicKeyPEM or TokenJWKSURL): every client may use
+// every channel.
+func (c Config) Anonymous() bool {
+	return c.TokenSecret == "" && len(c.TokenPublicKeyPEM) == 0 && c.TokenJWKSURL == ""
+}
 
 func (c *Config) setDefaults() {
 	if c.MaxDataBytes <= 0 {

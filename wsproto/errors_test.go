@@ -25,3 +25,17 @@ func TestErrorForWrapped(t *testing.T) {
 		}
 	}
 }
+
+// A code that is not wsd's own is counted apart, never as the last of
+// wsd's codes.
+func TestCodeIndexOther(t *testing.T) {
+	if got := codeIndex("illegal_move"); got != numCodes {
+		t.Fatalf("codeIndex(unknown) = %d, want %d", got, numCodes)
+	}
+	codes := allCodes()
+	for i, c := range codes {
+		if codeIndex(c) != i {
+			t.Fatalf("codeIndex(%q) = %d, want %d", c, codeIndex(c), i)
+		}
+	}
+}

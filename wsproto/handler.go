@@ -49,7 +49,8 @@ type session struct {
 	clientID string
 	channels []string // token patterns; ignored when anon
 	anon     bool
-	limited  bool // closed for the rate limit: ignore the rest
+	limited  bool          // closed for the rate limit: ignore the rest
+	deadline atomic.Uint32 // the expiry wheel's tick when the token runs out; 0: never (or closed). In the bools' padding: token_expiry.go
 	bucket   bucket
 	gate     *connectGate // connect proxy (connect.go); nil when off
 	subsState
@@ -69,14 +70,16 @@ func (s *session) allowed(channel string) bool { return s.anon || matchAny(s.cha
 type Handler struct {
 	hub    *Hub
 	cfg    Config
-	secret []byte
-	parser *jwt.Parser
+	keys   *tokenKeys  // token_keys.go
+	parser *jwt.Parser // nil: anonymous
 	now    func() time.Time
-	px     *proxies // backend proxies (proxy.go); fields nil when off
-	users  users    // /ws sessions by client ID (API disconnect, info)
+	px     *proxies     // backend proxies (proxy.go); fields nil when off
+	users  users        // /ws sessions by client ID (API disconnect, info)
+	expiry *expiryWheel // token_expiry.go
 
+	refreshNotices, refreshes, tokenExpired             atomic.Uint64
 	requests, rateLimited, authRejected, originRejected atomic.Uint64
-	errors                                              [numCodes]atomic.Uint64
+	errors                                              [numCodes + 1]atomic.Uint64
 }
 
 var (
@@ -91,9 +94,14 @@ func New(hub *Hub, cfg Config) (*Handler, error) {
 	}
 	cfg.setDefaults()
 	h := &Handler{hub: hub, cfg: cfg, now: time.Now, px: newProxies(cfg.Proxy, cfg.MaxDataBytes)}
-	if cfg.TokenSecret != "" {
-		h.secret = []byte(cfg.TokenSecret)
-		h.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
+	h.expiry = newExpiryWheel(h.now, h.expiryDue)
+	if !cfg.Anonymous() {
+		keys, err := newTokenKeys(cfg, h.now)
+		if err != nil {
+			return nil, err
+		}
+		h.keys = keys
+		h.parser = jwt.NewParser(jwt.WithValidMethods(keys.methods()), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
 	}
 	return h, nil
 }
@@ -113,7 +121,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 		return &server.HTTPError{Status: 403, Reason: "origin not allowed"}
 	}
 	s := &session{conn: c}
-	if h.secret == nil {
+	if h.parser == nil {
 		s.anon, s.clientID = true, h.anonID(c)
 		c.Value.s = s
 		h.prepareConnect(c, r)
@@ -131,6 +139,9 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 		return &server.HTTPError{Status: 401, Reason: "invalid token: " + err.Error()}
 	}
 	s.clientID, s.channels = claims.Subject, claims.Channels
+	if claims.ExpiresAt != nil {
+		h.setDeadline(s, claims.ExpiresAt.Time, h.now())
+	}
 	c.Value.s = s
 	h.prepareConnect(c, r)
 	return nil
@@ -139,7 +150,7 @@ func (h *Handler) Accept(c *server.Conn[Session], r *server.Request) error {
 // OnOpen implements server.Handler.
 func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
-		c.Value.s = &session{conn: c, anon: h.secret == nil, clientID: h.anonID(c)}
+		c.Value.s = &session{conn: c, anon: h.parser == nil, clientID: h.anonID(c)}
 	}
 	h.users.add(c.Value.s)
 	if c.Value.s.gate != nil {
@@ -163,6 +174,7 @@ func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 		return
 	}
 	h.users.remove(s)
+	h.clearDeadline(s) // the wheel's entries go stale
 	for _, sub := range s.closeSubs() {
 		sub.Unsubscribe()
 	}
@@ -223,6 +235,8 @@ func (h *Handler) onMessage(c *server.Conn[Session], m server.Message) {
 		h.presence(c, &req)
 	case "rpc":
 		h.rpc(c, &req)
+	case "refresh":
+		h.refresh(c, &req)
 	case "ping":
 		// Extension: an application-level liveness probe (browsers cannot
 		// send WebSocket pings). The reply is an empty result.
@@ -242,14 +256,14 @@ func validID(id json.RawMessage) bool {
 	return c == '"' || c == '-' || c >= '0' && c <= '9'
 }
 
-// checkChannel validates the name and the token's patterns.
+// checkChannel validates the name and the client's access to the channel.
 func (h *Handler) checkChannel(c *server.Conn[Session], req *Request) bool {
 	if !pubsub.ValidChannel(req.Channel) {
 		h.fail(c, req.ID, &Error{CodeBadChannel, "invalid channel name"})
 		return false
 	}
-	if !c.Value.s.allowed(req.Channel) {
-		h.fail(c, req.ID, &Error{CodeForbidden, "the token does not allow channel " + req.Channel})
+	if e := h.access(c.Value.s, req); e != nil { // token_channel.go
+		h.fail(c, req.ID, e)
 		return false
 	}
 	return true
@@ -346,13 +360,18 @@ type Stats struct {
 	AuthRejected   uint64            // upgrades refused with 401 (missing or bad token)
 	OriginRejected uint64            // upgrades refused with 403 (Origin)
 	Errors         map[string]uint64 // error replies by code (codes with none are absent)
+	RefreshNotices uint64            // refresh notices pushed before a token's exp
+	Refreshes      uint64            // refresh ops that brought a valid token
+	TokenExpired   uint64            // connections closed with CloseTokenExpired
 }
 
 // Stats returns the handler's counters. Safe from any goroutine.
 func (h *Handler) Stats() Stats {
 	st := Stats{Requests: h.requests.Load(), RateLimited: h.rateLimited.Load(),
-		AuthRejected: h.authRejected.Load(), OriginRejected: h.originRejected.Load(), Errors: map[string]uint64{}}
-	for i, code := range allCodes() {
+		AuthRejected: h.authRejected.Load(), OriginRejected: h.originRejected.Load(), Errors: map[string]uint64{},
+		RefreshNotices: h.refreshNotices.Load(), Refreshes: h.refreshes.Load(), TokenExpired: h.tokenExpired.Load()}
+	codes := allCodes()
+	for i, code := range append(codes[:], otherCodes) {
 		if n := h.errors[i].Load(); n > 0 {
 			st.Errors[code] = n
 		}

@@ -15,6 +15,7 @@ type Request struct {
 	Since   *pubsub.StreamPosition `json:"since,omitempty"`  // subscribe: recover after this position
 	Data    json.RawMessage        `json:"data,omitempty"`   // publish, rpc: any JSON
 	Method  string                 `json:"method,omitempty"` // rpc: the backend's method
+	Token   string                 `json:"token,omitempty"`  // refresh: the new connection token; subscribe: a channel token
 }
 
 // Reply answers a Request: Result on success, Error otherwise.
@@ -70,26 +71,32 @@ const (
 	CodeAPIDisabled       = "api_disabled"           // HTTP API: no API key configured
 	CodeMethodNotAllowed  = "method_not_allowed"     // HTTP API
 	CodeNotFound          = "not_found"              // HTTP API: no such endpoint
+	CodeBadToken          = "bad_token"              // refresh or channel token invalid, expired, or for another client or channel
 )
 
 // numCodes is the number of error codes.
-const numCodes = 16
+const numCodes = 17
 
 // allCodes lists the error codes; it indexes the per-code counters.
 func allCodes() [numCodes]string {
 	return [numCodes]string{CodeBadRequest, CodeUnknownOp, CodeBadChannel, CodeUnknownNamespace, CodeForbidden,
 		CodeTooLarge, CodeAlreadySubscribed, CodeNotSubscribed, CodeTooManySubs, CodePresenceDisabled, CodeInternal,
-		CodeUnauthorized, CodeAPIDisabled, CodeMethodNotAllowed, CodeNotFound, CodeBackendUnavailable}
+		CodeUnauthorized, CodeAPIDisabled, CodeMethodNotAllowed, CodeNotFound, CodeBackendUnavailable, CodeBadToken}
 }
 
+// codeIndex is code's counter. Codes that are not wsd's own (an rpc
+// backend's) count under otherCodes, at index numCodes.
 func codeIndex(code string) int {
 	for i, c := range allCodes() {
 		if c == code {
 			return i
 		}
 	}
-	return numCodes - 1
+	return numCodes
 }
+
+// otherCodes names the error replies with a backend's own code in Stats.
+const otherCodes = "backend_defined"
 
 // errorFor maps a pubsub error, possibly wrapped, to a reply error.
 func errorFor(err error) *Error {

@@ -175,6 +175,11 @@ func TestRPCBackendErrorIsTheReply(t *testing.T) {
 	if st := e.h.ProxyStats()[0]; st.Calls != 3 || st.Errors != 2 {
 		t.Fatalf("stats %+v", st)
 	}
+	// The backend's own error replies are the application's: not counted
+	// under any of wsd's codes.
+	if errs := e.h.Stats().Errors; len(errs) != 1 || errs[CodeBackendUnavailable] != 2 {
+		t.Fatalf("error counters %v", errs)
+	}
 }
 
 func TestRPCRequestChecks(t *testing.T) {

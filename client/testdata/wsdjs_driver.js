@@ -23,9 +23,20 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 // Several URLs (the endpoints of a cluster) come separated by spaces.
 const urls = process.argv[2].split(' ');
-const c = new WSD.Client(urls.length > 1 ? urls : urls[0], {
-  WebSocket, token: 'js-token', minBackoff: 10, maxBackoff: 100, requestTimeout: 5000,
-});
+const opts = {WebSocket, token: 'js-token', minBackoff: 10, maxBackoff: 100, requestTimeout: 5000};
+// WSD_TOKEN_URL: tokens come from that endpoint, through getToken.
+const tokenURL = process.env.WSD_TOKEN_URL;
+if (tokenURL) {
+  opts.getToken = () => fetch(tokenURL).then((r) => (r.ok ? r.text() : Promise.reject(new Error('token endpoint: ' + r.status))));
+}
+// WSD_CHANNEL_TOKEN_URL: channel tokens come from that endpoint (?channel=).
+const channelTokenURL = process.env.WSD_CHANNEL_TOKEN_URL;
+if (channelTokenURL) {
+  opts.getChannelToken = (ch) => fetch(channelTokenURL + '?channel=' + encodeURIComponent(ch))
+    .then((r) => (r.ok ? r.text() : Promise.reject(new Error('channel token endpoint: ' + r.status))));
+}
+const c = new WSD.Client(urls.length > 1 ? urls : urls[0], opts);
+c.on('refresh', (r) => out({ev: 'refresh', info: {exp: r.exp}}));
 c.on('state', (state, info) => out({ev: 'state', state, info: {
   code: info.code, reason: info.reason, delay: info.delay, offline: !!info.offline, attempt: info.attempt,
   hint: info.hint, retryAfter: info.retryAfter, status: info.status,

@@ -69,7 +69,8 @@ type config struct {
 	proxy  proxyFlags // proxy.go
 
 	namespaces pubsub.Namespaces
-	pacing     pacing // drain.go
+	pacing     pacing    // drain.go
+	tokenKeys  tokenKeys // token.go
 }
 
 func main() {
@@ -90,7 +91,7 @@ Every flag can also be set in the --config TOML file under the same name with
 '_' for '-' (max-message = max_message); flags given on the command line win.
 Per-namespace options are file-only tables: [namespaces.default],
 [namespaces.chat] with history_size, history_ttl, publish, presence,
-join_leave, join_leave_max.
+join_leave, join_leave_max, private.
 
 Flags:
 `)
@@ -125,6 +126,7 @@ Flags:
 	c.nats.flags(fs)
 	c.proxy.flags(fs)
 	c.pacing.addFlags(fs)
+	c.tokenKeys.addFlags(fs)
 	return fs
 }
 
@@ -246,6 +248,10 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		AllowedOrigins: splitList(c.allowedOrigins), MaxDataBytes: c.maxDataBytes,
 		MaxSubscriptions: c.maxSubscriptions, RateLimit: c.rateLimit, RateBurst: c.rateBurst, Logger: log,
 		Proxy: c.proxy.config()}
+	if err := c.tokenKeys.apply(&wsCfg); err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
 	if broker.nats != nil {
 		wsCfg.NodeID = broker.nats.NodeID() // presence is cluster-wide: anonymous IDs must not collide
 	}
@@ -278,7 +284,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	select {
 	case <-srv.Ready():
 		log.Info("wsd listening", "addr", c.listen, "max_conns", srv.MaxConns(),
-			"api", c.apiKey != "", "tokens", c.tokenSecret != "")
+			"api", c.apiKey != "", "tokens", !wsCfg.Anonymous())
 	case err := <-done:
 		log.Error("wsd could not start", "err", err)
 		return 1

@@ -111,6 +111,8 @@ func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broke
 	counter("ws_requests_total", "/ws requests handled.", func() uint64 { return wsh.Stats().Requests })
 	counter("ws_rate_limited_total", "/ws connections closed for their message rate.", func() uint64 { return wsh.Stats().RateLimited })
 	counter("ws_auth_rejected_total", "/ws upgrades refused for the token.", func() uint64 { return wsh.Stats().AuthRejected })
+	counter("ws_token_refreshes_total", "/ws refresh ops that brought a valid token.", func() uint64 { return wsh.Stats().Refreshes })
+	counter("ws_token_expired_total", "/ws connections closed with 3000 for an expired token.", func() uint64 { return wsh.Stats().TokenExpired })
 	counter("api_requests_total", "HTTP API requests.", func() uint64 { return api.Stats().Requests })
 	counter("api_rejected_total", "HTTP API requests refused for the API key.", func() uint64 { return api.Stats().Rejected })
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
