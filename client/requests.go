@@ -58,7 +58,7 @@ type request struct {
 	Since   *Position       `json:"since,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
 	Method  string          `json:"method,omitempty"` // rpc
-	Token   string          `json:"token,omitempty"` // refresh (token.go)
+	Token   string          `json:"token,omitempty"`  // refresh (token.go)
 }
 
 // incoming is any server → client message: a reply (with id) or a push

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +42,7 @@ func (v Session) ClientID() string {
 
 // session is a /ws connection's state: who the client is, what it may use,
 // what it is subscribed to. Only the handler's callbacks touch it, one at
-// a time, except subsState (its own lock: the subscribe proxy's answers
+// a time, except subs and closed (under subsMu: the subscribe proxy's answers
 // arrive off the callbacks); the hub calls Deliver from publishers'
 // goroutines.
 type session struct {
@@ -50,10 +51,12 @@ type session struct {
 	channels []string // token patterns; ignored when anon
 	anon     bool
 	limited  bool          // closed for the rate limit: ignore the rest
+	closed   bool          // OnClose ran: a late subscription is undone; under subsMu
 	deadline atomic.Uint32 // the expiry wheel's tick when the token runs out; 0: never (or closed). In the bools' padding: token_expiry.go
 	bucket   bucket
 	gate     *connectGate // connect proxy (connect.go); nil when off
-	subsState
+	subsMu   sync.Mutex
+	subs     map[string]*pubsub.Subscription[*server.Prepared] // subs.go
 }
 
 // Deliver implements pubsub.Subscriber: it queues a push on the

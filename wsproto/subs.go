@@ -4,79 +4,76 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 
 	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/server"
 )
 
-// subsState is a session's subscriptions. A subscribe proxy's answer
-// arrives off the handler's callbacks, so unlike the rest of the session
-// these are guarded by mu.
-type subsState struct {
-	mu      sync.Mutex
-	subs    map[string]*pubsub.Subscription[*server.Prepared]
-	pending map[string]bool // subscribes under way: counted, not yet in subs
-	closed  bool            // OnClose ran: a late subscription is undone
-}
+// A session's subscriptions: a subscribe proxy's answer arrives off the
+// handler's callbacks, so unlike the rest of the session they are guarded
+// by session.subsMu. A channel whose subscribe is under way (reserved,
+// counted) maps to nil.
 
 // reserve marks channel as being subscribed, or says why it cannot be.
-func (s *subsState) reserve(channel string, max int) *Error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.subs[channel] != nil || s.pending[channel] {
+func (s *session) reserve(channel string, max int) *Error {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	if _, ok := s.subs[channel]; ok {
 		return &Error{CodeAlreadySubscribed, "already subscribed to " + channel}
 	}
-	if len(s.subs)+len(s.pending) >= max {
+	if len(s.subs) >= max {
 		return &Error{CodeTooManySubs, fmt.Sprintf("at most %d subscriptions per connection", max)}
 	}
-	if s.pending == nil {
-		s.pending = map[string]bool{}
+	if s.subs == nil {
+		s.subs = map[string]*pubsub.Subscription[*server.Prepared]{}
 	}
-	s.pending[channel] = true
+	s.subs[channel] = nil
 	return nil
 }
 
 // commit turns a reservation into sub (nil: the subscribe failed). It
 // reports false when the connection closed meanwhile: the caller undoes
 // sub.
-func (s *subsState) commit(channel string, sub *pubsub.Subscription[*server.Prepared]) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.pending, channel)
-	if sub == nil {
-		return true
-	}
-	if s.closed {
-		return false
-	}
-	if s.subs == nil {
-		s.subs = map[string]*pubsub.Subscription[*server.Prepared]{}
+func (s *session) commit(channel string, sub *pubsub.Subscription[*server.Prepared]) bool {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	if sub == nil || s.closed {
+		delete(s.subs, channel)
+		return sub == nil
 	}
 	s.subs[channel] = sub
 	return true
 }
 
-func (s *subsState) subscribed(channel string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *session) subscribed(channel string) bool {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
 	return s.subs[channel] != nil
 }
 
-// take removes and returns channel's subscription (nil if none).
-func (s *subsState) take(channel string) *pubsub.Subscription[*server.Prepared] {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// take removes and returns channel's subscription (nil if none, or if its
+// subscribe is still under way: that one stays reserved).
+func (s *session) take(channel string) *pubsub.Subscription[*server.Prepared] {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
 	sub := s.subs[channel]
-	delete(s.subs, channel)
+	if sub != nil {
+		delete(s.subs, channel)
+	}
 	return sub
 }
 
-// closeSubs marks the session closed and returns its subscriptions.
-func (s *subsState) closeSubs() map[string]*pubsub.Subscription[*server.Prepared] {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	subs := s.subs
+// closeSubs marks the session closed and returns its subscriptions (not
+// the ones under way: commit undoes those).
+func (s *session) closeSubs() []*pubsub.Subscription[*server.Prepared] {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	subs := make([]*pubsub.Subscription[*server.Prepared], 0, len(s.subs))
+	for _, sub := range s.subs {
+		if sub != nil {
+			subs = append(subs, sub)
+		}
+	}
 	s.subs, s.closed = nil, true
 	return subs
 }

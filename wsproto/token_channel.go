@@ -61,7 +61,7 @@ func (h *Handler) access(s *session, req *Request) *Error {
 		if req.Op == "subscribe" {
 			return h.checkChannelToken(s, req)
 		}
-		if s.subs[req.Channel] != nil {
+		if s.subscribed(req.Channel) {
 			return nil
 		}
 	}
