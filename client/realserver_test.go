@@ -33,13 +33,23 @@ func startNode(t *testing.T, opts server.Options) *wsdNode {
 // startNodeNS is startNode with namespaces.
 func startNodeNS(t *testing.T, opts server.Options, ns pubsub.Namespaces) *wsdNode {
 	t.Helper()
+	n, _ := startWSNode(t, opts, ns, wsproto.Config{})
+	return n
+}
+
+// startWSNode runs a server with the /ws handler made from cfg (quiet
+// logs) and the memory broker on a free loopback port, stopped when the
+// test ends; it returns the handler too, for its counters.
+func startWSNode(t *testing.T, opts server.Options, ns pubsub.Namespaces, cfg wsproto.Config) (*wsdNode, *wsproto.Handler) {
+	t.Helper()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logger = opts.Logger
 	srv := server.New[wsproto.Session](opts)
 	hub, err := wsproto.NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{Namespaces: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := wsproto.New(hub, wsproto.Config{Logger: opts.Logger})
+	h, err := wsproto.New(hub, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +68,8 @@ func startNodeNS(t *testing.T, opts server.Options, ns pubsub.Namespaces) *wsdNo
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not start")
 	}
-	t.Cleanup(func() { n.stop(t) })
-	return n
+	t.Cleanup(func() { n.stop(t); h.CloseProxies() })
+	return n, h
 }
 
 func (n *wsdNode) url() string { return "ws://" + n.addr + "/ws" }

@@ -5,15 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/server"
 	"github.com/wsdhq/wsd/wsproto"
 )
@@ -21,32 +17,7 @@ import (
 // startProxiedNode is startNode with the rpc proxy pointing at rpcURL.
 func startProxiedNode(t *testing.T, rpcURL string) *wsdNode {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := server.New[wsproto.Session](server.Options{Logger: quiet})
-	hub, err := wsproto.NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := wsproto.New(hub, wsproto.Config{Logger: quiet, Proxy: wsproto.ProxyConfig{RPCURL: rpcURL, Timeout: 5 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Handle("/ws", h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &wsdNode{addr: ln.Addr().String(), srv: srv, done: make(chan error, 1)}
-	ln.Close()
-	go func() { n.done <- srv.ListenAndServe(n.addr) }()
-	select {
-	case <-srv.Ready():
-	case err := <-n.done:
-		t.Fatalf("ListenAndServe: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() { n.stop(t); h.CloseProxies() })
+	n, _ := startWSNode(t, server.Options{}, nil, wsproto.Config{Proxy: wsproto.ProxyConfig{RPCURL: rpcURL, Timeout: 5 * time.Second}})
 	return n
 }
 

@@ -3,9 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,33 +25,7 @@ func startTokenNode(t *testing.T) (*wsdNode, *wsproto.Handler) {
 // startTokenNodeNS is startTokenNode with namespaces.
 func startTokenNodeNS(t *testing.T, ns pubsub.Namespaces) (*wsdNode, *wsproto.Handler) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := server.New[wsproto.Session](server.Options{Logger: log})
-	hub, err := wsproto.NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{Namespaces: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := wsproto.New(hub, wsproto.Config{Logger: log, TokenSecret: tokenSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Handle("/ws", h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &wsdNode{addr: ln.Addr().String(), srv: srv, done: make(chan error, 1)}
-	ln.Close()
-	go func() { n.done <- srv.ListenAndServe(n.addr) }()
-	select {
-	case <-srv.Ready():
-	case err := <-n.done:
-		t.Fatalf("ListenAndServe: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() { n.stop(t) })
-	return n, h
+	return startWSNode(t, server.Options{}, ns, wsproto.Config{TokenSecret: tokenSecret})
 }
 
 // stateLog records OnState calls.
