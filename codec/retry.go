@@ -39,9 +39,11 @@ func ParseRetryHint(reason string) (d time.Duration, ok bool) {
 		if whole == "" || !allDigits(whole) || !allDigits(frac) || (dot && frac == "") {
 			return 0, false
 		}
+		// Only digits and one dot got here: a ParseFloat error can only be
+		// a number too large for float64, which the cap covers too.
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f > MaxServerWait.Seconds() {
-			return MaxServerWait, err == nil
+			return MaxServerWait, true
 		}
 		return time.Duration(f * float64(time.Second)), true
 	}

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,6 +38,7 @@ func TestParseRetryHint(t *testing.T) {
 		{"going away; node=b; retry=1.5; x=y", 1500 * time.Millisecond, true},
 		{"restart; retry=999999", MaxServerWait, true}, // capped
 		{"restart; retry=99999999999999999999999999999999999999.5", MaxServerWait, true},
+		{"retry=" + strings.Repeat("8", 400), MaxServerWait, true}, // past float64: found by FuzzRetryHint
 		{"", 0, false},
 		{"restart", 0, false},
 		{"server shutting down", 0, false},
