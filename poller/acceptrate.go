@@ -66,11 +66,6 @@ func retryAfterSeconds(wait time.Duration) int {
 // refuseRate answers an upgrade over MaxAcceptRate with 503 and the
 // Retry-After of the client's slot, and closes.
 func (e *Engine) refuseRate(c *Conn, wait time.Duration) {
-	herr := codec.HTTPError{Status: 503, Reason: "upgrade rate limit, retry later",
-		Header: []codec.HeaderField{{Name: "Retry-After", Value: strconv.Itoa(retryAfterSeconds(wait))}}}
-	c.loop.scratch = codec.AppendHTTPError(c.loop.scratch[:0], &herr)
-	_, _ = c.gc.Write(c.loop.scratch)
-	c.closeCause = CauseAcceptRate
-	c.state = stateClosed
-	_ = c.gc.Close()
+	e.answerAndClose(c, &codec.HTTPError{Status: 503, Reason: "upgrade rate limit, retry later",
+		Header: []codec.HeaderField{{Name: "Retry-After", Value: strconv.Itoa(retryAfterSeconds(wait))}}}, CauseAcceptRate)
 }

@@ -330,9 +330,15 @@ func (e *Engine) plainHTTP(c *Conn, hh HTTPHandler, req *codec.Request, buf []by
 // refuse answers a request with an HTTP error and closes.
 func (e *Engine) refuse(c *Conn, herr *codec.HTTPError) {
 	e.stats.Rejected.Add(1)
+	e.answerAndClose(c, herr, CauseHandshakeRejected)
+}
+
+// answerAndClose writes an HTTP error answer and closes, counting the close
+// under cause.
+func (e *Engine) answerAndClose(c *Conn, herr *codec.HTTPError, cause Cause) {
 	c.loop.scratch = codec.AppendHTTPError(c.loop.scratch[:0], herr)
 	_, _ = c.gc.Write(c.loop.scratch)
-	c.closeCause = CauseHandshakeRejected
+	c.closeCause = cause
 	c.state = stateClosed
 	_ = c.gc.Close()
 }
