@@ -7,9 +7,10 @@ import (
 
 // Buf is a pooled byte buffer. B's capacity is its size class.
 type Buf struct {
-	B     []byte
-	segs  []seg // shared frames placed between B's bytes (outbound only)
-	class int8
+	B        []byte
+	segs     []seg // shared frames placed between B's bytes (outbound only)
+	segBytes int   // their total length: the outbound cap is checked per message
+	class    int8
 }
 
 const (
@@ -41,7 +42,7 @@ func (p *Buffers) Get(n int) *Buf {
 	if v := p.pools[c].Get(); v != nil {
 		b := v.(*Buf)
 		b.B = b.B[:0]
-		b.segs = b.segs[:0]
+		b.segs, b.segBytes = b.segs[:0], 0
 		return b
 	}
 	return &Buf{B: make([]byte, 0, 1<<(c+minClassShift)), class: int8(c)}
@@ -59,6 +60,7 @@ func (p *Buffers) Grow(b *Buf, n int) *Buf {
 	// Swap rather than copy: no allocation, and b goes back to the pool
 	// holding nb's empty slice.
 	nb.segs, b.segs = b.segs, nb.segs[:0]
+	nb.segBytes, b.segBytes = b.segBytes, 0
 	p.Put(b)
 	return nb
 }

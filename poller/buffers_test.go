@@ -55,6 +55,7 @@ func TestBuffersGrowKeepsSegs(t *testing.T) {
 	b.segs = append(b.segs, seg{b: shared1, ownEnd: len(b.B)})
 	b.B = append(b.B, "own2"...)
 	b.segs = append(b.segs, seg{b: shared2, ownEnd: len(b.B)})
+	b.segBytes = len(shared1) + len(shared2)
 	want := slices.Clone(b.segs)
 	ownWant := string(b.B)
 
@@ -72,6 +73,9 @@ func TestBuffersGrowKeepsSegs(t *testing.T) {
 		if !bytes.Equal(s.b, want[i].b) || s.ownEnd != want[i].ownEnd {
 			t.Fatalf("seg %d after Grow: %q at %d, want %q at %d", i, s.b, s.ownEnd, want[i].b, want[i].ownEnd)
 		}
+	}
+	if b.segBytes != len(shared1)+len(shared2) {
+		t.Fatalf("shared bytes after Grow: %d, want %d", b.segBytes, len(shared1)+len(shared2))
 	}
 	p.Put(b)
 }

@@ -180,6 +180,7 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 		c.out = c.loop.eng.bufs.Get(0)
 	}
 	c.out.segs = append(c.out.segs, seg{b: frame, ownEnd: len(c.out.B)})
+	c.out.segBytes += len(frame)
 	c.queuedLocked(len(frame))
 	return nil
 }
@@ -207,15 +208,13 @@ func (c *Conn) admitLocked() error {
 	return ErrSlowConsumer
 }
 
+// queuedBytesLocked is what waits for the loop. O(1): a broadcast backlog
+// can hold tens of thousands of shared frames.
 func (c *Conn) queuedBytesLocked() int {
 	if c.out == nil {
 		return 0
 	}
-	n := len(c.out.B)
-	for _, s := range c.out.segs {
-		n += len(s.b)
-	}
-	return n
+	return len(c.out.B) + c.out.segBytes
 }
 
 // queuedLocked counts a message just queued (n payload or frame bytes) and
@@ -255,7 +254,7 @@ func (c *Conn) closeLocked(code uint16, reason string, why Cause) {
 		if c.out != nil {
 			c.out.B = c.out.B[:0]
 			clear(c.out.segs)
-			c.out.segs = c.out.segs[:0]
+			c.out.segs, c.out.segBytes = c.out.segs[:0], 0
 		}
 	}
 	if c.out == nil {
