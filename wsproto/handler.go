@@ -340,18 +340,21 @@ func (h *Handler) presence(c *server.Conn[Session], req *Request) {
 }
 
 func (h *Handler) reply(c *server.Conn[Session], id json.RawMessage, result any) {
-	b, err := json.Marshal(Reply{ID: id, Result: result})
-	if err != nil {
-		panic(err) // our own types always marshal
-	}
-	_ = c.Send(server.Text, b)
+	h.send(c, Reply{ID: id, Result: result})
 }
 
+// fail replies an error of wsd's and counts it by code.
 func (h *Handler) fail(c *server.Conn[Session], id json.RawMessage, e *Error) {
 	h.errors[codeIndex(e.Code)].Add(1)
-	b, err := json.Marshal(Reply{ID: id, Error: e})
+	h.send(c, Reply{ID: id, Error: e})
+}
+
+// send queues a reply. Safe from any goroutine (proxied requests answer
+// off the callbacks).
+func (h *Handler) send(c *server.Conn[Session], r Reply) {
+	b, err := json.Marshal(r)
 	if err != nil {
-		panic(err)
+		panic(err) // our own types, and decoded backend answers, always marshal
 	}
 	_ = c.Send(server.Text, b)
 }

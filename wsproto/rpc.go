@@ -63,38 +63,44 @@ func (h *Handler) rpc(c *server.Conn[Session], req *Request) {
 		h.fail(c, req.ID, &Error{CodeTooLarge, fmt.Sprintf("data over %d bytes", h.cfg.MaxDataBytes)})
 		return
 	}
-	if !p.acquire() {
-		h.fail(c, req.ID, errBusy)
-		return
-	}
 	body := RPCRequest{ConnInfo: h.connInfo(c), Method: req.Method, Data: req.Data}
 	id := req.ID
+	h.ask(c, p, id, body, nil, func(res json.RawMessage) {
+		if len(res) == 0 {
+			res = json.RawMessage("null")
+		}
+		h.reply(c, id, res)
+	})
+}
+
+// ask sends body to p's backend off the caller's goroutine and hands the
+// backend's result to allowed. A refusal is the request's error reply (the
+// backend's own code, not counted among wsd's: the proxy's metrics see the
+// call), a failure or a full node is backend_unavailable; undo, if not
+// nil, runs first in those cases.
+func (h *Handler) ask(c *server.Conn[Session], p *proxy, id json.RawMessage, body any, undo func(), allowed func(result json.RawMessage)) {
+	if !p.acquire() {
+		if undo != nil {
+			undo()
+		}
+		h.fail(c, id, errBusy)
+		return
+	}
 	go func() {
 		defer p.release()
 		ans, err := p.call(body)
+		if (err != nil || ans.Error != nil) && undo != nil {
+			undo()
+		}
 		switch {
 		case err != nil:
 			h.fail(c, id, err)
 		case ans.Error != nil:
-			h.sendReply(c, Reply{ID: id, Error: ans.Error})
+			h.send(c, Reply{ID: id, Error: ans.Error})
 		default:
-			res := ans.Result
-			if len(res) == 0 {
-				res = json.RawMessage("null")
-			}
-			h.reply(c, id, res)
+			allowed(ans.Result)
 		}
 	}()
-}
-
-// sendReply sends a backend's error reply; it is not one of wsd's codes,
-// so it is not counted by code (the proxy's own metrics see the call).
-func (h *Handler) sendReply(c *server.Conn[Session], r Reply) {
-	b, err := json.Marshal(r)
-	if err != nil {
-		panic(err) // a decoded Error always marshals
-	}
-	_ = c.Send(server.Text, b)
 }
 
 // publishProxied asks the backend about a publication that passed the
@@ -107,32 +113,18 @@ func (h *Handler) publishProxied(c *server.Conn[Session], req *Request) bool {
 	if !p.covers(pubsub.NamespaceOf(req.Channel)) {
 		return false
 	}
-	if !p.acquire() {
-		h.fail(c, req.ID, errBusy)
-		return true
-	}
 	body := PublishProxyRequest{ConnInfo: h.connInfo(c), Channel: req.Channel, Data: req.Data}
 	id, channel := req.ID, req.Channel
-	go func() {
-		defer p.release()
-		ans, err := p.call(body)
-		switch {
-		case err != nil:
-			h.fail(c, id, err)
-			return
-		case ans.Error != nil:
-			h.sendReply(c, Reply{ID: id, Error: ans.Error})
-			return
-		}
+	h.ask(c, p, id, body, nil, func(res json.RawMessage) {
 		data := body.Data
 		var r struct {
 			Data json.RawMessage `json:"data"`
 		}
-		if len(ans.Result) > 0 && json.Unmarshal(ans.Result, &r) == nil && len(r.Data) > 0 {
+		if len(res) > 0 && json.Unmarshal(res, &r) == nil && len(r.Data) > 0 {
 			data = r.Data
 		}
 		h.publishNow(c, id, channel, data)
-	}()
+	})
 	return true
 }
 

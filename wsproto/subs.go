@@ -109,26 +109,10 @@ func (h *Handler) subscribeProxied(c *server.Conn[Session], req *Request) bool {
 		return false
 	}
 	s := c.Value.s
-	if !p.acquire() {
-		s.commit(req.Channel, nil)
-		h.fail(c, req.ID, errBusy)
-		return true
-	}
 	body := SubscribeProxyRequest{ConnInfo: h.connInfo(c), Channel: req.Channel}
 	id, channel, since := req.ID, req.Channel, req.Since
-	go func() {
-		defer p.release()
-		ans, err := p.call(body)
-		switch {
-		case err != nil:
-			s.commit(channel, nil)
-			h.fail(c, id, err)
-		case ans.Error != nil:
-			s.commit(channel, nil)
-			h.sendReply(c, Reply{ID: id, Error: ans.Error})
-		default:
-			h.subscribeNow(c, id, channel, since)
-		}
-	}()
+	h.ask(c, p, id, body, func() { s.commit(channel, nil) }, func(json.RawMessage) {
+		h.subscribeNow(c, id, channel, since)
+	})
 	return true
 }
