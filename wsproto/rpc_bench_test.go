@@ -2,9 +2,7 @@ package wsproto
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,45 +11,15 @@ import (
 
 	"github.com/wsdhq/wsd/codec"
 	"github.com/wsdhq/wsd/internal/wstest"
-	"github.com/wsdhq/wsd/pubsub"
-	"github.com/wsdhq/wsd/server"
 )
 
-// benchNode is a /ws server for benchmarks (start needs a *testing.T).
+// benchNode is a /ws server for benchmarks: no rate limit.
 func benchNode(b *testing.B, cfg Config) string {
 	b.Helper()
 	cfg.Logger, cfg.RateLimit = quiet, -1
-	srv := server.New[Session](server.Options{Logger: quiet})
-	hub, err := NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := New(hub, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv.Handle("/ws", h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(addr) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-		h.CloseProxies()
-	})
-	return addr
+	e := start(b, cfg, nil)
+	b.Cleanup(e.h.CloseProxies)
+	return e.addr
 }
 
 // roundTrips sends b.N requests made by req one at a time on one

@@ -49,7 +49,7 @@ func defaultNS() pubsub.Namespaces {
 
 // start runs a server with the /ws handler on a free loopback port until
 // the test ends.
-func start(t *testing.T, cfg Config, ns pubsub.Namespaces) *env {
+func start(t testing.TB, cfg Config, ns pubsub.Namespaces) *env {
 	t.Helper()
 	if ns == nil {
 		ns = defaultNS()
