@@ -43,6 +43,8 @@ type Memory struct {
 
 	entries atomic.Int64
 	bytes   atomic.Int64
+
+	users userSubs // server-side subscriptions (usersubs.go)
 }
 
 type stream struct {

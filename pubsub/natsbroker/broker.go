@@ -119,6 +119,7 @@ type Broker struct {
 
 	presence  *presence  // cluster presence (PresenceStore)
 	joinLeave *joinLeave // join/leave events between nodes (JoinLeaveBus)
+	users     userSubs   // server-side subscriptions (usersubs.go)
 }
 
 var _ pubsub.Broker = (*Broker)(nil)
@@ -267,6 +268,7 @@ func (b *Broker) Close() {
 		s.stop()()
 	}
 	b.cleanup.Wait()
+	b.users.stop()
 	b.presence.close()
 	b.joinLeave.close(b.presence.abandon.Load())
 	b.nc.Close()
