@@ -20,6 +20,7 @@ type PubSub interface {
 	Publish(ctx context.Context, channel string, data []byte) (pubsub.StreamPosition, error)
 	Channels() []pubsub.ChannelInfo
 	Presence(ctx context.Context, channel string) (pubsub.Presence, error)
+	Namespace(channel string) (pubsub.NamespaceOptions, error)
 	Broker() pubsub.Broker
 }
 
@@ -59,6 +60,7 @@ const (
 //	POST /api/batch       {"commands":[{"method":"publish","params":{...}},...]}
 //	POST /api/history     {"channel":"news","limit":10} or {"channel":"news","since":{...}}
 //	POST /api/disconnect  {"user":"alice","reconnect_after":2.5}
+//	POST /api/subscribe   {"user":"alice","channel":"news"}   (and /api/unsubscribe)
 //	GET  /api/presence?channel=chat   (or POST {"channel":"chat"})
 //	GET  /api/channels, GET /api/info (or POST {})
 //
@@ -99,6 +101,7 @@ func NewAPI(hub PubSub, cfg APIConfig) *API {
 	a.cmds = map[string]command{
 		"publish": a.publish, "history": a.history, "presence": a.presence,
 		"channels": a.channels, "info": a.info, "disconnect": a.disconnect,
+		"subscribe": a.subscribeUser, "unsubscribe": a.unsubscribeUser,
 	}
 	return a
 }
@@ -423,6 +426,49 @@ func (a *API) disconnect(_ context.Context, params json.RawMessage) (any, *apiEr
 		return nil, errf(http.StatusNotImplemented, CodeNotFound, "disconnect needs the /ws handler (APIConfig.Users)")
 	}
 	return DisconnectResult{Disconnected: a.users.DisconnectUser(p.User, retry)}, nil
+}
+
+// subscribeUser is {"user":U,"channel":C}: a server-side subscription,
+// kept by the broker until unsubscribe, for every connection of U on every
+// node, now and when they reconnect.
+func (a *API) subscribeUser(ctx context.Context, params json.RawMessage) (any, *apiError) {
+	return a.setUserSub(ctx, params, true)
+}
+
+// unsubscribeUser is {"user":U,"channel":C}: the server-side subscription
+// ends, and every connection of U leaves C.
+func (a *API) unsubscribeUser(ctx context.Context, params json.RawMessage) (any, *apiError) {
+	return a.setUserSub(ctx, params, false)
+}
+
+func (a *API) setUserSub(ctx context.Context, params json.RawMessage, on bool) (any, *apiError) {
+	var p struct {
+		User    string `json:"user"`
+		Channel string `json:"channel"`
+	}
+	if e := decode(params, &p); e != nil {
+		return nil, e
+	}
+	if p.User == "" || p.Channel == "" {
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, `needs "user" and "channel"`)
+	}
+	if _, err := a.hub.Namespace(p.Channel); err != nil {
+		return nil, brokerError(err)
+	}
+	us, ok := a.hub.Broker().(pubsub.UserSubscriptions)
+	if !ok {
+		return nil, errf(http.StatusNotImplemented, CodeNotFound, "the broker keeps no server-side subscriptions")
+	}
+	var err error
+	if on {
+		err = us.SubscribeUser(ctx, p.User, p.Channel)
+	} else {
+		err = us.UnsubscribeUser(ctx, p.User, p.Channel)
+	}
+	if err != nil {
+		return nil, brokerError(err)
+	}
+	return struct{}{}, nil
 }
 
 // BatchResult answers batch: one reply per command, in order, each with

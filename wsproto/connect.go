@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/wsdhq/wsd/server"
@@ -22,10 +23,16 @@ type ConnectProxyRequest struct {
 
 // ConnectResult is a connect proxy's accepting answer's result: a
 // non-empty User replaces the client ID; Channels, when present, replace
-// the patterns the connection may use (as a token's "channels").
+// the patterns the connection may use (as a token's "channels");
+// Subscribe are channels the connection is subscribed to server-side
+// (pushed to the client, no access check); ExpireAt (Unix seconds), when
+// set, closes the connection then with CloseTokenExpired, no refresh
+// extending it: the reconnect asks the backend again.
 type ConnectResult struct {
-	User     string   `json:"user,omitempty"`
-	Channels []string `json:"channels,omitempty"`
+	User      string   `json:"user,omitempty"`
+	Channels  []string `json:"channels,omitempty"`
+	Subscribe []string `json:"subscribe,omitempty"`
+	ExpireAt  int64    `json:"expire_at,omitempty"`
 }
 
 // DefaultConnectHeaders are the upgrade headers the connect proxy passes
@@ -63,6 +70,8 @@ type connectGate struct {
 	state uint8
 	held  [][]byte // text requests, copied
 	body  ConnectProxyRequest
+
+	expireAt time.Time // the answer's expire_at; written before the gate opens
 }
 
 // prepareConnect records, during Accept, what the connect proxy will
@@ -150,6 +159,13 @@ func (h *Handler) startConnect(c *server.Conn[Session]) {
 			if r.Channels != nil {
 				s.anon, s.channels = false, r.Channels
 			}
+			if r.ExpireAt > 0 {
+				g.expireAt = time.Unix(r.ExpireAt, 0)
+				if d := s.deadline.Load(); d == 0 || h.expiry.tickAt(g.expireAt) < d {
+					h.setHardDeadline(s, g.expireAt)
+				}
+			}
+			h.openServerSubs(s, r.Subscribe)
 			h.drain(c, g)
 		}
 	}()

@@ -80,6 +80,9 @@ type Handler struct {
 	users  users        // /ws sessions by client ID (API disconnect, info)
 	expiry *expiryWheel // token_expiry.go
 
+	userSubs pubsub.UserSubscriptions // the broker's server-side subscriptions; nil when it keeps none
+	held     heldSubs                 // subscriptions the server made (serversubs.go)
+
 	refreshNotices, refreshes, tokenExpired             atomic.Uint64
 	requests, rateLimited, authRejected, originRejected atomic.Uint64
 	errors                                              [numCodes + 1]atomic.Uint64
@@ -105,6 +108,9 @@ func New(hub *Hub, cfg Config) (*Handler, error) {
 		}
 		h.keys = keys
 		h.parser = jwt.NewParser(jwt.WithValidMethods(keys.methods()), jwt.WithLeeway(cfg.TokenLeeway), jwt.WithIssuedAt())
+	}
+	if err := h.watchUserSubs(); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
@@ -155,10 +161,13 @@ func (h *Handler) OnOpen(c *server.Conn[Session]) {
 	if c.Value.s == nil { // Accept was bypassed: no token, so no channels unless anonymous
 		c.Value.s = &session{conn: c, anon: h.parser == nil, clientID: h.anonID(c)}
 	}
-	h.users.add(c.Value.s)
-	if c.Value.s.gate != nil {
-		h.startConnect(c)
+	s := c.Value.s
+	h.users.add(s)
+	if s.gate != nil {
+		h.startConnect(c) // the server-side subscriptions follow the backend's answer
+		return
 	}
+	h.openServerSubs(s, nil)
 }
 
 // anonID is an anonymous client's ID, unique in the cluster when the node
@@ -181,6 +190,7 @@ func (h *Handler) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 	for _, sub := range s.closeSubs() {
 		sub.Unsubscribe()
 	}
+	h.held.drop(s)
 }
 
 // maxEnvelope is what a request may add to its data.
@@ -273,6 +283,13 @@ func (h *Handler) checkChannel(c *server.Conn[Session], req *Request) bool {
 }
 
 func (h *Handler) subscribe(c *server.Conn[Session], req *Request) {
+	if h.restartHeld(c, req) { // serversubs.go
+		return
+	}
+	if req.Server {
+		h.fail(c, req.ID, &Error{CodeNotSubscribed, "the server has not subscribed this connection to " + req.Channel})
+		return
+	}
 	if !h.checkChannel(c, req) {
 		return
 	}
@@ -292,6 +309,7 @@ func (h *Handler) unsubscribe(c *server.Conn[Session], req *Request) {
 		return
 	}
 	sub.Unsubscribe()
+	h.held.remove(c.Value.s, req.Channel)
 	h.reply(c, req.ID, struct{}{})
 }
 
@@ -352,11 +370,7 @@ func (h *Handler) fail(c *server.Conn[Session], id json.RawMessage, e *Error) {
 // send queues a reply. Safe from any goroutine (proxied requests answer
 // off the callbacks).
 func (h *Handler) send(c *server.Conn[Session], r Reply) {
-	b, err := json.Marshal(r)
-	if err != nil {
-		panic(err) // our own types, and decoded backend answers, always marshal
-	}
-	_ = c.Send(server.Text, b)
+	h.sendJSON(c, r) // decoded backend answers marshal like our own types
 }
 
 // Stats are the handler's counters since New.

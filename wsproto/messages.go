@@ -16,6 +16,7 @@ type Request struct {
 	Data    json.RawMessage        `json:"data,omitempty"`   // publish, rpc: any JSON
 	Method  string                 `json:"method,omitempty"` // rpc: the backend's method
 	Token   string                 `json:"token,omitempty"`  // refresh: the new connection token; subscribe: a channel token
+	Server  bool                   `json:"server,omitempty"` // subscribe: only restart a server-side subscription
 }
 
 // Reply answers a Request: Result on success, Error otherwise.

@@ -182,6 +182,10 @@ func (w *expiryWheel) pending() int {
 // schedules its notice; issued is when the token was checked. A zero exp
 // means no expiry.
 func (h *Handler) setDeadline(s *session, exp time.Time, issued time.Time) {
+	if g := s.gate; g != nil && !g.expireAt.IsZero() && (exp.IsZero() || !exp.Add(h.cfg.TokenLeeway).Before(g.expireAt)) {
+		h.setHardDeadline(s, g.expireAt)
+		return
+	}
 	if exp.IsZero() {
 		h.clearDeadline(s)
 		return
@@ -191,6 +195,15 @@ func (h *Handler) setDeadline(s *session, exp time.Time, issued time.Time) {
 	k := h.expiry.tickAt(deadline)
 	h.expiry.track(s.deadline.Swap(k), k)
 	h.expiry.add(expiryEntry{s: s, deadline: k, stage: stageNotice}, h.expiry.tickAt(deadline.Add(-lead)))
+}
+
+// setHardDeadline closes s at t with CloseTokenExpired, without a refresh
+// notice: the connect proxy's expire_at, which no token extends (the
+// reconnect asks the backend again).
+func (h *Handler) setHardDeadline(s *session, t time.Time) {
+	k := h.expiry.tickAt(t)
+	h.expiry.track(s.deadline.Swap(k), k)
+	h.expiry.add(expiryEntry{s: s, deadline: k, stage: stageClose}, k)
 }
 
 // clearDeadline makes s's entries stale: it has no expiry any more, or it

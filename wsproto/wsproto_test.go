@@ -104,6 +104,9 @@ type msg struct {
 	Offset  uint64          `json:"offset"`
 	Epoch   string          `json:"epoch"`
 	Data    json.RawMessage `json:"data"`
+
+	Subscribed   *SubscribeResult `json:"subscribed"`   // server-side subscription notice
+	Unsubscribed *struct{}        `json:"unsubscribed"` // its end
 }
 
 type client struct {
