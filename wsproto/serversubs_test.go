@@ -189,7 +189,7 @@ func TestAPISubscribeErrors(t *testing.T) {
 // refresh notice (no token can extend it).
 func TestConnectProxySubscribeAndExpireAt(t *testing.T) {
 	b := newBackend(t)
-	expire := time.Now().Add(1500 * time.Millisecond).Unix() + 1
+	expire := time.Now().Add(1500*time.Millisecond).Unix() + 1
 	b.setAnswer(func(path string, _ map[string]json.RawMessage) (int, string) {
 		return 200, fmt.Sprintf(`{"result":{"user":"ann","channels":["chat:*"],"subscribe":["vip"],"expire_at":%d}}`, expire)
 	})
