@@ -401,6 +401,10 @@ func (c *Client) handleMessage(cn *conn, p []byte) {
 		case m.Channel == "":
 		case m.Join != nil || m.Leave != nil:
 			c.handleJoinLeave(cn, &m)
+		case m.Subscribed != nil:
+			c.handleServerSub(cn, &m)
+		case m.Unsubscribed != nil:
+			c.handleServerUnsub(cn, &m)
 		default:
 			c.handlePublication(cn, &m)
 		}

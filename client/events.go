@@ -14,6 +14,7 @@ const (
 	evError
 	evJoin
 	evLeave
+	evServerSub // recovered: subscribed
 )
 
 // event is one callback to run.
@@ -113,6 +114,10 @@ func (c *Client) run1(e *event) {
 	case evLeave:
 		if o.OnLeave != nil {
 			o.OnLeave(e.channel, e.client)
+		}
+	case evServerSub:
+		if o.OnServerSubscription != nil {
+			o.OnServerSubscription(e.channel, e.recovered)
 		}
 	case evError:
 		if o.OnError != nil {

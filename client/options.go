@@ -108,6 +108,13 @@ type Options struct {
 	// reconnect, when the current members are Presence's answer.
 	OnJoin  func(channel, client string)
 	OnLeave func(channel, client string)
+	// OnServerSubscription is called when the server subscribed the client
+	// to channel on the backend's behalf (subscribed true: its
+	// publications go to OnPublication from then on, and the client
+	// resumes it after reconnects) and when that subscription ended
+	// (false: the backend unsubscribed the user, also while the client was
+	// away). See Server-side subscriptions in docs/protocol.md.
+	OnServerSubscription func(channel string, subscribed bool)
 	// OnError reports errors that belong to no request: a channel that
 	// could not be subscribed again after a reconnect (*SubscriptionError;
 	// the subscription is then dropped), or an error reply without an id.

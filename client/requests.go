@@ -59,6 +59,7 @@ type request struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 	Method  string          `json:"method,omitempty"` // rpc
 	Token   string          `json:"token,omitempty"`  // refresh (token.go)
+	Server  bool            `json:"server,omitempty"` // subscribe: resume a server-side subscription (serversubs.go)
 }
 
 // incoming is any server → client message: a reply (with id) or a push
@@ -74,6 +75,9 @@ type incoming struct {
 	Join    *member         `json:"join"`
 	Leave   *member         `json:"leave"`
 	Refresh *refreshNotice  `json:"refresh"` // token.go
+
+	Subscribed   *subscribedInfo `json:"subscribed"`   // server-side subscription (serversubs.go)
+	Unsubscribed *struct{}       `json:"unsubscribed"` // its end
 }
 
 // member is a join or leave push's subject.
@@ -106,6 +110,7 @@ type subscription struct {
 	resyncs int        // gap repairs since the last in-order publication
 	early   []incoming // publications that came before the subscribe's answer
 	token   string     // channel token sent with the subscribe (token_channel.go)
+	server  bool       // made by the server (serversubs.go): resumed with "server":true
 
 	first     chan struct{} // closed at the first answer (or failure)
 	firstDone bool
@@ -149,7 +154,7 @@ func encode(r request) []byte {
 func (c *Client) subscribeFrameLocked(cn *conn, s *subscription) []byte {
 	p := c.newCallLocked(cn, opSubscribe, s.channel, false)
 	s.gen, s.reqID, s.live, s.early = cn.gen, p.id, false, nil
-	r := request{ID: p.id, Op: opSubscribe, Channel: s.channel, Token: s.token}
+	r := request{ID: p.id, Op: opSubscribe, Channel: s.channel, Token: s.token, Server: s.server}
 	if s.hasPos {
 		pos := s.pos
 		r.Since = &pos
@@ -180,6 +185,10 @@ func (c *Client) subscribeReplyLocked(cn *conn, p *call, result json.RawMessage,
 	}
 	if err != nil {
 		delete(c.subs, s.channel)
+		if serverSubEnded(s, err) {
+			c.serverSubEventLocked(s.channel, false)
+			return nil
+		}
 		if s.firstDone {
 			c.asyncErrorLocked(&SubscriptionError{Channel: s.channel, Err: err})
 		} else {
@@ -317,6 +326,9 @@ func (c *Client) subscribe(ctx context.Context, channel string, since *Position)
 	}
 	s := c.subs[channel]
 	created := s == nil
+	if !created {
+		s.server = false // the application's own from now on: kept if the backend ends it
+	}
 	var cn *conn
 	var frame []byte
 	if created {

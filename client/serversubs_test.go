@@ -1,0 +1,130 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsdhq/wsd/pubsub"
+	"github.com/wsdhq/wsd/wsproto"
+)
+
+// serverSubLog records OnServerSubscription calls and errors.
+type serverSubLog struct {
+	mu     sync.Mutex
+	events []string
+	errs   []error
+}
+
+func (l *serverSubLog) on(channel string, subscribed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, fmt.Sprintf("%s %v", channel, subscribed))
+}
+
+func (l *serverSubLog) onError(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
+func (l *serverSubLog) list() ([]string, []error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events), slices.Clone(l.errs)
+}
+
+// apiPost calls the node's HTTP API in process.
+func apiPost(t *testing.T, api *wsproto.API, path, body string) {
+	t.Helper()
+	r := httptest.NewRequest("POST", path, strings.NewReader(body))
+	r.Header.Set("Authorization", "apikey k")
+	w := httptest.NewRecorder()
+	api.ServeHTTP(w, r)
+	if w.Code != 200 {
+		t.Fatalf("%s %s: %d %s", path, body, w.Code, w.Body)
+	}
+}
+
+// A server-side subscription reaches the Go client (OnServerSubscription,
+// then OnPublication), survives reconnects with every publication exactly
+// once and in order (resumed with since), and its end is reported — also
+// when the backend ended it while the client was away, which is then no
+// error.
+func TestServerSubscriptionAcrossReconnects(t *testing.T) {
+	n, h := startTokenNodeNS(t, pubsub.Namespaces{"": {HistorySize: 100}})
+	api := wsproto.NewAPI(h.Hub(), wsproto.APIConfig{Key: "k", Users: h})
+	rec := newRecorder()
+	var log serverSubLog
+	o := rec.options(fast())
+	o.OnServerSubscription = log.on
+	o.OnError = log.onError
+	o.TokenFunc = func(context.Context) (string, error) {
+		return wsproto.NewToken(tokenSecret, "alice", []string{"news"}, time.Hour)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, n.url(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	waitFor(t, "the connection indexed", func() bool { conns, _ := h.Connections(); return conns == 1 })
+
+	apiPost(t, api, "/api/subscribe", `{"user":"alice","channel":"alerts"}`)
+	waitFor(t, "the subscribed notice", func() bool { ev, _ := log.list(); return len(ev) == 1 })
+	publish := func(from, to int) {
+		for i := from; i <= to; i++ {
+			apiPost(t, api, "/api/publish", fmt.Sprintf(`{"channel":"alerts","data":%d}`, i))
+		}
+	}
+	publish(1, 3)
+	waitFor(t, "1..3", func() bool { return rec.count("alerts") == 3 })
+
+	// Away while 4..6 are published: the server's close hints a retry
+	// after 300 ms.
+	h.DisconnectUser("alice", 300*time.Millisecond)
+	waitFor(t, "the disconnect", func() bool { conns, _ := h.Connections(); return conns == 0 })
+	publish(4, 6)
+	waitFor(t, "the reconnect", func() bool { return c.Reconnects() == 1 && c.State() == StateConnected })
+	waitFor(t, "4..6 recovered", func() bool { return rec.count("alerts") == 6 })
+	publish(7, 7)
+	waitFor(t, "7 live", func() bool { return rec.count("alerts") == 7 })
+	if got := rec.offsets("alerts"); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7}) {
+		t.Fatalf("offsets %v", got)
+	}
+
+	apiPost(t, api, "/api/unsubscribe", `{"user":"alice","channel":"alerts"}`)
+	waitFor(t, "the unsubscribed notice", func() bool { ev, _ := log.list(); return len(ev) == 2 })
+	publish(8, 8)
+	if _, err := c.Publish(ctx, "news", 1); err != nil { // a round trip: 8 would have come before its reply
+		t.Fatal(err)
+	}
+
+	// Subscribed again, then ended while the client is away.
+	apiPost(t, api, "/api/subscribe", `{"user":"alice","channel":"alerts"}`)
+	waitFor(t, "subscribed again", func() bool { ev, _ := log.list(); return len(ev) == 3 })
+	h.DisconnectUser("alice", 300*time.Millisecond)
+	waitFor(t, "the second disconnect", func() bool { conns, _ := h.Connections(); return conns == 0 })
+	apiPost(t, api, "/api/unsubscribe", `{"user":"alice","channel":"alerts"}`)
+	waitFor(t, "ended while away", func() bool { ev, _ := log.list(); return len(ev) == 4 })
+
+	ev, errs := log.list()
+	if want := []string{"alerts true", "alerts false", "alerts true", "alerts false"}; !slices.Equal(ev, want) {
+		t.Fatalf("OnServerSubscription %q, want %q", ev, want)
+	}
+	if rl := rec.recoverList(); len(rl) != 1 || !rl[0].recovered {
+		t.Fatalf("OnRecover calls %+v, want one recovered", rl)
+	}
+	if len(errs) != 0 {
+		t.Fatalf("errors %v", errs)
+	}
+	if got := rec.offsets("alerts"); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7}) {
+		t.Fatalf("offsets at the end %v", got)
+	}
+}
