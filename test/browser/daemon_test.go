@@ -72,14 +72,14 @@ type daemon struct {
 	waitErr error
 }
 
-// startDaemon runs `bin --listen addr --api-key KEY --demo-ticker` and waits
-// until /healthz answers. A port still held by the previous wsd (restart) is
-// retried until startTimeout.
-func startDaemon(t *testing.T, bin, addr, logPath string) *daemon {
+// startDaemon runs `bin --listen addr --api-key KEY --demo-ticker extra...`
+// and waits until /healthz answers. A port still held by the previous wsd
+// (restart) is retried until startTimeout.
+func startDaemon(t *testing.T, bin, addr, logPath string, extra ...string) *daemon {
 	t.Helper()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		d, err := tryStartDaemon(bin, addr, logPath)
+		d, err := tryStartDaemon(bin, addr, logPath, extra)
 		if err == nil {
 			t.Cleanup(d.kill)
 			return d
@@ -91,13 +91,14 @@ func startDaemon(t *testing.T, bin, addr, logPath string) *daemon {
 	}
 }
 
-func tryStartDaemon(bin, addr, logPath string) (*daemon, error) {
+func tryStartDaemon(bin, addr, logPath string, extra []string) (*daemon, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(f, "==== test: starting wsd on %s at %s ====\n", addr, time.Now().Format("15:04:05.000"))
 	args := []string{"--listen", addr, "--api-key", apiKey, "--demo-ticker", "--shutdown-timeout", "5s"}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = f
 	cmd.Stderr = f
