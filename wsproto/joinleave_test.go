@@ -1,6 +1,7 @@
 package wsproto
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/wsdhq/wsd/codec"
@@ -64,4 +65,43 @@ func TestJoinLeavePushes(t *testing.T) {
 	}
 	ann.ok(`{"id":5,"op":"publish","channel":"chat:lobby","data":3}`, nil) // ann, unsubscribed, gets no push
 	bob.push("chat:lobby", 3)
+}
+
+// Join and leave name the client ID the connect proxy gave, for a client's
+// own subscribe and for a server-side one from the proxy's answer.
+func TestJoinLeaveWithConnectProxyIDs(t *testing.T) {
+	b := newBackend(t)
+	b.setAnswer(func(_ string, body map[string]json.RawMessage) (int, string) {
+		var req ConnectProxyRequest
+		raw, _ := json.Marshal(body)
+		_ = json.Unmarshal(raw, &req)
+		user := req.Cookies["session"]
+		if user == "cy" {
+			return 200, `{"result":{"user":"cy","subscribe":["chat:lobby"]}}`
+		}
+		return 200, `{"result":{"user":"` + user + `"}}`
+	})
+	ns := pubsub.Namespaces{"chat": {HistorySize: 10, Presence: true, JoinLeave: true}}
+	e := start(t, Config{RateLimit: -1, Proxy: ProxyConfig{ConnectURL: b.srv.URL + "/connect"}}, ns)
+	t.Cleanup(e.h.CloseProxies)
+	ann := e.dial(t, "Cookie: session=ann")
+	ann.ok(`{"id":1,"op":"subscribe","channel":"chat:lobby"}`, nil)
+	bob := e.dial(t, "Cookie: session=bob")
+	bob.ok(`{"id":1,"op":"subscribe","channel":"chat:lobby"}`, nil)
+	if got, want := ann.raw(), `{"channel":"chat:lobby","join":{"client":"bob"}}`; got != want {
+		t.Fatalf("ann got %s, want %s", got, want)
+	}
+	cy := e.dial(t, "Cookie: session=cy")
+	cy.subscribedPush("chat:lobby")
+	for _, c := range []*client{ann, bob} {
+		if got, want := c.raw(), `{"channel":"chat:lobby","join":{"client":"cy"}}`; got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	bob.c.Close()
+	for _, c := range []*client{ann, cy} {
+		if got, want := c.raw(), `{"channel":"chat:lobby","leave":{"client":"bob"}}`; got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
 }
