@@ -92,6 +92,12 @@ type Config struct {
 
 	PingEvery  time.Duration `json:"ping_every"`  // idle: ping interval for the sample; default 1 s
 	PingSample int           `json:"ping_sample"` // idle: connections pinged each interval, all procs; default 100
+	// Idle over wsd's /ws: each connection subscribes to one channel of
+	// the Subscribe pattern (e.g. feed:%d), connection i to channel
+	// i mod SubChannels (default Conns: a channel each), is ready on the
+	// reply, and counts the pushes it gets as deliveries.
+	Subscribe   string `json:"subscribe,omitempty"`
+	SubChannels int    `json:"sub_channels,omitempty"`
 
 	Procs       int      `json:"procs"`      // worker processes; default 1 (in-process)
 	Loops       int      `json:"loops"`      // epoll loops per process; default GOMAXPROCS
@@ -160,6 +166,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("--size must be 0..64 MiB")
 	}
 	if err := c.broadcastDefaults(); err != nil {
+		return c, err
+	}
+	if err := c.subscribeDefaults(); err != nil {
 		return c, err
 	}
 	if c.Pipeline <= 0 {
@@ -289,6 +298,23 @@ func (c *Config) broadcastDefaults() error {
 		return fmt.Errorf("unknown --publish %q (ws, http)", c.Publish)
 	}
 	return nil
+}
+
+// subscribeDefaults fills and checks the idle scenario's subscriptions.
+func (c *Config) subscribeDefaults() error {
+	if c.Subscribe == "" {
+		if c.SubChannels != 0 {
+			return errors.New("--channels needs --subscribe")
+		}
+		return nil
+	}
+	if c.Scenario != ScenarioIdle {
+		return errors.New("--subscribe is for idle only")
+	}
+	if c.SubChannels == 0 {
+		c.SubChannels = c.Conns
+	}
+	return checkChannelPattern(c.Subscribe, c.SubChannels)
 }
 
 // checkChannel applies docs/protocol.md's channel rules: 1–255 bytes of

@@ -45,7 +45,7 @@ func newScenario(cfg Config) scenario {
 		}
 		return s
 	case ScenarioIdle:
-		return &idleScenario{every: int64(cfg.PingEvery)}
+		return &idleScenario{every: int64(cfg.PingEvery), subscribe: cfg.Subscribe, channels: cfg.SubChannels}
 	case ScenarioStorm:
 		return newStormScenario(cfg)
 	}
@@ -63,8 +63,32 @@ func (connectScenario) message(l *loop, _ *conn, _ codec.OpCode, p []byte, _ int
 	return true
 }
 
-// idleScenario holds connections silent, pinging a sample of them.
-type idleScenario struct{ every int64 }
+// idleScenario holds connections silent, pinging a sample of them. With
+// subscribe (a channel pattern, over wsd's /ws) each connection first
+// subscribes to its own channel and then counts the pushes it gets: the
+// subscribers of a backend publishing to per-user channels.
+type idleScenario struct {
+	every     int64
+	subscribe string
+	channels  int
+}
+
+// channel appends the channel connection c subscribes to.
+func (s *idleScenario) channel(dst []byte, c *conn) []byte {
+	return appendSpreadChannel(dst, s.subscribe, int(c.id%uint64(s.channels)))
+}
+
+// opened subscribes c when subscribing; it is ready on the reply.
+func (s *idleScenario) opened(l *loop, c *conn, _ int64) bool {
+	if s.subscribe == "" {
+		return true
+	}
+	l.gbuf = append(l.gbuf[:0], `{"id":1,"op":"subscribe","channel":"`...)
+	l.gbuf = s.channel(l.gbuf, c) // checkChannelPattern: nothing to escape
+	l.gbuf = append(l.gbuf, `"}`...)
+	l.sendData(c, codec.OpText, l.gbuf)
+	return false
+}
 
 func (s *idleScenario) begin(l *loop, now int64) {
 	w := l.w
@@ -95,8 +119,39 @@ func (s *idleScenario) timer(l *loop, c *conn, now int64) {
 	l.schedule(c)
 }
 
-func (s *idleScenario) message(l *loop, _ *conn, _ codec.OpCode, _ []byte, _ int64) bool {
-	l.ctr.recv.Add(1)
+func (s *idleScenario) message(l *loop, c *conn, _ codec.OpCode, p []byte, _ int64) bool {
+	if s.subscribe == "" {
+		l.ctr.recv.Add(1)
+		return true
+	}
+	l.gbuf = append(l.gbuf[:0], '"')
+	l.gbuf = append(s.channel(l.gbuf, c), '"')
+	kind, _, code := classifyWS(p, l.gbuf)
+	if !c.settled {
+		switch {
+		case kind != wsReply:
+			l.lost(c, "subscribe: a message came before the reply")
+			return false
+		case code != nil:
+			l.lost(c, "subscribe: error "+string(code))
+			return false
+		}
+		c.readyBy = 0
+		l.ctr.subscribed.Add(1)
+		l.settle(c)
+		return true
+	}
+	switch kind {
+	case wsPush:
+		l.ctr.recv.Add(1)
+		l.ctr.deliveries.Add(1)
+		l.ctr.bytesRecv.Add(uint64(len(p)))
+	case wsOtherPush:
+		l.ctr.mismatch.Add(1)
+		l.reason("idle: push on a channel not subscribed to")
+	default:
+		l.reason("idle: neither a push nor a reply")
+	}
 	return true
 }
 

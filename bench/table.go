@@ -50,6 +50,9 @@ func WriteTable(w io.Writer, r *Result) {
 		row("upgrade latency ms", "%s", fmtPct(r.LatencyMs))
 	case ScenarioIdle:
 		row("held", "%.1fs", r.DurationS)
+		if r.Totals.Subscribed > 0 {
+			row("subscribed", "%d, pushes received over the whole run %d", r.Totals.Subscribed, r.Totals.Deliveries)
+		}
 		row("ping rtt ms", "%s", fmtPct(r.LatencyMs))
 	case ScenarioEcho:
 		mode := "closed loop"

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,8 +219,8 @@ func (s *tinyServer) onMessage(tc *tinyConn, path string, op codec.OpCode, msg [
 	}
 }
 
-// onWS is a small subset of wsd's /ws protocol: subscribe (channel
-// "forbidden" is refused) and publish, with the broadcast knobs.
+// onWS is a small subset of wsd's /ws protocol: subscribe (channels
+// "forbidden…" are refused) and publish, with the broadcast knobs.
 func (s *tinyServer) onWS(tc *tinyConn, msg []byte) {
 	var req struct {
 		ID      json.RawMessage `json:"id"`
@@ -244,7 +245,7 @@ func (s *tinyServer) onWS(tc *tinyConn, msg []byte) {
 		return
 	}
 	switch {
-	case req.Op == "subscribe" && req.Channel == "forbidden":
+	case req.Op == "subscribe" && strings.HasPrefix(req.Channel, "forbidden"):
 		reply(nil, &wsError{"forbidden", "no"})
 	case req.Op == "subscribe":
 		s.mu.Lock()

@@ -4,6 +4,7 @@
 //
 //	wsbench echo --url ws://127.0.0.1:8080/echo --conns 1000 --duration 10s
 //	wsbench idle --url ws://127.0.0.1:8080/echo --conns 19000 --procs 2 --server-pid $(pidof wsd)
+//	wsbench idle --url ws://127.0.0.1:8080/ws --conns 10000 --subscribe feed:%d   (a channel each)
 //	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8080/ws --channel bench --conns 10000 [--publish http --api-key KEY]
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws --publish-url ws://127.0.0.1:8081/ws --conns 18000 --procs 2 --cpu-pid a=PID --cpu-pid b=PID
@@ -47,7 +48,8 @@ const usage = `Usage: wsbench <scenario> [flags]
 Scenarios:
   connect    open --conns connections at --connect-rate; upgrade latency, upgrades/s, failures
   idle       open --conns and hold them --duration, pinging a sample; with --server-pid
-             (or --prometheus) report the server's RSS per connection
+             (or --prometheus) report the server's RSS per connection; --subscribe PATTERN
+             subscribes each to its own channel of wsd's /ws and counts the pushes
   echo       --conns connections echo --size byte messages, closed loop or --rate per conn
   broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate);
              --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http;
@@ -60,7 +62,8 @@ Scenarios:
 Other commands:
   suite      run the standard scenarios against several servers, write results.md/json/html
   report     turn result JSON files into an HTML report (--html) or tables
-  apipub     POST /api/publish over --conns keep-alive connections for --duration; publishes/s
+  apipub     POST /api/publish over --conns keep-alive connections for --duration; publishes/s;
+             --channels N spreads them over the N channels of a --channel pattern
 
 Run "wsbench <command> -h" for its flags.
 `
@@ -173,6 +176,8 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 		fs.Func("cpu-pid", "report this process's CPU time (user+system, /proc/PID/stat) over the measured window: PID or label=PID; repeat for several", cpuPID(&c))
 		fs.DurationVar(&c.PingEvery, "ping-every", time.Second, "ping interval for the sampled connections")
 		fs.IntVar(&c.PingSample, "ping-sample", 100, "connections pinged each interval (all procs)")
+		fs.StringVar(&c.Subscribe, "subscribe", "", "over wsd's /ws: subscribe each connection to a channel of this pattern, e.g. feed:%d (connection i: channel i mod --channels), and count the pushes")
+		fs.IntVar(&c.SubChannels, "channels", 0, "with --subscribe: how many channels (default --conns: one each)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
