@@ -35,7 +35,16 @@ func (p *Publication) Position() StreamPosition {
 type PublishOptions struct {
 	HistorySize int           // publications kept; 0 keeps none
 	HistoryTTL  time.Duration // how long each is kept; 0 = until pushed out by HistorySize
+
+	// IdempotencyKey, when set, makes a retry safe: a publication to the
+	// same channel with the same key within DedupWindow is not stored again
+	// and Publish returns the first one's position (offset 0 when it is no
+	// longer kept and the broker cannot tell it).
+	IdempotencyKey string
 }
+
+// DedupWindow is how long a publication's IdempotencyKey is remembered.
+const DedupWindow = 2 * time.Minute
 
 // HistoryOptions select what History returns.
 type HistoryOptions struct {

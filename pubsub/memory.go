@@ -57,6 +57,7 @@ type stream struct {
 	subscribed bool
 	touched    time.Time // last publication or (un)subscription
 	removed    bool      // dropped from the map: callers retry with a new stream
+	keys       dedup     // idempotency keys of the last DedupWindow
 }
 
 var _ Broker = (*Memory)(nil)
@@ -142,7 +143,11 @@ func (m *Memory) Publish(ctx context.Context, channel string, data []byte, opts 
 	m.maybeSweep(now)
 	s := m.lock(channel, now)
 	defer s.mu.Unlock()
+	if off, dup := s.keys.seen(opts.IdempotencyKey, now); dup {
+		return StreamPosition{Offset: off, Epoch: s.epoch}, nil
+	}
 	s.offset++
+	s.keys.add(opts.IdempotencyKey, s.offset, now)
 	p := Publication{Channel: channel, Offset: s.offset, Epoch: s.epoch, Data: append([]byte(nil), data...), Time: now}
 	s.size, s.ttl, s.touched = opts.HistorySize, opts.HistoryTTL, now
 	m.trim(s, now)

@@ -54,7 +54,7 @@ func (b *Broker) shard(channel string) *shard {
 // opts is ignored (the stream's limits come from Options.Namespaces).
 // Errors: ErrUnavailable while NATS is down, ErrContention, a context's
 // error, or JetStream's.
-func (b *Broker) Publish(ctx context.Context, channel string, data []byte, _ pubsub.PublishOptions) (pubsub.StreamPosition, error) {
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts pubsub.PublishOptions) (pubsub.StreamPosition, error) {
 	if !pubsub.ValidChannel(channel) {
 		return pubsub.StreamPosition{}, pubsub.ErrBadChannel
 	}
@@ -87,8 +87,15 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, _ pub
 		}
 		offset := last.offset + 1
 		msg := &nats.Msg{Subject: subj, Header: nats.Header{hdrOffset: []string{strconv.FormatUint(offset, 10)}}, Data: data}
+		if opts.IdempotencyKey != "" {
+			// JetStream's deduplication (the stream's Duplicates window)
+			// is per stream: the channel is part of the ID.
+			msg.Header.Set(jetstream.MsgIDHeader, channel+"\x00"+opts.IdempotencyKey)
+		}
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(st.name), jetstream.WithExpectLastSequencePerSubject(last.seq))
 		switch {
+		case err == nil && ack.Duplicate:
+			return pubsub.StreamPosition{Offset: b.offsetAt(ctx, st, ack.Sequence), Epoch: st.epoch}, nil
 		case err == nil:
 			sh.remember(channel, lastPos{stream: st.name, seq: ack.Sequence, offset: offset})
 			return pubsub.StreamPosition{Offset: offset, Epoch: st.epoch}, nil
@@ -106,6 +113,17 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, _ pub
 		}
 	}
 	return pubsub.StreamPosition{}, ErrContention
+}
+
+// offsetAt is the offset of the message at stream sequence seq, 0 when it
+// is no longer kept (or cannot be read now): a duplicate's original.
+func (b *Broker) offsetAt(ctx context.Context, st *nsStream, seq uint64) uint64 {
+	m, err := st.h.GetMsg(ctx, seq)
+	if err != nil {
+		return 0
+	}
+	off, _ := offsetOf(m.Header)
+	return off
 }
 
 func (sh *shard) remember(channel string, p lastPos) {

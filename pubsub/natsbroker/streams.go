@@ -281,6 +281,7 @@ func (b *Broker) streamConfig(s *nsStream) jetstream.StreamConfig {
 		MaxMsgsPerSubject: int64(max(1, s.size)),
 		DenyDelete:        true,
 		DenyPurge:         true,
+		Duplicates:        pubsub.DedupWindow,
 		Metadata: map[string]string{
 			metaNamespace:   s.ns,
 			metaHistorySize: strconv.Itoa(s.size),

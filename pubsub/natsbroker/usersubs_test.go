@@ -119,3 +119,62 @@ func TestUserSubscriptionsMemory(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+// dedupContract: a publication retried with its idempotency key is stored
+// once and the retry answers the first position, on any node; another key,
+// or another channel with the same key, is a new publication; a key whose
+// original was pushed out of history answers wantGone (0 when the broker
+// cannot tell the offset any more).
+func dedupContract(t *testing.T, a, b pubsub.Broker, small string, wantGone uint64) {
+	t.Helper()
+	ctx := context.Background()
+	pub := func(br pubsub.Broker, ch, key string, size int) pubsub.StreamPosition {
+		t.Helper()
+		pos, err := br.Publish(ctx, ch, []byte(`1`), pubsub.PublishOptions{HistorySize: size, IdempotencyKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pos
+	}
+	first := pub(a, "news", "k1", 10)
+	if again := pub(a, "news", "k1", 10); again != first {
+		t.Fatalf("retry on the same node: %+v, want %+v", again, first)
+	}
+	if again := pub(b, "news", "k1", 10); again != first {
+		t.Fatalf("retry on another node: %+v, want %+v", again, first)
+	}
+	if p := pub(b, "news", "k2", 10); p.Offset != first.Offset+1 {
+		t.Fatalf("another key: %+v", p)
+	}
+	if p := pub(a, "other", "k1", 10); p.Offset != 1 {
+		t.Fatalf("the same key on another channel: %+v", p)
+	}
+	if p := pub(a, "news", "", 10); p.Offset != first.Offset+2 {
+		t.Fatalf("no key: %+v", p)
+	}
+	_, latest, err := a.History(ctx, "news", pubsub.HistoryOptions{Limit: -1})
+	if err != nil || latest.Offset != first.Offset+2 {
+		t.Fatalf("stored %+v %v, want 3 publications", latest, err)
+	}
+	pub(a, small, "old", 0)
+	pub(a, small, "new", 0)
+	if p := pub(b, small, "old", 0); p.Offset != wantGone {
+		t.Fatalf("a retry whose original is gone from history: %+v, want offset %d", p, wantGone)
+	}
+	_, latest, _ = a.History(ctx, small, pubsub.HistoryOptions{})
+	if latest.Offset != 2 {
+		t.Fatalf("%s stored %d publications, want 2", small, latest.Offset)
+	}
+}
+
+func TestIdempotentPublishNATS(t *testing.T) {
+	srv := natstest.Start(t)
+	a, _ := connect(t, srv.URL)
+	b, _ := connect(t, srv.URL)
+	dedupContract(t, a, b, "none:x", 0)
+}
+
+func TestIdempotentPublishMemory(t *testing.T) {
+	m := pubsub.NewMemory(pubsub.MemoryOptions{})
+	dedupContract(t, m, m, "none:x", 1) // Memory remembers the offset with the key
+}
