@@ -89,6 +89,7 @@ API, docs/api.md), /metrics, /healthz, / (demo) and /wsd.js.
 
 Every flag can also be set in the --config TOML file under the same name with
 '_' for '-' (max-message = max_message); flags given on the command line win.
+Sizes take units: 65536, 64KiB, 16MiB, 1GiB (or KB, MB, GB: powers of 1000).
 Per-namespace options are file-only tables: [namespaces.default],
 [namespaces.chat] with history_size, history_ttl, publish, presence,
 join_leave, join_leave_max, private.
@@ -99,7 +100,7 @@ Flags:
 	}
 	fs.StringVar(&c.configFile, "config", "", "TOML config `file` (keys are the flag names with '_')")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` to listen on (host:port)")
-	fs.Int64Var(&c.maxMessage, "max-message", 16<<20, "largest message in `bytes` (after decompression); larger ones close with 1009")
+	bytesVar(fs, &c.maxMessage, "max-message", 16<<20, "largest message in `bytes` (after decompression); larger ones close with 1009")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most connections at once; 0 = the file limit minus a reserve (also the ceiling: a higher value is lowered, with a log line); excess gets 503")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (0 = no limit); excess gets 429")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate (without context takeover)")
@@ -107,7 +108,7 @@ Flags:
 	fs.DurationVar(&c.pingInterval, "ping-interval", 0, "ping connections silent this long (0 = never)")
 	fs.DurationVar(&c.handshakeTimeout, "handshake-timeout", 10*time.Second, "time from accept to a complete upgrade request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long to drain before closing what is left")
-	fs.IntVar(&c.maxOutbound, "max-outbound", 4<<20, "`bytes` queued per connection before it counts as a slow consumer (closed with 1008)")
+	bytesVar(fs, &c.maxOutbound, "max-outbound", 4<<20, "`bytes` queued per connection before it counts as a slow consumer (closed with 1008)")
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -117,7 +118,7 @@ Flags:
 	fs.StringVar(&c.tokenSecret, "token-secret", "", "HS256 secret of connection JWTs (sub = client ID, channels = allowed patterns); unset: anonymous clients may subscribe and publish")
 	fs.DurationVar(&c.tokenLeeway, "token-leeway", 0, "clock skew allowed when checking token times")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allow-list for /ws (empty = any)")
-	fs.IntVar(&c.maxDataBytes, "max-data-bytes", wsproto.DefaultMaxDataBytes, "largest publication `bytes` (JSON data)")
+	bytesVar(fs, &c.maxDataBytes, "max-data-bytes", wsproto.DefaultMaxDataBytes, "largest publication `bytes` (JSON data)")
 	fs.IntVar(&c.maxSubscriptions, "max-subscriptions", wsproto.DefaultMaxSubscriptions, "channels one connection may subscribe to")
 	fs.Float64Var(&c.rateLimit, "rate-limit", wsproto.DefaultRateLimit, "messages per second one /ws connection may send (<0 = unlimited); past the burst it is closed with 1008")
 	fs.IntVar(&c.rateBurst, "rate-burst", wsproto.DefaultRateBurst, "burst allowed above --rate-limit")

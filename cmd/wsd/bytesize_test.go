@@ -1,0 +1,54 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "65536": 65536, "64KiB": 64 << 10, "16MiB": 16 << 20, "256MiB": 256 << 20,
+		"1GiB": 1 << 30, "2 tib": 2 << 40, "64kb": 64000, "1.5GiB": 3 << 29, "10B": 10, " 8 MB ": 8e6,
+	} {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("%q: %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "12XB", "MiB", "1.5", "9999999TiB", "nan GiB", "-2KiB", "1e400 KiB"} {
+		if got, err := parseByteSize(in); err == nil {
+			t.Errorf("%q: %d, want an error", in, got)
+		}
+	}
+	for n, want := range map[int64]string{0: "0", 1000: "1000", 16 << 20: "16MiB", 1 << 30: "1GiB", 3 << 10: "3KiB"} {
+		if got := formatByteSize(n); got != want {
+			t.Errorf("format %d: %q, want %q", n, got, want)
+		}
+	}
+}
+
+// Sizes with units in flags and in the config file, as people type them.
+func TestByteSizeFlagsAndConfig(t *testing.T) {
+	c, err := parseConfig([]string{"--max-message", "256MiB", "--max-outbound", "8MiB"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.maxMessage != 256<<20 || c.maxOutbound != 8<<20 {
+		t.Fatalf("max-message %d, max-outbound %d", c.maxMessage, c.maxOutbound)
+	}
+	path := filepath.Join(t.TempDir(), "wsd.toml")
+	if err := os.WriteFile(path, []byte("max_message = \"1GiB\"\nmax_data_bytes = 131072\nmax_outbound = \"64 KiB\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = parseConfig([]string{"--config", path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.maxMessage != 1<<30 || c.maxDataBytes != 128<<10 || c.maxOutbound != 64<<10 {
+		t.Fatalf("from the file: %d %d %d", c.maxMessage, c.maxDataBytes, c.maxOutbound)
+	}
+	if _, err := parseConfig([]string{"--max-message", "16MB!"}, io.Discard); err == nil {
+		t.Fatal("a bad size was accepted")
+	}
+}
