@@ -162,8 +162,15 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if err := c.checkBroker(); err != nil {
 		return nil, err
 	}
+	if c.apiKey == exampleAPIKey {
+		return nil, &configError{fmt.Sprintf("api_key is the example value %q: set a secret of your own (openssl rand -hex 32), or leave it unset to turn the API off", exampleAPIKey)}
+	}
 	return c, nil
 }
+
+// exampleAPIKey is deploy/wsd.toml's placeholder, refused so that a copied
+// example never serves an API anyone can guess.
+const exampleAPIKey = "change-me"
 
 func (c *config) readNamespaces(t map[string]any) error {
 	for name, v := range t {

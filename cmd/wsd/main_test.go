@@ -87,9 +87,14 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 }
 
-// The example config in deploy/ is valid.
+// The example config in deploy/ is valid once its placeholder API key is
+// replaced; as shipped, wsd refuses to start with it.
 func TestDeployConfigLoads(t *testing.T) {
-	c, err := parseConfig([]string{"--config", "../../deploy/wsd.toml"}, &bytes.Buffer{})
+	if _, err := parseConfig([]string{"--config", "../../deploy/wsd.toml"}, &bytes.Buffer{}); err == nil ||
+		!strings.Contains(err.Error(), `api_key is the example value "change-me"`) {
+		t.Fatalf("the example API key: %v, want a refusal", err)
+	}
+	c, err := parseConfig([]string{"--config", "../../deploy/wsd.toml", "--api-key", "3f9a7c1e5b"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,6 +196,33 @@ func TestPubSubThroughNginxTLS(t *testing.T) {
 		f, err := c2.ReadData()
 		if err != nil || !strings.Contains(string(f.Payload), `"data":{"n":`+n+`}`) {
 			t.Fatalf("missed publication %s: %s %v", n, f.Payload, err)
+		}
+	}
+}
+
+// The shipped nginx front keeps /metrics and /debug/pprof to the operator
+// (404 through nginx, served on wsd's own address) and passes the rest.
+func TestNginxHidesOperatorEndpoints(t *testing.T) {
+	d := startWSD(t, "--pprof")
+	addr, pool := startNginx(t, d.Addr)
+	front := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}}
+	get := func(c *http.Client, url string) int {
+		t.Helper()
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for path, want := range map[string]int{"/metrics": 404, "/debug/pprof/": 404, "/debug/pprof/heap": 404, "/healthz": 200} {
+		if got := get(front, "https://"+addr+path); got != want {
+			t.Errorf("%s through nginx: %d, want %d", path, got, want)
+		}
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		if got := get(http.DefaultClient, "http://"+d.Addr+path); got != 200 {
+			t.Errorf("%s on wsd itself: %d, want 200", path, got)
 		}
 	}
 }
