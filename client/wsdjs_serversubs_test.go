@@ -1,10 +1,13 @@
 package client
 
 import (
+	"context"
 	"fmt"
+	"github.com/wsdhq/wsd/internal/testdep"
 	"github.com/wsdhq/wsd/pubsub"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +151,24 @@ func TestWSDJSServerSubscriptions(t *testing.T) {
 	}
 	if st := h.Stats(); st.Errors["forbidden"] != 0 {
 		t.Fatalf("stats %+v: a resume went out as a plain subscribe", st)
+	}
+}
+
+// wsd.js's server-side subscriptions in the cases a real node does not
+// produce on demand (testdata/wsdjs_serversubs_unit.js, a scripted
+// WebSocket): a push for a channel held live is ignored, a gap restarts
+// the subscription in place with "server":true (an unsubscribe would end
+// it), unsubscribed ends a subscription of the client's own too, and a
+// resume answered not_subscribed is a serverUnsubscribe, not an error.
+func TestWSDJSServerSubscriptionsScripted(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testdep.Missing(t, "node (Debian nodejs)", testdep.InstallHint+"; without it wsd.js is not exercised")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, "testdata/wsdjs_serversubs_unit.js", "../web/wsd.js").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("%v: %s", err, out)
 	}
 }
