@@ -7,6 +7,8 @@
  *     c.on('state', (state, info) => console.log(state, info));  // connecting | connected | disconnected | closed
  *     c.on('recover', (r) => { if (!r.recovered) alert('history was reset on ' + r.channel); });
  *     c.on('join', (j) => console.log(j.client, 'joined', j.channel));   // namespaces with join_leave = true
+ *     c.on('serverSubscribe', (s) => console.log('the backend subscribed us to', s.channel));
+ *     c.on('publication', (pub) => console.log(pub.channel, pub.offset, pub.data)); // every channel's
  *     c.subscribe('chat', (pub) => console.log(pub.offset, pub.data));
  *     c.publish('chat', {text: 'hi'}).then((r) => console.log('landed at', r.offset));
  *   </script>
@@ -42,6 +44,18 @@
  * channel token of a private channel (docs/protocol.md), before every
  * subscribe, the resubscribes after a reconnect included.
  *
+ * Server-side subscriptions: the backend may subscribe the user itself
+ * (POST /api/subscribe, the connect proxy's "subscribe"). A 'serverSubscribe'
+ * event ({channel, epoch, offset}) says so; the channel's publications then
+ * reach the 'publication' event (and the handlers of a later subscribe() to
+ * it) exactly once and in order, like a subscription of the client's own.
+ * After a reconnect it is resumed with "server":true and "since", so
+ * nothing is lost. 'serverUnsubscribe' ({channel}) says the server ended a
+ * subscription (any, the client's own too) — also when the backend ended it
+ * while the client was away, which the resume finds out. unsubscribe()
+ * ends a server-side subscription for this connection only: the server
+ * subscribes the next one again while the backend keeps it.
+ *
  * Several endpoints: new WSD.Client(['wss://a/ws', 'wss://b/ws'], ...) moves
  * to the next URL, in turn, when its node is gone (a failed attempt, a close
  * with 1001, 1012 or 1013, a connection lost without a close frame: 1006)
@@ -59,6 +73,9 @@
  *   ← {"channel":"chat:lobby","join":{"client":"ann"}}     ('join' event)
  *   ← {"channel":"chat:lobby","leave":{"client":"ann"}}    ('leave' event)
  *   ← {"refresh":{"exp":1767225600}}                       (the token expires soon)
+ *   ← {"channel":"alerts","subscribed":{"epoch":"e1","offset":7,"recovered":false}}  ('serverSubscribe')
+ *   ← {"channel":"alerts","unsubscribed":{}}               ('serverUnsubscribe')
+ *   → {"id":6,"op":"subscribe","channel":"alerts","server":true,"since":{...}}  (resumes it after a reconnect)
  */
 (function (global) {
   'use strict';
@@ -187,8 +204,10 @@
   // another client's first subscription to a subscribed channel started or
   // its last one ended, in namespaces with join_leave = true; best effort,
   // not replayed after a reconnect: ask presence then), 'refresh' ({exp}:
-  // the connection's token was replaced after a refresh notice), 'error'
-  // (err).
+  // the connection's token was replaced after a refresh notice),
+  // 'serverSubscribe' ({channel, epoch, offset}: the server subscribed this
+  // client, live from that position), 'serverUnsubscribe' ({channel}: the
+  // server ended a subscription, whoever made it), 'error' (err).
   // Returns fn.
   Client.prototype.on = function (name, fn) {
     (this._listeners[name] = this._listeners[name] || []).push(fn);
@@ -491,7 +510,9 @@
       return;
     }
     if (typeof m.channel !== 'string') return;
-    if (m.join || m.leave) this._onJoinLeave(m);
+    if (m.subscribed && typeof m.subscribed === 'object') this._onServerSubscribed(m);
+    else if (m.unsubscribed) this._onServerUnsubscribed(m.channel);
+    else if (m.join || m.leave) this._onJoinLeave(m);
     else this._onPublication(ws, m);
   };
 
@@ -502,6 +523,50 @@
   };
 
   // ---- subscriptions ----
+
+  // _newSub makes the record of a subscription to channel; pos is where
+  // its delivery stands ({offset, epoch}), null before the first answer.
+  // server: the backend made it (docs/protocol.md, "Server-side
+  // subscriptions"), so it is resumed with "server":true.
+  Client.prototype._newSub = function (channel) {
+    var s = {channel: channel, pos: null, live: false, reqId: 0, resyncs: 0, early: [], handlers: [], done: false, server: false};
+    s.first = new Promise(function (resolve, reject) { s.resolve = resolve; s.reject = reject; });
+    s.first.catch(function () {}); // rejections are the caller's to see
+    return s;
+  };
+
+  // _dropSub forgets s; a subscribe() still waiting for it is rejected.
+  Client.prototype._dropSub = function (s, err) {
+    if (this._subs[s.channel] === s) delete this._subs[s.channel];
+    if (!s.done) { s.done = true; s.reject(err); }
+  };
+
+  // _onServerSubscribed takes a subscription the server made: it is live at
+  // once from the push's position. A channel held already is left alone:
+  // either it is live, or its own subscribe is on the way (after a
+  // reconnect the server pushes again before answering the resubscribe,
+  // and that answer governs).
+  Client.prototype._onServerSubscribed = function (m) {
+    if (this._subs[m.channel]) return;
+    var pos = {offset: Number(m.subscribed.offset) || 0, epoch: String(m.subscribed.epoch)};
+    var s = this._newSub(m.channel);
+    s.server = true;
+    s.pos = pos;
+    s.live = true;
+    s.done = true;
+    s.resolve({epoch: pos.epoch, offset: pos.offset, recovered: false});
+    this._subs[m.channel] = s;
+    this._emit('serverSubscribe', {channel: m.channel, epoch: pos.epoch, offset: pos.offset});
+  };
+
+  // _onServerUnsubscribed ends a subscription on the server's word,
+  // whoever made it: nothing of the channel follows.
+  Client.prototype._onServerUnsubscribed = function (channel) {
+    var s = this._subs[channel];
+    if (!s) return;
+    this._dropSub(s, wsdError('unsubscribed', 'wsd: unsubscribed by the server', {channel: channel}));
+    this._emit('serverUnsubscribe', {channel: channel});
+  };
 
   // subscribe(channel, handler?, {since: {offset, epoch}}?) subscribes and
   // resolves with the server's answer {epoch, offset, recovered}. handler
@@ -515,9 +580,7 @@
       if (this.opts.failFast && this.state !== 'connected') {
         return Promise.reject(wsdError('not_connected', 'wsd: not connected'));
       }
-      s = {channel: channel, pos: null, live: false, reqId: 0, resyncs: 0, early: [], handlers: [], done: false};
-      s.first = new Promise(function (resolve, reject) { s.resolve = resolve; s.reject = reject; });
-      s.first.catch(function () {}); // rejections are the caller's to see
+      s = this._newSub(channel);
       if (options && options.since) s.pos = {offset: Number(options.since.offset), epoch: String(options.since.epoch)};
       this._subs[channel] = s;
       if (this._ws && this.state === 'connected') this._sendSubscribe(this._ws, s);
@@ -537,8 +600,7 @@
       if (i >= 0) s.handlers.splice(i, 1);
       if (s.handlers.length) return Promise.resolve();
     }
-    delete this._subs[channel];
-    if (!s.done) { s.done = true; s.reject(wsdError('unsubscribed', 'wsd: unsubscribed')); }
+    this._dropSub(s, wsdError('unsubscribed', 'wsd: unsubscribed'));
     if (!this._ws || this.state !== 'connected') return Promise.resolve();
     return this._request('unsubscribe', channel, undefined, true).catch(function (e) {
       if (e.code === 'connection_lost') return; // the subscription went with the connection
@@ -547,12 +609,12 @@
   };
 
   // subscriptions() lists the channels and where each one is:
-  // [{channel, offset, epoch, live}].
+  // [{channel, offset, epoch, live, server}] (server: the backend made it).
   Client.prototype.subscriptions = function () {
     var out = [];
     for (var ch in this._subs) {
       var s = this._subs[ch];
-      out.push({channel: ch, offset: s.pos ? s.pos.offset : null, epoch: s.pos ? s.pos.epoch : null, live: s.live});
+      out.push({channel: ch, offset: s.pos ? s.pos.offset : null, epoch: s.pos ? s.pos.epoch : null, live: s.live, server: s.server});
     }
     return out;
   };
@@ -565,7 +627,11 @@
     this._pending[id] = {op: 'subscribe', channel: s.channel, gen: this._gen, id: id};
     var msg = {id: id, op: 'subscribe', channel: s.channel};
     if (s.pos) msg.since = {offset: s.pos.offset, epoch: s.pos.epoch};
-    if (typeof this.opts.getChannelToken !== 'function') {
+    // A server-side subscription only restarts what the server holds
+    // (not_subscribed when the backend ended it): no channel check, no
+    // channel token.
+    if (s.server) msg.server = true;
+    if (s.server || typeof this.opts.getChannelToken !== 'function') {
       this._send(ws, msg);
       return;
     }
@@ -595,11 +661,15 @@
     s.reqId = 0;
     var early = s.early;
     s.early = [];
+    if (m.error && m.error.code === 'not_subscribed' && s.server) {
+      this._onServerUnsubscribed(s.channel); // the backend ended it while we were away
+      return;
+    }
     if (m.error || !m.result) {
       var err = m.error ? wsdError(m.error.code, 'wsd: ' + m.error.code + ': ' + m.error.message, {server: true, channel: s.channel})
         : wsdError('bad_reply', 'wsd: subscribe reply without a result');
-      delete this._subs[s.channel];
-      if (!s.done) { s.done = true; s.reject(err); } else this._emit('error', err);
+      if (s.done) this._emit('error', err);
+      this._dropSub(s, err);
       return;
     }
     var r = m.result;
@@ -651,9 +721,11 @@
       deliver = true;
     } else if (s.resyncs === 0) { // a gap: ask the server to fill it
       s.resyncs++;
-      var id = ++this._nextId;
-      this._pending[id] = {op: 'unsubscribe', channel: s.channel, gen: this._gen};
-      this._send(ws, {id: id, op: 'unsubscribe', channel: s.channel});
+      if (!s.server) { // a server-side one restarts in place (an unsubscribe would end it)
+        var id = ++this._nextId;
+        this._pending[id] = {op: 'unsubscribe', channel: s.channel, gen: this._gen};
+        this._send(ws, {id: id, op: 'unsubscribe', channel: s.channel});
+      }
       this._sendSubscribe(ws, s);
       return;
     } else { // the server could not fill it

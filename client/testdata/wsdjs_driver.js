@@ -23,7 +23,8 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 // Several URLs (the endpoints of a cluster) come separated by spaces.
 const urls = process.argv[2].split(' ');
-const opts = {WebSocket, token: 'js-token', minBackoff: 10, maxBackoff: 100, requestTimeout: 5000};
+// WSD_TOKEN: the connection token (a JWT for a real node).
+const opts = {WebSocket, token: process.env.WSD_TOKEN || 'js-token', minBackoff: 10, maxBackoff: 100, requestTimeout: 5000};
 // WSD_TOKEN_URL: tokens come from that endpoint, through getToken.
 const tokenURL = process.env.WSD_TOKEN_URL;
 if (tokenURL) {
@@ -45,6 +46,11 @@ c.on('recover', (r) => out({ev: 'recover', channel: r.channel, recovered: r.reco
 c.on('error', (e) => out({ev: 'error', message: e.message}));
 c.on('join', (j) => out({ev: 'join', channel: j.channel, client: j.client}));
 c.on('leave', (j) => out({ev: 'leave', channel: j.channel, client: j.client}));
+c.on('serverSubscribe', (s) => out({ev: 'serverSubscribe', channel: s.channel, epoch: s.epoch, offset: s.offset}));
+c.on('serverUnsubscribe', (s) => out({ev: 'serverUnsubscribe', channel: s.channel}));
+// Every channel's publications, server-side subscriptions' included (the
+// handlers of subscribe commands report theirs as 'pub').
+c.on('publication', (p) => out({ev: 'publication', channel: p.channel, offset: p.offset, epoch: p.epoch, data: p.data}));
 
 const onPub = (p) => out({ev: 'pub', channel: p.channel, offset: p.offset, epoch: p.epoch, data: p.data});
 
