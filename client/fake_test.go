@@ -201,6 +201,21 @@ func (s *fakeServer) publishLocked(ch string, data json.RawMessage) uint64 {
 	return off
 }
 
+// serverSubscribe subscribes every connection to ch as wsd's server-side
+// subscriptions do: a subscribed push, then publications.
+func (s *fakeServer) serverSubscribe(ch string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{"channel": ch, "subscribed": map[string]any{"epoch": s.epoch, "offset": len(s.hist[ch]), "recovered": false}})
+	if s.subs[ch] == nil {
+		s.subs[ch] = map[*fakeConn]bool{}
+	}
+	for fc := range s.conns {
+		s.subs[ch][fc] = true
+		fc.send(s.frames(b)...)
+	}
+}
+
 func (s *fakeServer) pushMsg(ch string, off uint64, data json.RawMessage) [][]byte {
 	b, _ := json.Marshal(map[string]any{"channel": ch, "offset": off, "epoch": s.epoch, "data": data})
 	return s.frames(b)

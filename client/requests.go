@@ -258,7 +258,10 @@ func (c *Client) handlePublication(cn *conn, m *incoming) {
 		deliver = true
 	case s.resyncs == 0: // a gap: ask the server to fill it
 		s.resyncs++
-		frames = append(frames, c.unsubscribeFrameLocked(cn, s.channel), c.subscribeFrameLocked(cn, s))
+		if !s.server { // a server-side one restarts in place: an unsubscribe would end it
+			frames = append(frames, c.unsubscribeFrameLocked(cn, s.channel))
+		}
+		frames = append(frames, c.subscribeFrameLocked(cn, s))
 	default: // the server could not fill it
 		c.recoverLostLocked(s, m.Epoch)
 		deliver = true

@@ -128,3 +128,39 @@ func TestServerSubscriptionAcrossReconnects(t *testing.T) {
 		t.Fatalf("offsets at the end %v", got)
 	}
 }
+
+// A gap on a server-side subscription is repaired by restarting it in
+// place ("server":true with since): an unsubscribe first would end the
+// server's subscription, and a plain subscribe might not be allowed.
+func TestServerSubscriptionGapRepairedInPlace(t *testing.T) {
+	s := newFakeServer(t)
+	s.with(func() { s.skipLive[2] = true })
+	rec := newRecorder()
+	var log serverSubLog
+	o := rec.options(fast())
+	o.OnServerSubscription = log.on
+	c := dial(t, s, o)
+	if _, err := c.Publish(ctxT(t), "other", 1); err != nil { // a round trip: the connection is registered
+		t.Fatal(err)
+	}
+	s.serverSubscribe("alerts")
+	waitFor(t, "the subscribed notice", func() bool { ev, _ := log.list(); return len(ev) == 1 })
+	for i := 1; i <= 4; i++ {
+		s.publish("alerts", fmt.Sprint(i))
+	}
+	waitFor(t, "1..4", func() bool { return rec.count("alerts") >= 4 })
+	if got := rec.offsets("alerts"); !equalU64(got, seq(1, 4)) {
+		t.Fatalf("offsets %v", got)
+	}
+	s.with(func() {
+		for _, r := range s.requests {
+			if strings.Contains(r, `"unsubscribe"`) {
+				t.Errorf("the repair sent %s", r)
+			}
+		}
+		last := s.requests[len(s.requests)-1]
+		if !strings.Contains(last, `"server":true`) || !strings.Contains(last, `"since":{"offset":1,"epoch":"e1"}`) {
+			t.Errorf("the repair request: %s", last)
+		}
+	})
+}
