@@ -112,3 +112,16 @@ func sortedKeys(set map[string]struct{}) []string {
 	slices.Sort(out)
 	return out
 }
+
+// UserCommands is an optional interface of a Broker that carries commands
+// about a user (wsd's disconnect) to the other nodes that share it. They
+// are best effort, like join and leave: a node cut off from the broker
+// misses them. All methods are safe for concurrent use.
+type UserCommands interface {
+	// WatchUserCommands registers f, which gets every command another
+	// node sent (never this node's own), one call at a time. A broker
+	// serves one watcher; it is called once, before SendUserCommand.
+	WatchUserCommands(f func(user string, cmd []byte))
+	// SendUserCommand sends cmd (copied) about user to the other nodes.
+	SendUserCommand(ctx context.Context, user string, cmd []byte) error
+}

@@ -399,7 +399,7 @@ func (a *API) info(_ context.Context, params json.RawMessage) (any, *apiError) {
 
 // DisconnectResult answers disconnect.
 type DisconnectResult struct {
-	Disconnected int `json:"disconnected"` // connections closed on this node
+	Disconnected int `json:"disconnected"` // connections closed on this node (the other nodes close theirs)
 }
 
 // disconnect is {"user":U} (close 4001) or with "reconnect_after":S

@@ -82,6 +82,9 @@ func (hs *heldSubs) drop(s *session) {
 // watchUserSubs registers the handler for the broker's server-side
 // subscriptions, if it keeps them.
 func (h *Handler) watchUserSubs() error {
+	if uc, ok := h.hub.Broker().(pubsub.UserCommands); ok {
+		uc.WatchUserCommands(h.userCommandIn)
+	}
 	us, ok := h.hub.Broker().(pubsub.UserSubscriptions)
 	if !ok {
 		return nil

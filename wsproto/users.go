@@ -1,9 +1,13 @@
 package wsproto
 
 import (
+	"context"
+	"encoding/json"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/wsdhq/wsd/pubsub"
 )
 
 // Close codes of POST /api/disconnect (docs/protocol.md).
@@ -87,11 +91,41 @@ func (u *users) of(user string) []*session {
 	return out
 }
 
-// DisconnectUser closes every connection of user on this node and returns
-// how many. With retry > 0 the close is 1012 "disconnected; retry=S"
-// (reconnect after S seconds, the hint format of docs/protocol.md);
-// otherwise 4001 "disconnected". Safe from any goroutine.
+// DisconnectUser closes every connection of user and returns how many it
+// closed on this node; on a broker that carries user commands
+// (natsbroker) the other nodes are told to close theirs. With retry > 0
+// the close is 1012 "disconnected; retry=S" (reconnect after S seconds,
+// the hint format of docs/protocol.md); otherwise 4001 "disconnected".
+// Safe from any goroutine.
 func (h *Handler) DisconnectUser(user string, retry time.Duration) int {
+	if uc, ok := h.hub.Broker().(pubsub.UserCommands); ok {
+		cmd, _ := json.Marshal(userCommand{Disconnect: &disconnectCmd{RetryMs: retry.Milliseconds()}})
+		if err := uc.SendUserCommand(context.Background(), user, cmd); err != nil {
+			h.cfg.Logger.Warn("ws: disconnect not sent to the other nodes", "err", err)
+		}
+	}
+	return h.disconnectLocal(user, retry)
+}
+
+// userCommand is what a node sends the others about a user.
+type userCommand struct {
+	Disconnect *disconnectCmd `json:"disconnect,omitempty"`
+}
+
+type disconnectCmd struct {
+	RetryMs int64 `json:"retry_ms"`
+}
+
+// userCommandIn runs another node's command.
+func (h *Handler) userCommandIn(user string, cmd []byte) {
+	var c userCommand
+	if json.Unmarshal(cmd, &c) != nil || c.Disconnect == nil {
+		return
+	}
+	h.disconnectLocal(user, time.Duration(c.Disconnect.RetryMs)*time.Millisecond)
+}
+
+func (h *Handler) disconnectLocal(user string, retry time.Duration) int {
 	code, reason := CloseDisconnected, "disconnected"
 	if retry > 0 {
 		code = CloseDisconnectedRetry

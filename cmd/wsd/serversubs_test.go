@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -106,5 +108,65 @@ func TestClusterServerSubscriptions(t *testing.T) {
 	waitEvents(2)
 	if got := events(); !slices.Equal(got, []string{"alerts true", "alerts false"}) {
 		t.Fatalf("events %q", got)
+	}
+}
+
+// POST /api/disconnect on one node closes the user's connections on every
+// node (4001 on each), and its answer counts the node's own.
+func TestClusterDisconnectReachesEveryNode(t *testing.T) {
+	nsrv := natstest.Start(t)
+	args := []string{"--api-key", "K", "--token-secret", ssSecret, "--rate-limit", "-1"}
+	a, b := startNode(t, nsrv.URL, args...), startNode(t, nsrv.URL, args...)
+	closes := make(chan string, 4)
+	dialAs := func(n *node, user string) {
+		o := client.Options{MinBackoff: time.Second, MaxBackoff: 2 * time.Second}
+		o.TokenFunc = func(context.Context) (string, error) { return wsproto.NewToken(ssSecret, user, []string{"*"}, time.Hour) }
+		o.OnState = func(s client.State, err error) {
+			var ce *client.CloseError
+			if s == client.StateDisconnected && errors.As(err, &ce) {
+				closes <- fmt.Sprintf("%s@%s %d", user, n.addr, ce.Code)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+		defer cancel()
+		c, err := client.Dial(ctx, "ws://"+n.addr+"/ws", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		if _, err := c.Publish(ctx, "x", 1); err != nil { // a round trip: open
+			t.Fatal(err)
+		}
+	}
+	dialAs(a, "alice")
+	dialAs(b, "alice")
+	dialAs(b, "bob")
+	req, _ := http.NewRequest("POST", "http://"+a.addr+"/api/disconnect", strings.NewReader(`{"user":"alice"}`))
+	req.Header.Set("Authorization", "apikey K")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(body)) != `{"disconnected":1}` {
+		t.Fatalf("answer %s", body)
+	}
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case c := <-closes:
+			got[c] = true
+		case <-time.After(clusterWait):
+			t.Fatalf("closes %v, want alice's two", got)
+		}
+	}
+	if !got["alice@"+a.addr+" 4001"] || !got["alice@"+b.addr+" 4001"] {
+		t.Fatalf("closes %v", got)
+	}
+	select {
+	case c := <-closes:
+		t.Fatalf("another close: %s", c)
+	default:
 	}
 }
