@@ -120,7 +120,9 @@ func TestClusterDisconnectReachesEveryNode(t *testing.T) {
 	closes := make(chan string, 4)
 	dialAs := func(n *node, user string) {
 		o := client.Options{MinBackoff: time.Second, MaxBackoff: 2 * time.Second}
-		o.TokenFunc = func(context.Context) (string, error) { return wsproto.NewToken(ssSecret, user, []string{"*"}, time.Hour) }
+		o.TokenFunc = func(context.Context) (string, error) {
+			return wsproto.NewToken(ssSecret, user, []string{"*"}, time.Hour)
+		}
 		o.OnState = func(s client.State, err error) {
 			var ce *client.CloseError
 			if s == client.StateDisconnected && errors.As(err, &ce) {
