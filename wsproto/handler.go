@@ -221,35 +221,24 @@ func (h *Handler) onMessage(c *server.Conn[Session], m server.Message) {
 		h.fail(c, nil, &Error{CodeBadRequest, "requests are JSON text frames"})
 		return
 	}
-	if len(m.Data) > 4*h.cfg.MaxDataBytes+maxEnvelope {
-		h.fail(c, nil, &Error{CodeTooLarge, fmt.Sprintf("message over %d bytes", 4*h.cfg.MaxDataBytes+maxEnvelope)})
+	req, e := decodeRequest(m.Data, 4*h.cfg.MaxDataBytes+maxEnvelope)
+	if e != nil {
+		h.fail(c, nil, e)
 		return
-	}
-	var req Request
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		h.fail(c, nil, &Error{CodeBadRequest, "invalid JSON: " + err.Error()})
-		return
-	}
-	if !validID(req.ID) {
-		h.fail(c, nil, &Error{CodeBadRequest, "id must be a number or a string"})
-		return
-	}
-	if string(req.ID) == "null" {
-		req.ID = nil
 	}
 	switch req.Op {
 	case "subscribe":
-		h.subscribe(c, &req)
+		h.subscribe(c, req)
 	case "unsubscribe":
-		h.unsubscribe(c, &req)
+		h.unsubscribe(c, req)
 	case "publish":
-		h.publish(c, &req)
+		h.publish(c, req)
 	case "presence":
-		h.presence(c, &req)
+		h.presence(c, req)
 	case "rpc":
-		h.rpc(c, &req)
+		h.rpc(c, req)
 	case "refresh":
-		h.refresh(c, &req)
+		h.refresh(c, req)
 	case "ping":
 		// Extension: an application-level liveness probe (browsers cannot
 		// send WebSocket pings). The reply is an empty result.
@@ -259,6 +248,25 @@ func (h *Handler) onMessage(c *server.Conn[Session], m server.Message) {
 	default:
 		h.fail(c, req.ID, &Error{CodeUnknownOp, fmt.Sprintf("unknown op %q", req.Op)})
 	}
+}
+
+// decodeRequest reads one request of at most max bytes; the error is the
+// reply (without id: a request that cannot be read has none).
+func decodeRequest(data []byte, max int) (*Request, *Error) {
+	if len(data) > max {
+		return nil, &Error{CodeTooLarge, fmt.Sprintf("message over %d bytes", max)}
+	}
+	req := new(Request)
+	if err := json.Unmarshal(data, req); err != nil {
+		return nil, &Error{CodeBadRequest, "invalid JSON: " + err.Error()}
+	}
+	if !validID(req.ID) {
+		return nil, &Error{CodeBadRequest, "id must be a number or a string"}
+	}
+	if string(req.ID) == "null" {
+		req.ID = nil
+	}
+	return req, nil
 }
 
 func validID(id json.RawMessage) bool {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -51,4 +52,36 @@ func TestByteSizeFlagsAndConfig(t *testing.T) {
 	if _, err := parseConfig([]string{"--max-message", "16MB!"}, io.Discard); err == nil {
 		t.Fatal("a bad size was accepted")
 	}
+}
+
+// FuzzConfigFile: any config file is loaded or refused with a
+// configError naming the file, never a panic; sizes never come out
+// negative.
+func FuzzConfigFile(f *testing.F) {
+	for _, s := range []string{
+		"max_message = \"16MiB\"\nrate_limit = 20\n",
+		"[namespaces.chat]\nhistory_size = 50\nhistory_ttl = \"5m\"\npresence = true\njoin_leave = true\n",
+		"[namespaces.default]\npublish = \"none\"\n", "listen = 1\n", "max_outbound = -5\n",
+		"connect_proxy_url = \"http://x\"\nproxy_timeout = \"1s\"\n", "[x]\n", "a = [1, \"b\"]\n", "\x00",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "wsd.toml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := parseConfig([]string{"--config", path}, io.Discard)
+		if err != nil {
+			var ce *configError
+			if !errors.As(err, &ce) {
+				t.Fatalf("%T %v, want a configError", err, err)
+			}
+			return
+		}
+		if c.maxMessage < 0 || c.maxOutbound < 0 || c.maxDataBytes < 0 {
+			t.Fatalf("negative size: %d %d %d", c.maxMessage, c.maxOutbound, c.maxDataBytes)
+		}
+	})
 }
