@@ -20,6 +20,12 @@
 // report other clients joining and leaving subscribed channels (best
 // effort: after a reconnect, Presence says who is there).
 //
+// SubscribeWith with Latest delivers the channel's newest kept publication
+// to OnPublication right after the subscribe (first paint); History reads
+// kept publications without subscribing (the last 50 chat lines);
+// PresenceStats counts without listing; PublishWith with SkipSelf keeps the
+// publication from coming back to this client.
+//
 // # Reconnecting
 //
 // When the connection drops the client dials again after a delay drawn
@@ -75,7 +81,8 @@
 // id and wait for the reply with that id, or for ctx. A request made while
 // the client is disconnected waits for the next connection (bounded by its
 // ctx) unless Options.FailFast is set, in which case it fails at once with
-// ErrNotConnected. A Publish or Presence sent on a connection that drops
+// ErrNotConnected. A Publish, Presence, History or PresenceStats sent on a
+// connection that drops
 // before its reply fails with ErrConnectionLost: the publication may or may
 // not have happened, and is not re-sent automatically (it is not
 // idempotent). A Subscribe in flight when the connection drops keeps waiting

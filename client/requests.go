@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/wsdhq/wsd/codec"
 )
@@ -60,6 +61,10 @@ type request struct {
 	Method  string          `json:"method,omitempty"` // rpc
 	Token   string          `json:"token,omitempty"`  // refresh (token.go)
 	Server  bool            `json:"server,omitempty"` // subscribe: resume a server-side subscription (serversubs.go)
+	Latest  bool            `json:"latest,omitempty"` // subscribe: the newest publication first (ops.go)
+	Limit   *int            `json:"limit,omitempty"`  // history (ops.go)
+
+	SkipSelf bool `json:"skip_self,omitempty"` // publish (ops.go)
 }
 
 // incoming is any server → client message: a reply (with id) or a push
@@ -72,6 +77,7 @@ type incoming struct {
 	Offset  uint64          `json:"offset"`
 	Epoch   string          `json:"epoch"`
 	Data    json.RawMessage `json:"data"`
+	Latest  bool            `json:"latest"` // the publication a subscribe with latest asked for
 	Join    *member         `json:"join"`
 	Leave   *member         `json:"leave"`
 	Refresh *refreshNotice  `json:"refresh"` // token.go
@@ -111,6 +117,18 @@ type subscription struct {
 	early   []incoming // publications that came before the subscribe's answer
 	token   string     // channel token sent with the subscribe (token_channel.go)
 	server  bool       // made by the server (serversubs.go): resumed with "server":true
+	latest  bool       // subscribe with "latest" while there is no position to resume from
+	// latestDue: the subscribe on connection gen asked for the latest
+	// publication, whose push (at the answer's offset) is still to come.
+	latestDue bool
+	// Skip-self publishes (ops.go): their offsets never arrive, so they
+	// must not look like gaps. selfPending counts those in flight, skipped
+	// holds the offsets they got (in pos's epoch), stash the pushes past a
+	// gap that wait for them.
+	selfPending int
+	skipped     []uint64
+	stash       []incoming
+	stashGen    uint64
 
 	first     chan struct{} // closed at the first answer (or failure)
 	firstDone bool
@@ -159,6 +177,9 @@ func (c *Client) subscribeFrameLocked(cn *conn, s *subscription) []byte {
 		pos := s.pos
 		r.Since = &pos
 	}
+	// With a position, the server recovers from it instead.
+	r.Latest = s.latest && !s.hasPos
+	s.latestDue = r.Latest
 	return encode(r)
 }
 
@@ -223,7 +244,7 @@ func (c *Client) subscribeReplyLocked(cn *conn, p *call, result json.RawMessage,
 
 func (c *Client) deliverLocked(s *subscription, m *incoming) {
 	s.pos = Position{Offset: m.Offset, Epoch: m.Epoch}
-	s.resyncs = 0
+	s.resyncs, s.latestDue = 0, false
 	if c.opts.OnPublication != nil {
 		c.events.push(event{kind: evPublication, channel: m.Channel, offset: m.Offset, epoch: m.Epoch, data: m.Data})
 	}
@@ -247,11 +268,34 @@ func (c *Client) handlePublication(cn *conn, m *incoming) {
 		c.mu.Unlock()
 		return
 	}
+	frames := c.publicationLocked(cn, s, m)
+	c.mu.Unlock()
+	c.writeFrames(cn, frames)
+}
+
+// publicationLocked delivers m on live subscription s, or repairs a gap
+// before it (the frames to send).
+func (c *Client) publicationLocked(cn *conn, s *subscription, m *incoming) [][]byte {
 	var frames [][]byte
 	deliver := false
+	if m.Epoch == s.pos.Epoch && m.Offset > s.pos.Offset+1 {
+		c.skipOwnLocked(s) // maybe no gap: our own skip-self publications
+		if m.Offset > s.pos.Offset+1 && s.selfPending > 0 && len(s.stash) < maxEarly {
+			if len(s.stash) == 0 {
+				s.stashGen = cn.gen
+			}
+			s.stash = append(s.stash, *m) // until the publish replies say
+			return nil
+		}
+	}
 	switch {
 	case m.Epoch != s.pos.Epoch: // the history was reset under a live subscription
 		c.recoverLostLocked(s, m.Epoch)
+		s.skipped = nil
+		deliver = true
+	case m.Latest && s.latestDue && m.Offset == s.pos.Offset:
+		// The latest publication is at the answer's offset, which the
+		// answer made the position: delivered once, not taken as a repeat.
 		deliver = true
 	case m.Offset <= s.pos.Offset: // already delivered
 	case m.Offset == s.pos.Offset+1:
@@ -269,8 +313,21 @@ func (c *Client) handlePublication(cn *conn, m *incoming) {
 	if deliver {
 		c.deliverLocked(s, m)
 	}
-	c.mu.Unlock()
-	c.writeFrames(cn, frames)
+	return frames
+}
+
+// skipOwnLocked moves s's position over the offsets of its own skip-self
+// publications that come next.
+func (c *Client) skipOwnLocked(s *subscription) {
+	for {
+		i := slices.Index(s.skipped, s.pos.Offset+1)
+		if i < 0 {
+			break
+		}
+		s.pos.Offset++
+		s.skipped = slices.Delete(s.skipped, i, i+1)
+	}
+	s.skipped = slices.DeleteFunc(s.skipped, func(o uint64) bool { return o <= s.pos.Offset })
 }
 
 // handleJoinLeave reports a join or leave on a channel this connection is
@@ -307,17 +364,18 @@ func (c *Client) asyncErrorLocked(err error) {
 // Unsubscribe or Close. Subscribing to a channel already subscribed returns
 // the first answer again. If ctx ends first, the subscription is dropped.
 func (c *Client) Subscribe(ctx context.Context, channel string) (SubscribeResult, error) {
-	return c.subscribe(ctx, channel, nil)
+	return c.subscribe(ctx, channel, SubscribeOptions{})
 }
 
 // SubscribeSince is Subscribe starting after a position the application
 // kept (e.g. across restarts of the process): the server pushes the
 // publications after since, and OnRecover reports whether it could.
 func (c *Client) SubscribeSince(ctx context.Context, channel string, since Position) (SubscribeResult, error) {
-	return c.subscribe(ctx, channel, &since)
+	return c.subscribe(ctx, channel, SubscribeOptions{Since: &since})
 }
 
-func (c *Client) subscribe(ctx context.Context, channel string, since *Position) (SubscribeResult, error) {
+func (c *Client) subscribe(ctx context.Context, channel string, o SubscribeOptions) (SubscribeResult, error) {
+	since := o.Since
 	token, err := c.channelToken(ctx, channel)
 	if err != nil {
 		return SubscribeResult{}, &RefreshError{err}
@@ -339,7 +397,7 @@ func (c *Client) subscribe(ctx context.Context, channel string, since *Position)
 			c.mu.Unlock()
 			return SubscribeResult{}, ErrNotConnected
 		}
-		s = &subscription{channel: channel, first: make(chan struct{}), token: token}
+		s = &subscription{channel: channel, first: make(chan struct{}), token: token, latest: o.Latest}
 		if since != nil {
 			s.pos, s.hasPos = *since, true
 		}
@@ -425,17 +483,31 @@ func (c *Client) Unsubscribe(ctx context.Context, channel string) error {
 // landed. ErrConnectionLost means the connection dropped before the reply:
 // the publication may or may not have been made.
 func (c *Client) Publish(ctx context.Context, channel string, data any) (PublishResult, error) {
+	return c.PublishWith(ctx, channel, data, PublishOptions{})
+}
+
+// PublishWith is Publish with options (see PublishOptions).
+func (c *Client) PublishWith(ctx context.Context, channel string, data any, o PublishOptions) (PublishResult, error) {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("wsd client: encoding the publication: %w", err)
 	}
-	res, err := c.request(ctx, opPublish, channel, b)
+	var s *subscription
+	if o.SkipSelf {
+		s = c.selfPublishing(channel)
+	}
+	res, err := c.do(ctx, request{Op: opPublish, Channel: channel, Data: b, SkipSelf: o.SkipSelf})
+	var r PublishResult
+	if err == nil {
+		if jerr := json.Unmarshal(res, &r); jerr != nil {
+			err = fmt.Errorf("wsd client: bad publish result: %w", jerr)
+		}
+	}
+	if s != nil {
+		c.selfPublished(channel, s, r, err)
+	}
 	if err != nil {
 		return PublishResult{}, err
-	}
-	var r PublishResult
-	if err := json.Unmarshal(res, &r); err != nil {
-		return PublishResult{}, fmt.Errorf("wsd client: bad publish result: %w", err)
 	}
 	return r, nil
 }

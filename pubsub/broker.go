@@ -22,6 +22,10 @@ type Publication struct {
 	Epoch   string
 	Data    []byte
 	Time    time.Time // when the broker accepted it (history TTL counts from here)
+	// Origin tags the publisher for skip-self (see Hub.PublishFrom): the
+	// broker carries it from Publish to every node's handler; "" when the
+	// publisher asked for its own copy. History does not keep it.
+	Origin string
 }
 
 // Position returns where p sits in its channel's stream.
@@ -35,6 +39,9 @@ func (p *Publication) Position() StreamPosition {
 type PublishOptions struct {
 	HistorySize int           // publications kept; 0 keeps none
 	HistoryTTL  time.Duration // how long each is kept; 0 = until pushed out by HistorySize
+	// Origin is carried to the handlers as Publication.Origin (a cluster
+	// broker sends it along with the message); "" for none.
+	Origin string
 
 	// IdempotencyKey, when set, makes a retry safe: a publication to the
 	// same channel with the same key within DedupWindow is not stored again

@@ -22,6 +22,18 @@ func AppendPush(dst []byte, p *Publication) []byte {
 	return append(dst, '}')
 }
 
+// latestMark ends a latest-on-subscribe push.
+const latestMark = `,"latest":true}`
+
+// AppendLatestPush appends p as the push of a subscribe with "latest":
+// the channel's newest publication, marked:
+//
+//	{"channel":"news","offset":42,"epoch":"e1","data":<p.Data>,"latest":true}
+func AppendLatestPush(dst []byte, p *Publication) []byte {
+	dst = AppendPush(dst, p)
+	return append(dst[:len(dst)-1], latestMark...)
+}
+
 // PushSize is len(AppendPush(nil, p)) or a little more.
 func PushSize(p *Publication) int {
 	return len(`{"channel":"","offset":18446744073709551615,"epoch":"","data":}`) +

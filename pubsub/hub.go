@@ -44,6 +44,7 @@ type Hub[F any] struct {
 	presence PresenceStore // the broker's, when it shares presence; else nil
 	bus      JoinLeaveBus  // the broker's, when it carries joins and leaves and a namespace uses them; else nil
 	enc      func([]byte) F
+	tag      string // this hub's random prefix of publication origins
 	ns       Namespaces
 	strict   bool
 
@@ -80,8 +81,9 @@ type Subscription[F any] struct {
 	ch      *channel[F]
 	sub     Subscriber[F]
 	client  string
-	idx     int  // in ch.subs; -1 once removed; under ch.mu
-	pending bool // subscribing: live frames are held in held
+	origin  string // SubscribeOptions.Origin
+	idx     int    // in ch.subs; -1 once removed; under ch.mu
+	pending bool   // subscribing: live frames are held in held
 	held    []heldFrame[F]
 }
 
@@ -98,7 +100,7 @@ func NewHub[F any](b Broker, opts HubOptions[F]) (*Hub[F], error) {
 	if err := opts.Namespaces.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Hub[F]{broker: b, enc: opts.Encode, ns: opts.Namespaces, strict: opts.StrictNamespaces,
+	h := &Hub[F]{broker: b, enc: opts.Encode, tag: randomEpoch(), ns: opts.Namespaces, strict: opts.StrictNamespaces,
 		seed: maphash.MakeSeed(), chans: map[string]*channel[F]{}}
 	b.SetHandler(h.handle)
 	if ps, ok := b.(PresenceStore); ok {
@@ -141,6 +143,15 @@ func (h *Hub[F]) Namespace(channel string) (NamespaceOptions, error) {
 // Permission checks (NamespaceOptions.Publish) are the caller's: the hub
 // publishes whatever it is asked to.
 func (h *Hub[F]) Publish(ctx context.Context, channel string, data []byte) (StreamPosition, error) {
+	return h.PublishFrom(ctx, channel, data, "")
+}
+
+// PublishFrom is Publish for a publisher that does not want its own copy
+// (skip-self): the subscriptions on this hub whose SubscribeOptions.Origin
+// is origin do not receive the publication live; every other subscription,
+// on any node, does. origin "" is Publish. Recoveries replay it to
+// everyone (history does not keep the origin).
+func (h *Hub[F]) PublishFrom(ctx context.Context, channel string, data []byte, origin string) (StreamPosition, error) {
 	o, err := h.Namespace(channel)
 	if err != nil {
 		return StreamPosition{}, err
@@ -148,7 +159,11 @@ func (h *Hub[F]) Publish(ctx context.Context, channel string, data []byte) (Stre
 	if !json.Valid(data) {
 		return StreamPosition{}, ErrBadData
 	}
-	pos, err := h.broker.Publish(ctx, channel, data, PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL})
+	popts := PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL}
+	if origin != "" {
+		popts.Origin = h.tag + "/" + origin // unique in the cluster: the tag is this hub's
+	}
+	pos, err := h.broker.Publish(ctx, channel, data, popts)
 	if err == nil {
 		h.published.Add(1)
 	}
@@ -171,6 +186,15 @@ type SubscribeOptions struct {
 	ClientID string
 	// Since asks for the publications after this position (recovery).
 	Since *StreamPosition
+	// Origin names the subscriber as a publisher for skip-self (see
+	// PublishFrom), e.g. a connection's ID; it needs to be unique on this
+	// hub only. "" never matches.
+	Origin string
+	// Latest asks for the channel's newest publication, if history still
+	// keeps it: it is delivered right after OnSubscribed, before any live
+	// frame, encoded with AppendLatestPush. Ignored with Since (recovery
+	// delivers what was missed instead).
+	Latest bool
 	// OnSubscribed, if set, is called once the subscription is in place,
 	// before the first frame (replayed or live) is delivered, under the
 	// channel's lock (same rules as Deliver). A protocol sends its
@@ -190,6 +214,9 @@ type SubscribeResult struct {
 	// get from here (or asked for none).
 	Recovered bool
 	Replayed  int
+	// Latest is true when the newest publication (at Position) was
+	// delivered for SubscribeOptions.Latest.
+	Latest bool
 }
 
 // Subscribe adds sub to channel. With opts.Since it first delivers the
@@ -206,7 +233,7 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 	if err != nil {
 		return nil, SubscribeResult{}, err
 	}
-	s := &Subscription[F]{hub: h, ch: ch, sub: sub, client: opts.ClientID, pending: true}
+	s := &Subscription[F]{hub: h, ch: ch, sub: sub, client: opts.ClientID, origin: opts.Origin, pending: true}
 	ch.mu.Lock()
 	s.idx = len(ch.subs)
 	ch.subs = append(ch.subs, s)
@@ -228,6 +255,8 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 	hopts := HistoryOptions{}
 	if opts.Since != nil {
 		hopts = HistoryOptions{Since: opts.Since, Limit: -1}
+	} else if opts.Latest {
+		hopts.Limit = 1
 	}
 	pubs, latest, err := h.broker.History(ctx, channel, hopts)
 	if err != nil {
@@ -235,6 +264,10 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 		return nil, SubscribeResult{}, err
 	}
 	res := SubscribeResult{Position: latest}
+	var newest *Publication
+	if opts.Since == nil && len(pubs) == 1 && pubs[0].Offset == latest.Offset {
+		newest, res.Latest = &pubs[0], true
+	}
 	if since := opts.Since; since != nil {
 		res.Recovered = recoverable(*since, latest, pubs)
 		if res.Recovered {
@@ -255,6 +288,13 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 		opts.OnSubscribed(res)
 	}
 	n := 0
+	if newest != nil {
+		// Its own encoding (marked), for this subscriber only. Held frames
+		// are after latest, so it is never delivered twice.
+		h.encodes.Add(1)
+		sub.Deliver(h.enc(AppendLatestPush(make([]byte, 0, PushSize(newest)+len(latestMark)), newest)))
+		n++
+	}
 	if res.Recovered {
 		for i := range pubs {
 			sub.Deliver(h.encode(&pubs[i]))
@@ -431,9 +471,13 @@ func (h *Hub[F]) handle(p Publication) {
 		return
 	}
 	frame := h.encode(&p)
+	self, skip := h.localOrigin(p.Origin)
 	ch.mu.Lock()
 	n := 0
 	for _, s := range ch.subs {
+		if skip && s.origin == self {
+			continue // the publisher asked not to get its own copy
+		}
 		if s.pending {
 			s.held = append(s.held, heldFrame[F]{pos: p.Position(), frame: frame})
 			continue
@@ -444,6 +488,16 @@ func (h *Hub[F]) handle(p Publication) {
 	ch.mu.Unlock()
 	h.fanouts.Add(1)
 	h.deliveries.Add(uint64(n))
+}
+
+// localOrigin returns the part of origin that PublishFrom was given, when
+// origin was made by this hub (without allocating); skip is false
+// otherwise.
+func (h *Hub[F]) localOrigin(origin string) (self string, skip bool) {
+	if len(origin) <= len(h.tag)+1 || origin[len(h.tag)] != '/' || origin[:len(h.tag)] != h.tag {
+		return "", false
+	}
+	return origin[len(h.tag)+1:], true
 }
 
 func (h *Hub[F]) encode(p *Publication) F {

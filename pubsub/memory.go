@@ -152,12 +152,13 @@ func (m *Memory) Publish(ctx context.Context, channel string, data []byte, opts 
 	s.size, s.ttl, s.touched = opts.HistorySize, opts.HistoryTTL, now
 	m.trim(s, now)
 	if s.size > 0 {
-		s.hist.push(p, s.size)
+		s.hist.push(p, s.size) // without the origin: replays go to everyone
 		m.entries.Add(1)
 		m.bytes.Add(int64(len(p.Data)))
 	}
 	if s.subscribed {
 		if h := m.handler.Load(); h != nil {
+			p.Origin = opts.Origin
 			(*h)(p)
 		}
 	}

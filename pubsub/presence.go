@@ -86,3 +86,68 @@ func mergePresence(local NodePresence, remote []NodePresence) Presence {
 	p.Count = len(p.Clients) + unlisted
 	return p
 }
+
+// PresenceCounter is an optional interface of a PresenceStore that counts
+// the other nodes' presence of a channel without building their client
+// lists (natsbroker implements it). Safe for concurrent use.
+type PresenceCounter interface {
+	// RemotePresenceCounts returns the sums, over the other nodes, of
+	// their distinct clients and of their subscriptions on channel.
+	RemotePresenceCounts(ctx context.Context, channel string) (clients, connections int, err error)
+}
+
+// PresenceStats are a channel's presence counts, without the clients.
+type PresenceStats struct {
+	// Count is the distinct clients, per node, summed over the nodes: a
+	// client connected through two nodes counts twice (exact on one node).
+	Count int `json:"count"`
+	// Connections is the subscriptions (a client may hold several).
+	Connections int `json:"connections"`
+}
+
+// PresenceStats returns channel's presence counts, cheaply on big
+// channels: no client list is built on this node, nor (with a
+// PresenceCounter store) read from the others. It fails like Presence.
+// Safe from any goroutine.
+func (h *Hub[F]) PresenceStats(ctx context.Context, channel string) (PresenceStats, error) {
+	o, err := h.Namespace(channel)
+	if err != nil {
+		return PresenceStats{}, err
+	}
+	if !o.Presence {
+		return PresenceStats{}, ErrPresenceDisabled
+	}
+	st := h.localPresenceStats(channel)
+	if h.presence == nil {
+		return st, nil
+	}
+	if pc, ok := h.presence.(PresenceCounter); ok {
+		clients, conns, err := pc.RemotePresenceCounts(ctx, channel)
+		if err != nil {
+			return PresenceStats{}, err
+		}
+		return PresenceStats{Count: st.Count + clients, Connections: st.Connections + conns}, nil
+	}
+	remote, err := h.presence.RemotePresence(ctx, channel)
+	if err != nil {
+		return PresenceStats{}, err
+	}
+	for _, r := range remote {
+		st.Count += r.Count
+		st.Connections += r.Connections
+	}
+	return st, nil
+}
+
+// localPresenceStats counts this node's presence of channel.
+func (h *Hub[F]) localPresenceStats(channel string) PresenceStats {
+	h.mu.RLock()
+	ch := h.chans[channel]
+	h.mu.RUnlock()
+	if ch == nil {
+		return PresenceStats{}
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return PresenceStats{Count: len(ch.clients), Connections: len(ch.subs)}
+}

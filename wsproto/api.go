@@ -324,19 +324,25 @@ func (a *API) history(ctx context.Context, params json.RawMessage) (any, *apiErr
 	if p.Channel == "" {
 		return nil, errf(http.StatusBadRequest, CodeBadRequest, `history needs "channel"`)
 	}
-	if !pubsub.ValidChannel(p.Channel) {
-		return nil, brokerError(pubsub.ErrBadChannel)
+	return readHistory(ctx, a.hub.Broker(), p.Channel, p.Limit, p.Since)
+}
+
+// readHistory is history's read, for the API and the /ws op: limit nil
+// means maxAPIHistory.
+func readHistory(ctx context.Context, b pubsub.Broker, channel string, limit *int, since *pubsub.StreamPosition) (HistoryResult, *apiError) {
+	if !pubsub.ValidChannel(channel) {
+		return HistoryResult{}, brokerError(pubsub.ErrBadChannel)
 	}
-	limit := maxAPIHistory
-	if p.Limit != nil {
-		if *p.Limit < 0 || *p.Limit > maxAPIHistory {
-			return nil, errf(http.StatusBadRequest, CodeBadRequest, "limit must be 0..%d", maxAPIHistory)
+	n := maxAPIHistory
+	if limit != nil {
+		if *limit < 0 || *limit > maxAPIHistory {
+			return HistoryResult{}, errf(http.StatusBadRequest, CodeBadRequest, "limit must be 0..%d", maxAPIHistory)
 		}
-		limit = *p.Limit
+		n = *limit
 	}
-	pubs, pos, err := a.hub.Broker().History(ctx, p.Channel, pubsub.HistoryOptions{Since: p.Since, Limit: limit})
+	pubs, pos, err := b.History(ctx, channel, pubsub.HistoryOptions{Since: since, Limit: n})
 	if err != nil {
-		return nil, brokerError(err)
+		return HistoryResult{}, brokerError(err)
 	}
 	out := HistoryResult{Publications: make([]HistoryPublication, len(pubs)), Offset: pos.Offset, Epoch: pos.Epoch}
 	for i, pb := range pubs {

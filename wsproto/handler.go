@@ -235,6 +235,10 @@ func (h *Handler) onMessage(c *server.Conn[Session], m server.Message) {
 		h.publish(c, req)
 	case "presence":
 		h.presence(c, req)
+	case "presence_stats":
+		h.presenceStats(c, req)
+	case "history":
+		h.history(c, req)
 	case "rpc":
 		h.rpc(c, req)
 	case "refresh":
@@ -306,7 +310,7 @@ func (h *Handler) subscribe(c *server.Conn[Session], req *Request) {
 		return
 	}
 	if !h.subscribeProxied(c, req) {
-		h.subscribeNow(c, req.ID, req.Channel, req.Since)
+		h.subscribeNow(c, req.ID, req.Channel, req.Since, req.Latest)
 	}
 }
 
@@ -349,7 +353,7 @@ func (h *Handler) publish(c *server.Conn[Session], req *Request) {
 		return
 	}
 	if !h.publishProxied(c, req) {
-		h.publishNow(c, req.ID, req.Channel, req.Data)
+		h.publishNow(c, req.ID, req.Channel, req.Data, req.SkipSelf)
 	}
 }
 
@@ -363,6 +367,32 @@ func (h *Handler) presence(c *server.Conn[Session], req *Request) {
 		return
 	}
 	h.reply(c, req.ID, PresenceResult{Channel: req.Channel, Count: p.Count, Connections: p.Connections, Clients: p.Clients})
+}
+
+// presenceStats counts presence without listing it: cheap on big channels.
+func (h *Handler) presenceStats(c *server.Conn[Session], req *Request) {
+	if !h.checkChannel(c, req) {
+		return
+	}
+	st, err := h.hub.PresenceStats(context.Background(), req.Channel)
+	if err != nil {
+		h.fail(c, req.ID, errorFor(err))
+		return
+	}
+	h.reply(c, req.ID, PresenceStatsResult{Channel: req.Channel, Count: st.Count, Connections: st.Connections})
+}
+
+// history reads a channel's kept publications, like POST /api/history.
+func (h *Handler) history(c *server.Conn[Session], req *Request) {
+	if !h.checkChannel(c, req) {
+		return
+	}
+	res, e := readHistory(context.Background(), h.hub.Broker(), req.Channel, req.Limit, req.Since)
+	if e != nil {
+		h.fail(c, req.ID, &e.Error)
+		return
+	}
+	h.reply(c, req.ID, res)
 }
 
 func (h *Handler) reply(c *server.Conn[Session], id json.RawMessage, result any) {

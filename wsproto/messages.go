@@ -9,14 +9,17 @@ import (
 
 // Request is a client → server message.
 type Request struct {
-	ID      json.RawMessage        `json:"id,omitempty"` // a number or a string, echoed in the reply
-	Op      string                 `json:"op"`           // subscribe, unsubscribe, publish, presence
-	Channel string                 `json:"channel"`
-	Since   *pubsub.StreamPosition `json:"since,omitempty"`  // subscribe: recover after this position
-	Data    json.RawMessage        `json:"data,omitempty"`   // publish, rpc: any JSON
-	Method  string                 `json:"method,omitempty"` // rpc: the backend's method
-	Token   string                 `json:"token,omitempty"`  // refresh: the new connection token; subscribe: a channel token
-	Server  bool                   `json:"server,omitempty"` // subscribe: only restart a server-side subscription
+	ID       json.RawMessage        `json:"id,omitempty"` // a number or a string, echoed in the reply
+	Op       string                 `json:"op"`           // subscribe, unsubscribe, publish, presence, history, presence_stats, rpc, refresh, ping
+	Channel  string                 `json:"channel"`
+	Since    *pubsub.StreamPosition `json:"since,omitempty"`     // subscribe: recover after this position; history: read after it
+	Data     json.RawMessage        `json:"data,omitempty"`      // publish, rpc: any JSON
+	Method   string                 `json:"method,omitempty"`    // rpc: the backend's method
+	Token    string                 `json:"token,omitempty"`     // refresh: the new connection token; subscribe: a channel token
+	Server   bool                   `json:"server,omitempty"`    // subscribe: only restart a server-side subscription
+	Latest   bool                   `json:"latest,omitempty"`    // subscribe: push the newest kept publication first (ignored with since)
+	Limit    *int                   `json:"limit,omitempty"`     // history: how many publications (0..1000, default 1000)
+	SkipSelf bool                   `json:"skip_self,omitempty"` // publish: this connection does not get its own copy
 }
 
 // Reply answers a Request: Result on success, Error otherwise.
@@ -53,6 +56,14 @@ type PresenceResult struct {
 	Count       int      `json:"count"`       // distinct client IDs
 	Connections int      `json:"connections"` // subscriptions (a client may hold several)
 	Clients     []string `json:"clients"`     // the client IDs, sorted
+}
+
+// PresenceStatsResult is the result of presence_stats: presence counted,
+// not listed.
+type PresenceStatsResult struct {
+	Channel     string `json:"channel"`
+	Count       int    `json:"count"`       // distinct client IDs per node, summed over the nodes
+	Connections int    `json:"connections"` // subscriptions
 }
 
 // Error codes, in replies and in the HTTP API's error bodies.

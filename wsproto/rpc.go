@@ -114,7 +114,7 @@ func (h *Handler) publishProxied(c *server.Conn[Session], req *Request) bool {
 		return false
 	}
 	body := PublishProxyRequest{ConnInfo: h.connInfo(c), Channel: req.Channel, Data: req.Data}
-	id, channel := req.ID, req.Channel
+	id, channel, skipSelf := req.ID, req.Channel, req.SkipSelf
 	h.ask(c, p, id, body, nil, func(res json.RawMessage) {
 		data := body.Data
 		var r struct {
@@ -123,14 +123,19 @@ func (h *Handler) publishProxied(c *server.Conn[Session], req *Request) bool {
 		if len(res) > 0 && json.Unmarshal(res, &r) == nil && len(r.Data) > 0 {
 			data = r.Data
 		}
-		h.publishNow(c, id, channel, data)
+		h.publishNow(c, id, channel, data, skipSelf)
 	})
 	return true
 }
 
 // publishNow makes the publication and replies. Safe from any goroutine.
-func (h *Handler) publishNow(c *server.Conn[Session], id json.RawMessage, channel string, data json.RawMessage) {
-	pos, err := h.hub.Publish(context.Background(), channel, data)
+// With skipSelf, c's own subscription to channel does not get it.
+func (h *Handler) publishNow(c *server.Conn[Session], id json.RawMessage, channel string, data json.RawMessage, skipSelf bool) {
+	origin := ""
+	if skipSelf {
+		origin = originOf(c)
+	}
+	pos, err := h.hub.PublishFrom(context.Background(), channel, data, origin)
 	if err != nil {
 		h.fail(c, id, errorFor(err))
 		return

@@ -137,6 +137,7 @@ func (h *Handler) serverSubscribe(s *session, channel string) {
 	c := s.conn
 	sub, _, err := h.hub.Subscribe(context.Background(), channel, s, pubsub.SubscribeOptions{
 		ClientID: s.clientID,
+		Origin:   originOf(c),
 		OnSubscribed: func(r pubsub.SubscribeResult) {
 			// Under the channel's lock: the push precedes every publication.
 			h.sendJSON(c, SubscribedPush{Channel: channel, Subscribed: SubscribeResult{Epoch: r.Position.Epoch, Offset: r.Position.Offset}})
@@ -181,7 +182,7 @@ func (h *Handler) restartHeld(c *server.Conn[Session], req *Request) bool {
 		return true
 	}
 	old.Unsubscribe()
-	h.subscribeNow(c, req.ID, req.Channel, req.Since)
+	h.subscribeNow(c, req.ID, req.Channel, req.Since, req.Latest)
 	return true
 }
 

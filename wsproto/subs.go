@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/server"
@@ -80,11 +81,15 @@ func (s *session) closeSubs() []*pubsub.Subscription[*server.Prepared] {
 
 // subscribeNow makes a reserved subscription and replies. Safe from any
 // goroutine (the subscribe proxy calls it when the backend allows).
-func (h *Handler) subscribeNow(c *server.Conn[Session], id json.RawMessage, channel string, since *pubsub.StreamPosition) {
+// With latest (and no since), the channel's newest kept publication
+// follows the reply, marked "latest":true.
+func (h *Handler) subscribeNow(c *server.Conn[Session], id json.RawMessage, channel string, since *pubsub.StreamPosition, latest bool) {
 	s := c.Value.s
 	sub, _, err := h.hub.Subscribe(context.Background(), channel, s, pubsub.SubscribeOptions{
 		ClientID: s.clientID,
+		Origin:   originOf(c),
 		Since:    since,
+		Latest:   latest,
 		OnSubscribed: func(r pubsub.SubscribeResult) {
 			// Under the channel's lock: the reply is queued before any push.
 			h.reply(c, id, SubscribeResult{Epoch: r.Position.Epoch, Offset: r.Position.Offset, Recovered: r.Recovered})
@@ -100,6 +105,10 @@ func (h *Handler) subscribeNow(c *server.Conn[Session], id json.RawMessage, chan
 	}
 }
 
+// originOf names c as a publisher for skip-self: its ID, unique on this
+// server (the hub makes it unique in the cluster).
+func originOf(c *server.Conn[Session]) string { return strconv.FormatUint(c.ID(), 10) }
+
 // subscribeProxied asks the backend about a reserved subscription, then
 // makes it or replies the refusal. It reports false when the channel's
 // namespace is not proxied.
@@ -110,9 +119,9 @@ func (h *Handler) subscribeProxied(c *server.Conn[Session], req *Request) bool {
 	}
 	s := c.Value.s
 	body := SubscribeProxyRequest{ConnInfo: h.connInfo(c), Channel: req.Channel}
-	id, channel, since := req.ID, req.Channel, req.Since
+	id, channel, since, latest := req.ID, req.Channel, req.Since, req.Latest
 	h.ask(c, p, id, body, func() { s.commit(channel, nil) }, func(json.RawMessage) {
-		h.subscribeNow(c, id, channel, since)
+		h.subscribeNow(c, id, channel, since, latest)
 	})
 	return true
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/wsdhq/wsd/pubsub"
 )
 
 // Channel access beyond the connection token's patterns
@@ -48,8 +49,9 @@ func channelUser(channel string) (user string, ok bool) {
 	return channel[i+1:], true
 }
 
-// access decides whether s may run req (subscribe, publish or presence) on
-// its channel, already validated; nil means yes.
+// access decides whether s may run req (subscribe, publish, presence,
+// presence_stats or history) on its channel, already validated; nil means
+// yes. history is allowed where subscribe would be (or is done).
 func (h *Handler) access(s *session, req *Request) *Error {
 	if user, ok := channelUser(req.Channel); ok {
 		if user == "" || user != s.clientID {
@@ -64,6 +66,13 @@ func (h *Handler) access(s *session, req *Request) *Error {
 		if s.subscribed(req.Channel) {
 			return nil
 		}
+		if req.Op == "history" { // readable like subscribing: with a channel token
+			return h.checkChannelToken(s, req)
+		}
+	}
+	if req.Op == "history" && h.px.subscribe.covers(pubsub.NamespaceOf(req.Channel)) && !s.subscribed(req.Channel) {
+		// The backend decides who may subscribe, so who may read.
+		return &Error{CodeForbidden, "subscribe to " + req.Channel + " before reading its history (its subscriptions are the backend's to allow)"}
 	}
 	if !s.allowed(req.Channel) {
 		return &Error{CodeForbidden, "the token does not allow channel " + req.Channel}
@@ -79,7 +88,7 @@ func (h *Handler) checkChannelToken(s *session, req *Request) *Error {
 		return &Error{CodeForbidden, "private channels need connection tokens (no token key configured)"}
 	}
 	if req.Token == "" {
-		return &Error{CodeForbidden, "channel " + req.Channel + " is private: subscribe needs a channel token"}
+		return &Error{CodeForbidden, "channel " + req.Channel + " is private: " + req.Op + " needs a channel token"}
 	}
 	var c ChannelClaims
 	if _, err := h.parser.ParseWithClaims(req.Token, &c, h.key); err != nil {

@@ -54,13 +54,20 @@ type presence struct {
 	entries map[string][]byte // channel → this node's entry as last written
 
 	flightMu sync.Mutex
-	flights  map[string]*flight // shared reads in progress, by channel
-	readKV   jetstream.KeyValue // the bucket for reads; nil until opened, or after a failed read; under flightMu
+	flights  map[flightKey]*flight // shared reads in progress, by channel and kind
+	readKV   jetstream.KeyValue    // the bucket for reads; nil until opened, or after a failed read; under flightMu
 
 	start   sync.Once
 	stop    chan struct{}
 	done    chan struct{}
 	abandon atomic.Bool // stop without deleting the entries (tests: a killed node)
+}
+
+// flightKey names a shared read: a channel's entries with their client
+// lists, or only their counts.
+type flightKey struct {
+	channel string
+	counts  bool
 }
 
 // flight is one RemotePresence read that concurrent callers share.
@@ -75,7 +82,7 @@ func newPresence(b *Broker) *presence {
 	return &presence{
 		b: b, node: o.NodeID, bucket: o.StreamPrefix + "_presence", ttl: o.PresenceTTL, maxClients: o.PresenceMaxClients,
 		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1), entries: map[string][]byte{},
-		flights: map[string]*flight{}, stop: make(chan struct{}), done: make(chan struct{}),
+		flights: map[flightKey]*flight{}, stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
 
@@ -117,16 +124,34 @@ func (b *Broker) PresenceChanged(channel string) {
 // for channel, read from the bucket. Concurrent calls for one channel share
 // one read. Safe from any goroutine.
 func (b *Broker) RemotePresence(ctx context.Context, channel string) ([]pubsub.NodePresence, error) {
-	p := b.presence
+	return b.presence.shared(ctx, flightKey{channel: channel})
+}
+
+var _ pubsub.PresenceCounter = (*Broker)(nil)
+
+// RemotePresenceCounts implements pubsub.PresenceCounter: like
+// RemotePresence, but the entries' client lists are skipped, not decoded.
+// Safe from any goroutine.
+func (b *Broker) RemotePresenceCounts(ctx context.Context, channel string) (clients, connections int, err error) {
+	parts, err := b.presence.shared(ctx, flightKey{channel: channel, counts: true})
+	for _, np := range parts {
+		clients += np.Count
+		connections += np.Connections
+	}
+	return clients, connections, err
+}
+
+// shared runs k's read, or joins the one in progress.
+func (p *presence) shared(ctx context.Context, k flightKey) ([]pubsub.NodePresence, error) {
 	p.flightMu.Lock()
-	f := p.flights[channel]
+	f := p.flights[k]
 	if f == nil {
 		f = &flight{done: make(chan struct{})}
-		p.flights[channel] = f
+		p.flights[k] = f
 		go func() {
-			f.parts, f.err = p.read(channel)
+			f.parts, f.err = p.read(k.channel, k.counts)
 			p.flightMu.Lock()
-			delete(p.flights, channel)
+			delete(p.flights, k)
 			p.flightMu.Unlock()
 			close(f.done)
 		}()
@@ -143,7 +168,8 @@ func (b *Broker) RemotePresence(ctx context.Context, channel string) ([]pubsub.N
 // read collects channel's entries of the other nodes. It has its own
 // timeout: callers that joined the read must not depend on the first
 // caller's context.
-func (p *presence) read(channel string) ([]pubsub.NodePresence, error) {
+// With counts, Clients stays nil.
+func (p *presence) read(channel string, counts bool) ([]pubsub.NodePresence, error) {
 	ctx, cancel, err := p.b.usable(context.Background())
 	if err != nil {
 		return nil, err
@@ -175,8 +201,8 @@ func (p *presence) read(channel string) ([]pubsub.NodePresence, error) {
 			if e == nil {
 				return parts, nil // every current entry seen
 			}
-			var np pubsub.NodePresence
-			if err := json.Unmarshal(e.Value(), &np); err != nil {
+			np, err := decodeEntry(e.Value(), counts)
+			if err != nil {
 				p.b.log.Warn("presence: unreadable entry", "key", e.Key(), "err", err)
 				continue
 			}
@@ -187,6 +213,25 @@ func (p *presence) read(channel string) ([]pubsub.NodePresence, error) {
 			return nil, p.b.unavailable(fmt.Errorf("reading the presence of %q: %w", channel, ctx.Err()))
 		}
 	}
+}
+
+// entryCounts is an entry without its client list: decoding into it skips
+// the list's strings.
+type entryCounts struct {
+	Node        string `json:"node"`
+	Count       int    `json:"count"`
+	Connections int    `json:"connections"`
+}
+
+func decodeEntry(b []byte, counts bool) (pubsub.NodePresence, error) {
+	if !counts {
+		var np pubsub.NodePresence
+		err := json.Unmarshal(b, &np)
+		return np, err
+	}
+	var ec entryCounts
+	err := json.Unmarshal(b, &ec)
+	return pubsub.NodePresence{Node: ec.Node, Count: ec.Count, Connections: ec.Connections}, err
 }
 
 // validNodeID: the node ID is a key token (see channelKey).

@@ -17,6 +17,10 @@ import (
 // hdrOffset carries a publication's offset in its channel.
 const hdrOffset = "Wsd-Offset"
 
+// hdrOrigin carries a publication's origin (pubsub.Publication.Origin),
+// when it has one.
+const hdrOrigin = "Wsd-Origin"
+
 // publishAttempts bounds the tries of one Publish that keeps losing the
 // race for the next offset (each loss means another publication got it).
 const publishAttempts = 32
@@ -51,7 +55,8 @@ func (b *Broker) shard(channel string) *shard {
 
 // Publish implements pubsub.Broker: it appends data with the channel's
 // next offset (see the package doc) and returns once JetStream stored it.
-// opts is ignored (the stream's limits come from Options.Namespaces).
+// Of opts only Origin is used, sent as a header (the stream's limits come
+// from Options.Namespaces).
 // Errors: ErrUnavailable while NATS is down, ErrContention, a context's
 // error, or JetStream's.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts pubsub.PublishOptions) (pubsub.StreamPosition, error) {
@@ -91,6 +96,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 			// JetStream's deduplication (the stream's Duplicates window)
 			// is per stream: the channel is part of the ID.
 			msg.Header.Set(jetstream.MsgIDHeader, channel+"\x00"+opts.IdempotencyKey)
+		}
+		if opts.Origin != "" {
+			msg.Header[hdrOrigin] = []string{opts.Origin}
 		}
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(st.name), jetstream.WithExpectLastSequencePerSubject(last.seq))
 		switch {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wsdhq/wsd/pubsub"
@@ -106,7 +107,7 @@ func (s *liveSub) deliver(m jetstream.Msg) {
 		s.b.log.Warn("skipping a foreign message", "channel", s.channel, "err", err)
 		return
 	}
-	p := pubsub.Publication{Channel: s.channel, Offset: off, Epoch: s.st.epoch, Data: m.Data()}
+	p := pubsub.Publication{Channel: s.channel, Offset: off, Epoch: s.st.epoch, Data: m.Data(), Origin: originOf(m.Headers())}
 	if md, err := m.Metadata(); err == nil {
 		p.Time = md.Timestamp
 	}
@@ -215,4 +216,12 @@ func (b *Broker) background(f func()) {
 		defer b.cleanup.Done()
 		f()
 	}()
+}
+
+// originOf reads a message's origin header ("" when it has none).
+func originOf(h nats.Header) string {
+	if v := h[hdrOrigin]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
