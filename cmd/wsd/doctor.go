@@ -50,6 +50,10 @@ const (
 	// tcp_max_syn_backlog: they do not cap held connections, only how
 	// fast a reconnect storm is accepted.
 	backlogTarget = 65535
+
+	// maxWant is the most --conns takes: poller.DefaultMaxConns never
+	// allows more than 2^30.
+	maxWant = 1 << 30
 )
 
 // doctorEnv is what doctor reads: the file tree, RLIMIT_NOFILE, the page
@@ -118,8 +122,8 @@ func doctor(args []string, stdout, stderr io.Writer, env doctorEnv) int {
 		}
 		return 2
 	}
-	if fset.NArg() > 0 || *want < 0 || *loops < 0 {
-		fmt.Fprintln(stderr, "wsd doctor: usage: wsd doctor [--conns N] [--loops N]")
+	if fset.NArg() > 0 || *want < 0 || *want > maxWant || *loops < 0 {
+		fmt.Fprintf(stderr, "wsd doctor: usage: wsd doctor [--conns N] [--loops N], 0 ≤ N ≤ %d\n", maxWant)
 		return 2
 	}
 	if *root != "" {

@@ -175,6 +175,8 @@ func TestDoctorFlags(t *testing.T) {
 		{[]string{"extra"}, 2},
 		{[]string{"--help"}, 0},
 		{[]string{"--loops", "-3"}, 2},
+		{[]string{"--conns", "1073741825"}, 2},
+		{[]string{"--conns", "1073741824"}, 1},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := doctor(tc.args, &stdout, &stderr, env); code != tc.exit {
