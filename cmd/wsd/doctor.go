@@ -148,9 +148,12 @@ func doctor(args []string, stdout, stderr io.Writer, env doctorEnv) int {
 	}
 	reachable := limiting >= 0 && capacity >= *want
 	fixes := fixesFor(checks, *want)
-	if reachable {
+	switch {
+	case reachable && len(fixes) == 0:
 		fmt.Fprintf(stdout, "--conns %s: within reach\n", commas(*want))
-	} else {
+	case reachable:
+		fmt.Fprintf(stdout, "--conns %s: within reach; recommended:\n", commas(*want))
+	default:
 		fmt.Fprintf(stdout, "--conns %s: OUT OF REACH; change:\n", commas(*want))
 	}
 	printFixes(stdout, fixes)
@@ -174,6 +177,8 @@ func capacityOf(checks []check) (int64, int) {
 	return capacity, limiting
 }
 
+// fixesFor collects the lines every known cap below n needs, and the
+// advisory rows' recommendations.
 func fixesFor(checks []check, n int64) []fixLine {
 	var out []fixLine
 	for _, c := range checks {
