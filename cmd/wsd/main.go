@@ -74,6 +74,9 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "doctor" { // doctor.go: check this box, serve nothing
+		os.Exit(doctor(os.Args[2:], os.Stdout, os.Stderr, hostEnv()))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr, nil))
 }
 
@@ -82,6 +85,7 @@ func newFlagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: wsd [flags]
+       wsd doctor [--conns N]   (what this box can hold, and what to change)
 
 wsd is a WebSocket server built to hold many mostly-idle connections.
 Endpoints: /echo, /broadcast, /ws (pub/sub, docs/protocol.md), /api/... (HTTP
