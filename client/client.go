@@ -31,6 +31,7 @@ type Client struct {
 	dispDone chan struct{} // the callback goroutine ended
 	dispGID  atomic.Uint64 // the callback goroutine's id
 	events   eventQueue
+	queued   atomic.Int64 // publishes in flight (publish.go)
 
 	mu         sync.Mutex
 	state      State

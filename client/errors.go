@@ -17,6 +17,9 @@ var (
 	// ErrConnectionLost is returned by a request whose connection dropped
 	// before the reply came: it may or may not have taken effect.
 	ErrConnectionLost = errors.New("wsd client: connection lost before the reply")
+	// ErrQueueFull is returned by a Publish made while
+	// Options.MaxQueuedPublishes publishes already wait for a connection.
+	ErrQueueFull = errors.New("wsd client: too many publishes waiting for a connection")
 	// ErrUnsubscribed is returned by a Subscribe that Unsubscribe overtook.
 	ErrUnsubscribed = errors.New("wsd client: unsubscribed before the subscription completed")
 )

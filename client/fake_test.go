@@ -42,17 +42,19 @@ type fakeServer struct {
 	nextCID int
 
 	// knobs (under mu)
-	refuse        int             // answer upgrades with this status
-	retryAfter    string          // with refuse: the Retry-After value, if any
-	badAccept     bool            // send a wrong Sec-WebSocket-Accept
-	ignoreClose   bool            // never answer a close frame
-	blackhole     bool            // after the upgrade, answer nothing
-	pingOnOpen    bool            // send a ping right after the upgrade
-	replayOverlap uint64          // replay this many already-seen publications too
-	skipLive      map[uint64]bool // offsets not pushed live (to make a gap)
-	fragment      bool            // send every message in two frames
-	forbidden     string          // subscribing here gets an error reply
-	replayFirst   bool            // push the replay before the subscribe reply
+	refuse        int               // answer upgrades with this status
+	retryAfter    string            // with refuse: the Retry-After value, if any
+	badAccept     bool              // send a wrong Sec-WebSocket-Accept
+	ignoreClose   bool              // never answer a close frame
+	blackhole     bool              // after the upgrade, answer nothing
+	pingOnOpen    bool              // send a ping right after the upgrade
+	replayOverlap uint64            // replay this many already-seen publications too
+	skipLive      map[uint64]bool   // offsets not pushed live (to make a gap)
+	fragment      bool              // send every message in two frames
+	forbidden     string            // subscribing here gets an error reply
+	replayFirst   bool              // push the replay before the subscribe reply
+	losePublish   int               // the next this many publishes are made but their connection drops before the reply
+	keys          map[string]uint64 // idempotency keys seen: their offsets
 
 	// records (under mu)
 	tokens      []string // from Authorization: Bearer, else ?token=
@@ -362,6 +364,7 @@ func (s *fakeServer) handle(fc *fakeConn, p []byte) {
 		Channel string          `json:"channel"`
 		Since   *Position       `json:"since"`
 		Data    json.RawMessage `json:"data"`
+		Key     string          `json:"idempotency_key"`
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -410,7 +413,21 @@ func (s *fakeServer) handle(fc *fakeConn, p []byte) {
 		delete(s.subs[r.Channel], fc)
 		reply(map[string]any{})
 	case "publish":
-		off := s.publishLocked(r.Channel, r.Data)
+		off, dup := s.keys[r.Channel+" "+r.Key]
+		if !dup || r.Key == "" {
+			off = s.publishLocked(r.Channel, r.Data)
+		}
+		if r.Key != "" {
+			if s.keys == nil {
+				s.keys = map[string]uint64{}
+			}
+			s.keys[r.Channel+" "+r.Key] = off
+		}
+		if s.losePublish > 0 {
+			s.losePublish--
+			fc.nc.Close()
+			return
+		}
 		reply(map[string]any{"offset": off, "epoch": s.epoch})
 	case "presence":
 		var ids []string

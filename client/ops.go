@@ -37,6 +37,11 @@ type PublishOptions struct {
 	// SkipSelf: this connection does not get the publication back (the
 	// user's other connections and everyone else do).
 	SkipSelf bool
+	// IdempotencyKey names the publication for the server's
+	// deduplication (docs/protocol.md). Empty: the client makes a random
+	// one. Either way the client resends the publication with its key
+	// when the connection drops before the reply, so it is made once.
+	IdempotencyKey string
 }
 
 // HistoryOptions select what History returns.

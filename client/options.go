@@ -82,6 +82,10 @@ type Options struct {
 	// ErrNotConnected instead of waiting (bounded by their ctx) for the
 	// next connection.
 	FailFast bool
+	// MaxQueuedPublishes bounds the publishes waiting for a connection
+	// (made while disconnected, or resent after a drop); past it Publish
+	// fails at once with ErrQueueFull. 0 means 1000.
+	MaxQueuedPublishes int
 
 	// OnState is called on every state change. err is why the connection
 	// was lost or the attempt failed (nil for Connecting and Connected, and
@@ -124,6 +128,9 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
+	if o.MaxQueuedPublishes <= 0 {
+		o.MaxQueuedPublishes = 1000
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v

@@ -65,6 +65,8 @@ type request struct {
 	Limit   *int            `json:"limit,omitempty"`  // history (ops.go)
 
 	SkipSelf bool `json:"skip_self,omitempty"` // publish (ops.go)
+
+	IdempotencyKey string `json:"idempotency_key,omitempty"` // publish (publish.go)
 }
 
 // incoming is any server → client message: a reply (with id) or a push
@@ -480,8 +482,12 @@ func (c *Client) Unsubscribe(ctx context.Context, channel string) error {
 
 // Publish publishes data (marshalled with encoding/json; pass a
 // json.RawMessage for JSON already encoded) to channel and returns where it
-// landed. ErrConnectionLost means the connection dropped before the reply:
-// the publication may or may not have been made.
+// landed. It is made exactly once even when the connection drops before
+// the reply: the client sends it again, with the same idempotency key, on
+// the next connection (publish.go). While disconnected it waits for a
+// connection (bounded by ctx and Options.MaxQueuedPublishes) unless
+// FailFast. Safe from any goroutine; publications of one goroutine keep
+// their order.
 func (c *Client) Publish(ctx context.Context, channel string, data any) (PublishResult, error) {
 	return c.PublishWith(ctx, channel, data, PublishOptions{})
 }
@@ -496,7 +502,7 @@ func (c *Client) PublishWith(ctx context.Context, channel string, data any, o Pu
 	if o.SkipSelf {
 		s = c.selfPublishing(channel)
 	}
-	res, err := c.do(ctx, request{Op: opPublish, Channel: channel, Data: b, SkipSelf: o.SkipSelf})
+	res, err := c.publishRetrying(ctx, request{Op: opPublish, Channel: channel, Data: b, SkipSelf: o.SkipSelf, IdempotencyKey: o.IdempotencyKey})
 	var r PublishResult
 	if err == nil {
 		if jerr := json.Unmarshal(res, &r); jerr != nil {

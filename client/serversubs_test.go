@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"slices"
@@ -163,4 +165,71 @@ func TestServerSubscriptionGapRepairedInPlace(t *testing.T) {
 			t.Errorf("the repair request: %s", last)
 		}
 	})
+}
+
+// A publish whose connection drops after the server made it but before
+// the reply is sent again with the same idempotency key on the next
+// connection: Publish returns the one position, the channel has one
+// publication.
+func TestPublishExactlyOnceAcrossADrop(t *testing.T) {
+	s := newFakeServer(t)
+	s.with(func() { s.losePublish = 1 })
+	c := dial(t, s, fast())
+	res, err := c.Publish(ctxT(t), "news", "hello")
+	if err != nil || res.Offset != 1 {
+		t.Fatalf("Publish: %+v %v", res, err)
+	}
+	if c.Reconnects() != 1 {
+		t.Fatalf("%d reconnects, want 1", c.Reconnects())
+	}
+	s.with(func() {
+		if n := len(s.hist["news"]); n != 1 {
+			t.Errorf("%d publications on the channel, want 1", n)
+		}
+		var keys []string
+		for _, r := range s.requests {
+			var m struct{ Op, Idempotency_key string }
+			if json.Unmarshal([]byte(r), &m) == nil && m.Op == "publish" {
+				keys = append(keys, m.Idempotency_key)
+			}
+		}
+		if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] {
+			t.Errorf("publish requests' keys %q, want the same key twice", keys)
+		}
+	})
+}
+
+// While disconnected, at most MaxQueuedPublishes publishes wait for a
+// connection; one more fails at once with ErrQueueFull. The queued ones
+// go out, in order, once a connection is up.
+func TestPublishQueueBound(t *testing.T) {
+	s := newFakeServer(t)
+	s.with(func() { s.refuse = 503 })
+	o := fast()
+	o.MaxQueuedPublishes = 2
+	c, err := New(s.url(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ctx := ctxT(t)
+	results := make(chan uint64, 2)
+	for i := range 2 {
+		go func() {
+			res, err := c.Publish(ctx, "news", i)
+			if err != nil {
+				t.Errorf("queued publish %d: %v", i, err)
+			}
+			results <- res.Offset
+		}()
+		waitFor(t, "the publish queued", func() bool { return c.queued.Load() == int64(i+1) })
+	}
+	if _, err := c.Publish(ctx, "news", 3); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a third publish while disconnected: %v, want ErrQueueFull", err)
+	}
+	s.with(func() { s.refuse = 0 })
+	got := map[uint64]bool{<-results: true, <-results: true}
+	if !got[1] || !got[2] {
+		t.Fatalf("offsets %v", got)
+	}
 }

@@ -22,7 +22,7 @@ type Publication struct {
 	Epoch   string
 	Data    []byte
 	Time    time.Time // when the broker accepted it (history TTL counts from here)
-	// Origin tags the publisher for skip-self (see Hub.PublishFrom): the
+	// Origin tags the publisher for skip-self (see Hub.PublishWith): the
 	// broker carries it from Publish to every node's handler; "" when the
 	// publisher asked for its own copy. History does not keep it.
 	Origin string

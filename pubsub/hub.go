@@ -143,15 +143,25 @@ func (h *Hub[F]) Namespace(channel string) (NamespaceOptions, error) {
 // Permission checks (NamespaceOptions.Publish) are the caller's: the hub
 // publishes whatever it is asked to.
 func (h *Hub[F]) Publish(ctx context.Context, channel string, data []byte) (StreamPosition, error) {
-	return h.PublishFrom(ctx, channel, data, "")
+	return h.PublishWith(ctx, channel, data, PublishParams{})
 }
 
-// PublishFrom is Publish for a publisher that does not want its own copy
-// (skip-self): the subscriptions on this hub whose SubscribeOptions.Origin
-// is origin do not receive the publication live; every other subscription,
-// on any node, does. origin "" is Publish. Recoveries replay it to
-// everyone (history does not keep the origin).
-func (h *Hub[F]) PublishFrom(ctx context.Context, channel string, data []byte, origin string) (StreamPosition, error) {
+// PublishParams are a publisher's options for one publication.
+type PublishParams struct {
+	// Origin is set by a publisher that does not want its own copy
+	// (skip-self): the subscriptions on this hub whose
+	// SubscribeOptions.Origin is Origin do not receive the publication
+	// live; every other subscription, on any node, does. Recoveries replay
+	// it to everyone (history does not keep the origin).
+	Origin string
+	// IdempotencyKey makes a retry safe (PublishOptions.IdempotencyKey):
+	// a second publication with the key within DedupWindow is not made,
+	// and its position is the first one's.
+	IdempotencyKey string
+}
+
+// PublishWith is Publish with the publisher's options.
+func (h *Hub[F]) PublishWith(ctx context.Context, channel string, data []byte, p PublishParams) (StreamPosition, error) {
 	o, err := h.Namespace(channel)
 	if err != nil {
 		return StreamPosition{}, err
@@ -159,9 +169,9 @@ func (h *Hub[F]) PublishFrom(ctx context.Context, channel string, data []byte, o
 	if !json.Valid(data) {
 		return StreamPosition{}, ErrBadData
 	}
-	popts := PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL}
-	if origin != "" {
-		popts.Origin = h.tag + "/" + origin // unique in the cluster: the tag is this hub's
+	popts := PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL, IdempotencyKey: p.IdempotencyKey}
+	if p.Origin != "" {
+		popts.Origin = h.tag + "/" + p.Origin // unique in the cluster: the tag is this hub's
 	}
 	pos, err := h.broker.Publish(ctx, channel, data, popts)
 	if err == nil {
@@ -187,7 +197,7 @@ type SubscribeOptions struct {
 	// Since asks for the publications after this position (recovery).
 	Since *StreamPosition
 	// Origin names the subscriber as a publisher for skip-self (see
-	// PublishFrom), e.g. a connection's ID; it needs to be unique on this
+	// PublishWith), e.g. a connection's ID; it needs to be unique on this
 	// hub only. "" never matches.
 	Origin string
 	// Latest asks for the channel's newest publication, if history still
@@ -490,7 +500,7 @@ func (h *Hub[F]) handle(p Publication) {
 	h.deliveries.Add(uint64(n))
 }
 
-// localOrigin returns the part of origin that PublishFrom was given, when
+// localOrigin returns the part of origin that PublishWith was given as Origin, when
 // origin was made by this hub (without allocating); skip is false
 // otherwise.
 func (h *Hub[F]) localOrigin(origin string) (self string, skip bool) {

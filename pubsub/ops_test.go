@@ -28,7 +28,7 @@ func TestSkipSelf(t *testing.T) {
 	subWith(t, h, "c", &own, SubscribeOptions{ClientID: "ann", Origin: "1"})
 	subWith(t, h, "c", &sameUser, SubscribeOptions{ClientID: "ann", Origin: "2"})
 	subWith(t, h, "c", &other, SubscribeOptions{ClientID: "bob", Origin: "11"})
-	if _, err := h.PublishFrom(context.Background(), "c", []byte(`"mine"`), "1"); err != nil {
+	if _, err := h.PublishWith(context.Background(), "c", []byte(`"mine"`), PublishParams{Origin: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	pub(t, h, "c", "everyone")

@@ -17,7 +17,7 @@ import (
 
 // PubSub is what the HTTP API needs of a hub; every pubsub.Hub[F] has it.
 type PubSub interface {
-	Publish(ctx context.Context, channel string, data []byte) (pubsub.StreamPosition, error)
+	PublishWith(ctx context.Context, channel string, data []byte, p pubsub.PublishParams) (pubsub.StreamPosition, error)
 	Channels() []pubsub.ChannelInfo
 	Presence(ctx context.Context, channel string) (pubsub.Presence, error)
 	Namespace(channel string) (pubsub.NamespaceOptions, error)
@@ -249,10 +249,15 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 		Channel  string          `json:"channel"`
 		Channels []string        `json:"channels"`
 		Data     json.RawMessage `json:"data"`
+		Key      string          `json:"idempotency_key"`
 	}
 	if e := decode(params, &p); e != nil {
 		return nil, e
 	}
+	if !validKey(p.Key) {
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, errBadKey)
+	}
+	pp := pubsub.PublishParams{IdempotencyKey: p.Key}
 	if (p.Channel == "") == (len(p.Channels) == 0) || len(p.Data) == 0 {
 		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish needs "data" and one of "channel" or "channels"`)
 	}
@@ -260,7 +265,7 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 		return nil, errf(http.StatusRequestEntityTooLarge, CodeTooLarge, "data over %d bytes", a.maxData)
 	}
 	if p.Channel != "" {
-		pos, err := a.hub.Publish(ctx, p.Channel, p.Data)
+		pos, err := a.hub.PublishWith(ctx, p.Channel, p.Data, pp)
 		if err != nil {
 			return nil, brokerError(err)
 		}
@@ -273,7 +278,7 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 	out := PublishResults{Results: make([]ChannelPublishResult, len(p.Channels))}
 	for i, ch := range p.Channels {
 		out.Results[i].Channel = ch
-		pos, err := a.hub.Publish(ctx, ch, p.Data)
+		pos, err := a.hub.PublishWith(ctx, ch, p.Data, pp)
 		if err != nil {
 			out.Results[i].Error = &brokerError(err).Error
 			continue

@@ -352,8 +352,12 @@ func (h *Handler) publish(c *server.Conn[Session], req *Request) {
 		h.fail(c, req.ID, &Error{CodeTooLarge, fmt.Sprintf("data over %d bytes", h.cfg.MaxDataBytes)})
 		return
 	}
+	if !validKey(req.IdempotencyKey) {
+		h.fail(c, req.ID, &Error{CodeBadRequest, errBadKey})
+		return
+	}
 	if !h.publishProxied(c, req) {
-		h.publishNow(c, req.ID, req.Channel, req.Data, req.SkipSelf)
+		h.publishNow(c, req, req.Data)
 	}
 }
 

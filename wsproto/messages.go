@@ -20,6 +20,29 @@ type Request struct {
 	Latest   bool                   `json:"latest,omitempty"`    // subscribe: push the newest kept publication first (ignored with since)
 	Limit    *int                   `json:"limit,omitempty"`     // history: how many publications (0..1000, default 1000)
 	SkipSelf bool                   `json:"skip_self,omitempty"` // publish: this connection does not get its own copy
+	// IdempotencyKey (publish): a retry with the same key within
+	// pubsub.DedupWindow is not published again; its reply has the first
+	// one's position.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// maxKeyLen bounds an idempotency key.
+const maxKeyLen = 128
+
+const errBadKey = "idempotency_key: at most 128 printable ASCII characters, no spaces"
+
+// validKey reports whether key is usable as an idempotency key ("" is: no
+// key). Printable ASCII only: it travels in a NATS header.
+func validKey(key string) bool {
+	if len(key) > maxKeyLen {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] <= ' ' || key[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // Reply answers a Request: Result on success, Error otherwise.

@@ -114,8 +114,7 @@ func (h *Handler) publishProxied(c *server.Conn[Session], req *Request) bool {
 		return false
 	}
 	body := PublishProxyRequest{ConnInfo: h.connInfo(c), Channel: req.Channel, Data: req.Data}
-	id, channel, skipSelf := req.ID, req.Channel, req.SkipSelf
-	h.ask(c, p, id, body, nil, func(res json.RawMessage) {
+	h.ask(c, p, req.ID, body, nil, func(res json.RawMessage) {
 		data := body.Data
 		var r struct {
 			Data json.RawMessage `json:"data"`
@@ -123,22 +122,23 @@ func (h *Handler) publishProxied(c *server.Conn[Session], req *Request) bool {
 		if len(res) > 0 && json.Unmarshal(res, &r) == nil && len(r.Data) > 0 {
 			data = r.Data
 		}
-		h.publishNow(c, id, channel, data, skipSelf)
+		h.publishNow(c, req, data)
 	})
 	return true
 }
 
-// publishNow makes the publication and replies. Safe from any goroutine.
-// With skipSelf, c's own subscription to channel does not get it.
-func (h *Handler) publishNow(c *server.Conn[Session], id json.RawMessage, channel string, data json.RawMessage, skipSelf bool) {
-	origin := ""
-	if skipSelf {
-		origin = originOf(c)
+// publishNow publishes data (req's, or the publish proxy's replacement)
+// as req asks and replies. Safe from any goroutine. With skip_self, c's
+// own subscription to the channel does not get it.
+func (h *Handler) publishNow(c *server.Conn[Session], req *Request, data json.RawMessage) {
+	p := pubsub.PublishParams{IdempotencyKey: req.IdempotencyKey}
+	if req.SkipSelf {
+		p.Origin = originOf(c)
 	}
-	pos, err := h.hub.PublishFrom(context.Background(), channel, data, origin)
+	pos, err := h.hub.PublishWith(context.Background(), req.Channel, data, p)
 	if err != nil {
-		h.fail(c, id, errorFor(err))
+		h.fail(c, req.ID, errorFor(err))
 		return
 	}
-	h.reply(c, id, PublishResult{Offset: pos.Offset, Epoch: pos.Epoch})
+	h.reply(c, req.ID, PublishResult{Offset: pos.Offset, Epoch: pos.Epoch})
 }

@@ -86,7 +86,7 @@ func TestSkipSelfLatestAndStatsNATS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.h.PublishFrom(ctx, "room", []byte(`"mine"`), "1"); err != nil {
+	if _, err := a.h.PublishWith(ctx, "room", []byte(`"mine"`), pubsub.PublishParams{Origin: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.h.Publish(ctx, "room", []byte(`"all"`)); err != nil {
