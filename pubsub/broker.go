@@ -14,14 +14,16 @@ type StreamPosition struct {
 	Epoch  string `json:"epoch"`
 }
 
-// Publication is one message on a channel. Data is JSON; it is immutable
-// once published (brokers and subscribers share it, never modify it).
+// Publication is one message on a channel. Data is JSON, or raw bytes
+// when Binary is set; it is immutable once published (brokers and
+// subscribers share it, never modify it).
 type Publication struct {
 	Channel string
 	Offset  uint64
 	Epoch   string
 	Data    []byte
 	Time    time.Time // when the broker accepted it (history TTL counts from here)
+	Binary  bool      // Data is raw bytes: pushed in a binary frame (AppendBinaryPush)
 }
 
 // Position returns where p sits in its channel's stream.
@@ -35,6 +37,10 @@ func (p *Publication) Position() StreamPosition {
 type PublishOptions struct {
 	HistorySize int           // publications kept; 0 keeps none
 	HistoryTTL  time.Duration // how long each is kept; 0 = until pushed out by HistorySize
+	// Binary marks data as raw bytes, not JSON: the broker keeps the mark
+	// with the publication (history included) and hands it back in
+	// Publication.Binary.
+	Binary bool
 }
 
 // HistoryOptions select what History returns.
@@ -70,7 +76,8 @@ type Broker interface {
 	Subscribe(channel string) error
 	Unsubscribe(channel string) error
 
-	// Publish appends data (JSON, not retained: the broker copies it) to
+	// Publish appends data (JSON, or raw bytes with opts.Binary; not
+	// retained: the broker copies it) to
 	// channel's stream and returns its position. The stream's offset grows
 	// by exactly one per publication; its epoch changes whenever the
 	// stream's history is lost as a whole (a restart of an in-memory

@@ -26,6 +26,11 @@ type HubOptions[F any] struct {
 	// e.g. func(b []byte) *server.Prepared { return srv.Prepare(server.Text, b) }.
 	// Required.
 	Encode func(push []byte) F
+	// EncodeBinary, if set, turns the push of a binary publication (the
+	// bytes of AppendBinaryPush, in a new slice it may keep) into a frame,
+	// e.g. a binary WebSocket frame. When nil, Encode gets those pushes
+	// too (they start with BinaryPushKind, a JSON push with '{').
+	EncodeBinary func(push []byte) F
 	// Namespaces maps namespace names to their options ("" = default).
 	Namespaces Namespaces
 	// StrictNamespaces refuses channels of namespaces not in Namespaces
@@ -44,6 +49,7 @@ type Hub[F any] struct {
 	presence PresenceStore // the broker's, when it shares presence; else nil
 	bus      JoinLeaveBus  // the broker's, when it carries joins and leaves and a namespace uses them; else nil
 	enc      func([]byte) F
+	encBin   func([]byte) F
 	ns       Namespaces
 	strict   bool
 
@@ -98,7 +104,11 @@ func NewHub[F any](b Broker, opts HubOptions[F]) (*Hub[F], error) {
 	if err := opts.Namespaces.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Hub[F]{broker: b, enc: opts.Encode, ns: opts.Namespaces, strict: opts.StrictNamespaces,
+	encBin := opts.EncodeBinary
+	if encBin == nil {
+		encBin = opts.Encode
+	}
+	h := &Hub[F]{broker: b, enc: opts.Encode, encBin: encBin, ns: opts.Namespaces, strict: opts.StrictNamespaces,
 		seed: maphash.MakeSeed(), chans: map[string]*channel[F]{}}
 	b.SetHandler(h.handle)
 	if ps, ok := b.(PresenceStore); ok {
@@ -148,7 +158,22 @@ func (h *Hub[F]) Publish(ctx context.Context, channel string, data []byte) (Stre
 	if !json.Valid(data) {
 		return StreamPosition{}, ErrBadData
 	}
-	pos, err := h.broker.Publish(ctx, channel, data, PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL})
+	return h.publish(ctx, channel, data, o, false)
+}
+
+// PublishBinary publishes data (raw bytes, any content; not retained) to
+// channel like Publish, marked binary: subscribers get it as a binary
+// push (AppendBinaryPush), encoded once with HubOptions.EncodeBinary.
+func (h *Hub[F]) PublishBinary(ctx context.Context, channel string, data []byte) (StreamPosition, error) {
+	o, err := h.Namespace(channel)
+	if err != nil {
+		return StreamPosition{}, err
+	}
+	return h.publish(ctx, channel, data, o, true)
+}
+
+func (h *Hub[F]) publish(ctx context.Context, channel string, data []byte, o NamespaceOptions, binary bool) (StreamPosition, error) {
+	pos, err := h.broker.Publish(ctx, channel, data, PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL, Binary: binary})
 	if err == nil {
 		h.published.Add(1)
 	}
@@ -448,6 +473,9 @@ func (h *Hub[F]) handle(p Publication) {
 
 func (h *Hub[F]) encode(p *Publication) F {
 	h.encodes.Add(1)
+	if p.Binary {
+		return h.encBin(AppendBinaryPush(make([]byte, 0, BinaryPushSize(p)), p))
+	}
 	return h.enc(AppendPush(make([]byte, 0, PushSize(p)), p))
 }
 

@@ -17,6 +17,12 @@ import (
 // hdrOffset carries a publication's offset in its channel.
 const hdrOffset = "Wsd-Offset"
 
+// hdrBinary, set to "1", marks a binary publication (raw bytes, not JSON).
+const hdrBinary = "Wsd-Binary"
+
+// isBinary reads hdrBinary.
+func isBinary(h nats.Header) bool { return h.Get(hdrBinary) == "1" }
+
 // publishAttempts bounds the tries of one Publish that keeps losing the
 // race for the next offset (each loss means another publication got it).
 const publishAttempts = 32
@@ -51,10 +57,11 @@ func (b *Broker) shard(channel string) *shard {
 
 // Publish implements pubsub.Broker: it appends data with the channel's
 // next offset (see the package doc) and returns once JetStream stored it.
-// opts is ignored (the stream's limits come from Options.Namespaces).
+// Of opts only Binary is used (the stream's limits come from
+// Options.Namespaces); it travels in the Wsd-Binary header.
 // Errors: ErrUnavailable while NATS is down, ErrContention, a context's
 // error, or JetStream's.
-func (b *Broker) Publish(ctx context.Context, channel string, data []byte, _ pubsub.PublishOptions) (pubsub.StreamPosition, error) {
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts pubsub.PublishOptions) (pubsub.StreamPosition, error) {
 	if !pubsub.ValidChannel(channel) {
 		return pubsub.StreamPosition{}, pubsub.ErrBadChannel
 	}
@@ -87,6 +94,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, _ pub
 		}
 		offset := last.offset + 1
 		msg := &nats.Msg{Subject: subj, Header: nats.Header{hdrOffset: []string{strconv.FormatUint(offset, 10)}}, Data: data}
+		if opts.Binary {
+			msg.Header[hdrBinary] = []string{"1"}
+		}
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(st.name), jetstream.WithExpectLastSequencePerSubject(last.seq))
 		switch {
 		case err == nil:

@@ -106,7 +106,7 @@ func (s *liveSub) deliver(m jetstream.Msg) {
 		s.b.log.Warn("skipping a foreign message", "channel", s.channel, "err", err)
 		return
 	}
-	p := pubsub.Publication{Channel: s.channel, Offset: off, Epoch: s.st.epoch, Data: m.Data()}
+	p := pubsub.Publication{Channel: s.channel, Offset: off, Epoch: s.st.epoch, Data: m.Data(), Binary: isBinary(m.Headers())}
 	if md, err := m.Metadata(); err == nil {
 		p.Time = md.Timestamp
 	}
