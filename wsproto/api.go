@@ -18,6 +18,7 @@ import (
 // PubSub is what the HTTP API needs of a hub; every pubsub.Hub[F] has it.
 type PubSub interface {
 	Publish(ctx context.Context, channel string, data []byte) (pubsub.StreamPosition, error)
+	PublishBinary(ctx context.Context, channel string, data []byte) (pubsub.StreamPosition, error)
 	Channels() []pubsub.ChannelInfo
 	Presence(ctx context.Context, channel string) (pubsub.Presence, error)
 	Namespace(channel string) (pubsub.NamespaceOptions, error)
@@ -243,24 +244,30 @@ type ChannelPublishResult struct {
 }
 
 // publish is {"channel":C,"data":D} → PublishResult, or
-// {"channels":[...],"data":D} → PublishResults.
+// {"channels":[...],"data":D} → PublishResults. "data_b64" (standard
+// base64) instead of "data" makes a binary publication of the bytes.
 func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiError) {
 	var p struct {
 		Channel  string          `json:"channel"`
 		Channels []string        `json:"channels"`
 		Data     json.RawMessage `json:"data"`
+		DataB64  []byte          `json:"data_b64"`
 	}
 	if e := decode(params, &p); e != nil {
 		return nil, e
 	}
-	if (p.Channel == "") == (len(p.Channels) == 0) || len(p.Data) == 0 {
-		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish needs "data" and one of "channel" or "channels"`)
+	if (p.Channel == "") == (len(p.Channels) == 0) || (len(p.Data) == 0) == (len(p.DataB64) == 0) {
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish needs one of "data" or "data_b64" and one of "channel" or "channels"`)
 	}
-	if len(p.Data) > a.maxData {
+	data, binary := []byte(p.Data), len(p.DataB64) > 0
+	if binary {
+		data = p.DataB64
+	}
+	if len(data) > a.maxData {
 		return nil, errf(http.StatusRequestEntityTooLarge, CodeTooLarge, "data over %d bytes", a.maxData)
 	}
 	if p.Channel != "" {
-		pos, err := a.hub.Publish(ctx, p.Channel, p.Data)
+		pos, err := a.publishOne(ctx, p.Channel, data, binary)
 		if err != nil {
 			return nil, brokerError(err)
 		}
@@ -273,7 +280,7 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 	out := PublishResults{Results: make([]ChannelPublishResult, len(p.Channels))}
 	for i, ch := range p.Channels {
 		out.Results[i].Channel = ch
-		pos, err := a.hub.Publish(ctx, ch, p.Data)
+		pos, err := a.publishOne(ctx, ch, data, binary)
 		if err != nil {
 			out.Results[i].Error = &brokerError(err).Error
 			continue
@@ -282,6 +289,13 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 		out.Results[i].Offset, out.Results[i].Epoch = pos.Offset, pos.Epoch
 	}
 	return out, nil
+}
+
+func (a *API) publishOne(ctx context.Context, channel string, data []byte, binary bool) (pubsub.StreamPosition, error) {
+	if binary {
+		return a.hub.PublishBinary(ctx, channel, data)
+	}
+	return a.hub.Publish(ctx, channel, data)
 }
 
 // brokerError maps a hub error to its answer: the caller's fault (400)
@@ -303,10 +317,12 @@ type HistoryResult struct {
 	Epoch        string               `json:"epoch"`
 }
 
-// HistoryPublication is one kept publication.
+// HistoryPublication is one kept publication: its data in Data, or, for
+// a binary publication, in DataB64 (standard base64 in JSON).
 type HistoryPublication struct {
-	Offset uint64          `json:"offset"`
-	Data   json.RawMessage `json:"data"`
+	Offset  uint64          `json:"offset"`
+	Data    json.RawMessage `json:"data,omitempty"`
+	DataB64 []byte          `json:"data_b64,omitempty"`
 }
 
 // history is {"channel":C,"limit":N} (the newest N) or with "since":
@@ -341,6 +357,9 @@ func (a *API) history(ctx context.Context, params json.RawMessage) (any, *apiErr
 	out := HistoryResult{Publications: make([]HistoryPublication, len(pubs)), Offset: pos.Offset, Epoch: pos.Epoch}
 	for i, pb := range pubs {
 		out.Publications[i] = HistoryPublication{Offset: pb.Offset, Data: pb.Data}
+		if pb.Binary {
+			out.Publications[i] = HistoryPublication{Offset: pb.Offset, DataB64: pb.Data}
+		}
 	}
 	return out, nil
 }
