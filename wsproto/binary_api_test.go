@@ -29,9 +29,9 @@ func TestAPIBinaryPublish(t *testing.T) {
 	}
 	for body, want := range map[string]int{
 		`{"channel":"g","data":1,"data_b64":"AA=="}`: 400, // both
-		`{"channel":"g","data_b64":"not base64!"}`:    400,
-		`{"channel":"g","data_b64":"AAAAAAA="}`:       413, // 5 bytes, over MaxDataBytes
-		`{"channels":["g","h"],"data_b64":"AA=="}`:    200,
+		`{"channel":"g","data_b64":"not base64!"}`:   400,
+		`{"channel":"g","data_b64":"AAAAAAA="}`:      413, // 5 bytes, over MaxDataBytes
+		`{"channels":["g","h"],"data_b64":"AA=="}`:   200,
 	} {
 		if code, got := do(t, api, "POST", "/api/publish", auth, body); code != want {
 			t.Errorf("%s: %d %s, want %d", body, code, got, want)
