@@ -256,8 +256,11 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 	if e := decode(params, &p); e != nil {
 		return nil, e
 	}
-	if (p.Channel == "") == (len(p.Channels) == 0) || (len(p.Data) == 0) == (len(p.DataB64) == 0) {
-		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish needs one of "data" or "data_b64" and one of "channel" or "channels"`)
+	if (p.Channel == "") == (len(p.Channels) == 0) || len(p.Data) == 0 && len(p.DataB64) == 0 {
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish needs "data" and one of "channel" or "channels"`)
+	}
+	if len(p.Data) > 0 && len(p.DataB64) > 0 {
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish takes "data" or "data_b64", not both`)
 	}
 	data, binary := []byte(p.Data), len(p.DataB64) > 0
 	if binary {
