@@ -73,6 +73,7 @@ type Config struct {
 	Mode    string `json:"mode,omitempty"`    // ModeRaw (default) or ModeWS
 	Channel string `json:"channel,omitempty"` // ws mode: channel to subscribe and publish on; default "bench"
 	Publish string `json:"publish,omitempty"` // ws mode: PublishWS (default) or PublishHTTP
+	Binary  bool   `json:"binary,omitempty"`  // ws mode, publish over /ws: binary publications (binary frames both ways)
 	APIKey  string `json:"api_key,omitempty"` // ws mode, publish over HTTP: "Authorization: apikey KEY"
 	APIURL  string `json:"api_url,omitempty"` // ws mode, publish over HTTP: default http://HOST:PORT/api/publish of PublishURL
 	// Several nodes of one cluster: subscribers are spread round robin over
@@ -235,7 +236,7 @@ const MaxNodes = 16
 func (c *Config) broadcastDefaults() error {
 	if c.Scenario != ScenarioBroadcast {
 		if c.Mode != "" || c.Channel != "" || c.Publish != "" || c.APIKey != "" || c.APIURL != "" ||
-			len(c.Nodes) > 0 || c.PublishURL != "" {
+			len(c.Nodes) > 0 || c.PublishURL != "" || c.Binary {
 			return errors.New("--mode, --channel, --publish, --publish-url, --api-key, --api-url and several --url are for broadcast only")
 		}
 		return nil
@@ -245,6 +246,9 @@ func (c *Config) broadcastDefaults() error {
 	}
 	if c.Mode == "" {
 		c.Mode = ModeRaw
+	}
+	if c.Binary && (c.Mode != ModeWS || c.Publish == PublishHTTP) {
+		return errors.New("--binary needs --mode ws and --publish ws")
 	}
 	switch c.Mode {
 	case ModeRaw:

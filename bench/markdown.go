@@ -248,6 +248,9 @@ func stepCommand(r *Result) string {
 	fmt.Fprintf(&b, "wsbench %s", r.Scenario)
 	if r.Mode == ModeWS {
 		fmt.Fprintf(&b, " --mode ws --channel %s --publish %s", r.Channel, r.PublishVia)
+		if r.Binary {
+			b.WriteString(" --binary")
+		}
 		if r.PublishVia == PublishHTTP {
 			b.WriteString(" --api-key KEY")
 		}

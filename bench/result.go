@@ -66,6 +66,7 @@ type Result struct {
 	Mode        string  `json:"mode,omitempty"`        // broadcast: raw or ws
 	Channel     string  `json:"channel,omitempty"`     // broadcast, ws mode
 	PublishVia  string  `json:"publish,omitempty"`     // broadcast, ws mode: ws or http
+	Binary      bool    `json:"binary,omitempty"`      // broadcast, ws mode: binary publications
 	PublishURL  string  `json:"publish_url,omitempty"` // broadcast: where the publisher connects (or whose API it posts to)
 
 	DurationS        float64 `json:"duration_s"` // the measured window

@@ -52,7 +52,7 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 		Scenario: cfg.Scenario, Label: cfg.Label, URL: cfg.URL, Started: time.Now().UTC(),
 		Conns: cfg.Conns, Procs: cfg.Procs, Size: cfg.Size, Text: cfg.Text, Deflate: cfg.Deflate,
 		Rate: cfg.Rate, Pipeline: cfg.Pipeline, ConnectRate: cfg.ConnectRate, ServerPID: cfg.ServerPID,
-		Mode: cfg.Mode, Channel: cfg.Channel, PublishVia: cfg.Publish,
+		Mode: cfg.Mode, Channel: cfg.Channel, PublishVia: cfg.Publish, Binary: cfg.Binary,
 	}
 	if cfg.Scenario == ScenarioBroadcast {
 		res.PublishURL = cfg.PublishURL

@@ -42,6 +42,7 @@ func newScenario(cfg Config) scenario {
 			s.ws, s.channel, s.op = true, cfg.Channel, codec.OpText
 			s.quoted = []byte(`"` + cfg.Channel + `"`) // checkChannel: nothing to escape
 			s.subReq = wsSubscribe(cfg.Channel)
+			s.binary = cfg.Binary
 		}
 		return s
 	case ScenarioIdle:
@@ -300,6 +301,7 @@ type bcastScenario struct {
 	channel string
 	quoted  []byte // the channel as a JSON string
 	subReq  []byte
+	binary  bool // binary publications (Config.Binary)
 }
 
 // opened subscribes a new /ws subscriber; it is ready on the reply.
@@ -333,16 +335,20 @@ func (s *bcastScenario) publish(l *loop, now int64) {
 	seq := bc.next
 	bc.next++
 	bc.acks[seq%bcastRing].Store(0)
-	if s.ws {
+	op := s.op
+	switch {
+	case s.binary:
+		l.gbuf, op = appendWSBinaryPublish(l.gbuf[:0], s.channel, seq, time.Now().UnixNano(), s.size), codec.OpBinary
+	case s.ws:
 		l.gbuf = appendWSPublish(l.gbuf[:0], s.channel, seq, time.Now().UnixNano(), s.size)
-	} else {
+	default:
 		l.gbuf = appendBcastPayload(l.gbuf[:0], seq, time.Now().UnixNano(), s.size)
 	}
 	l.ctr.published.Add(1)
 	l.ctr.sent.Add(1)
 	l.ctr.bytesSent.Add(uint64(s.size))
 	l.pubOut = append(l.pubOut, pubMsg{seq, now})
-	l.sendData(l.pub, s.op, l.gbuf)
+	l.sendData(l.pub, op, l.gbuf)
 }
 
 func (s *bcastScenario) timer(l *loop, c *conn, now int64) {
@@ -375,7 +381,10 @@ func (l *loop) pubPump(now int64) {
 	}
 }
 
-func (s *bcastScenario) message(l *loop, c *conn, _ codec.OpCode, p []byte, _ int64) bool {
+func (s *bcastScenario) message(l *loop, c *conn, op codec.OpCode, p []byte, _ int64) bool {
+	if s.ws && op == codec.OpBinary {
+		return s.messageWSBinary(l, c, p)
+	}
 	if s.ws {
 		return s.messageWS(l, c, p)
 	}
@@ -490,5 +499,40 @@ func (s *bcastScenario) messageWS(l *loop, c *conn, p []byte) bool {
 		l.reason("broadcast: push data does not verify")
 	}
 	s.delivered(l, c, seq, ts, wall, n)
+	return true
+}
+
+// messageWSBinary handles a binary frame from /ws: a binary push, which
+// only a settled subscriber of a --binary run should get.
+func (s *bcastScenario) messageWSBinary(l *loop, c *conn, p []byte) bool {
+	if c.role == rolePub {
+		l.reason("broadcast: push to the publisher, which did not subscribe")
+		return true
+	}
+	if !c.settled {
+		l.lost(c, "subscribe: a message came before the reply")
+		return false
+	}
+	data, ok, other := splitWSBinaryPush(p, s.channel)
+	switch {
+	case other:
+		l.ctr.mismatch.Add(1)
+		l.reason("broadcast: push on a channel not subscribed to")
+		return true
+	case !ok:
+		l.ctr.mismatch.Add(1)
+		l.reason("broadcast: binary frame is not a binary push")
+		return true
+	}
+	wall := time.Now().UnixNano()
+	seq, ts, ok := parseBcast(data)
+	if !ok || len(data) != s.size || !s.binary {
+		l.ctr.mismatch.Add(1)
+		l.reason("broadcast: binary push data does not verify")
+		if len(data) < bcastHeader {
+			return true
+		}
+	}
+	s.delivered(l, c, seq, ts, wall, len(data))
 	return true
 }

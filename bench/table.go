@@ -65,6 +65,9 @@ func WriteTable(w io.Writer, r *Result) {
 	case ScenarioBroadcast:
 		if r.Mode == ModeWS {
 			row("mode", "/ws protocol, channel %q, publish over %s", r.Channel, map[bool]string{true: "HTTP (POST /api/publish)", false: "/ws (publish op)"}[r.PublishVia == PublishHTTP])
+			if r.Binary {
+				row("data", "binary publications (binary frames)")
+			}
 			row("subscribers", "%d (subscribed %d), data %d B", r.Subscribers, r.Totals.Subscribed, r.Size)
 		} else {
 			row("subscribers", "%d, payload %d B", r.Subscribers, r.Size)

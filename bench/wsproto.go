@@ -171,3 +171,42 @@ func replyID(p []byte) (uint64, bool) {
 	v, k := parseUint(p[len(`{"id":`):])
 	return v, k > 0
 }
+
+// Binary publications (docs/protocol.md, "Binary publications"): with
+// Config.Binary the publisher sends binary publish frames carrying the raw
+// broadcast payload (appendBcastPayload), and subscribers get binary
+// pushes: 0x01, channel length, channel, 8-byte offset, epoch length,
+// epoch, data.
+
+// appendWSBinaryPublish appends a binary publish frame with id seq
+// carrying publication seq's data (size bytes, ≥ bcastHeader).
+func appendWSBinaryPublish(dst []byte, channel string, seq uint64, wallNs int64, size int) []byte {
+	dst = append(dst, 0x02, byte(len(channel)))
+	dst = append(dst, channel...)
+	n := len(dst)
+	dst = append(dst, 0)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst[n] = byte(len(dst) - n - 1)
+	return appendBcastPayload(dst, seq, wallNs, size)
+}
+
+// splitWSBinaryPush returns a binary push's data, or ok false when p is
+// not a binary push on channel (other: it is one, on another channel).
+func splitWSBinaryPush(p []byte, channel string) (data []byte, ok, other bool) {
+	if len(p) < 2 || p[0] != 0x01 {
+		return nil, false, false
+	}
+	c := int(p[1])
+	if len(p) < 2+c+9 {
+		return nil, false, false
+	}
+	if string(p[2:2+c]) != channel {
+		return nil, false, true
+	}
+	rest := p[2+c+8:]
+	e := int(rest[0])
+	if len(rest) < 1+e {
+		return nil, false, false
+	}
+	return rest[1+e:], true, false
+}

@@ -235,8 +235,8 @@ func readResponse(nc net.Conn, h *codec.ClientHandshake, key string) (resp *code
 
 var errPingTimeout = errors.New("wsd client: no answer from the server to a ping")
 
-// readLoop reads frames until the connection ends and hands every text
-// message to handleMessage. It runs on the run goroutine.
+// readLoop reads frames until the connection ends and hands every
+// message to handleData. It runs on the run goroutine.
 func (c *Client) readLoop(cn *conn, buf []byte) error {
 	rd := codec.Reader{Client: true, Limits: &codec.Limits{MaxFrame: c.opts.MaxMessage, MaxMessage: c.opts.MaxMessage}}
 	if cap(buf) < 32<<10 {
@@ -283,9 +283,7 @@ func (c *Client) readLoop(cn *conn, buf []byte) error {
 				return &CloseError{Code: code, Reason: string(reason)}
 			case codec.OpText, codec.OpBinary:
 				if f.First && f.Fin {
-					if f.Op == codec.OpText {
-						c.handleMessage(cn, f.Payload)
-					}
+					c.handleData(cn, f.Op, f.Payload)
 					continue
 				}
 				if f.First {
@@ -293,9 +291,7 @@ func (c *Client) readLoop(cn *conn, buf []byte) error {
 				}
 				msg = append(msg, f.Payload...)
 				if f.Fin {
-					if f.Op == codec.OpText {
-						c.handleMessage(cn, msg)
-					}
+					c.handleData(cn, f.Op, msg) // Op is the message's on every piece
 					if cap(msg) > 64<<10 {
 						msg = nil
 					}

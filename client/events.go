@@ -15,6 +15,7 @@ const (
 	evJoin
 	evLeave
 	evServerSub // recovered: subscribed
+	evBinaryPublication
 )
 
 // event is one callback to run.
@@ -102,6 +103,10 @@ func (c *Client) run1(e *event) {
 	case evPublication:
 		if o.OnPublication != nil {
 			o.OnPublication(e.channel, e.offset, e.epoch, e.data)
+		}
+	case evBinaryPublication:
+		if o.OnBinaryPublication != nil {
+			o.OnBinaryPublication(e.channel, e.offset, e.epoch, e.data)
 		}
 	case evRecover:
 		if o.OnRecover != nil {

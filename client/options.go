@@ -95,6 +95,13 @@ type Options struct {
 	// channel, exactly once per offset and in offset order. data is the
 	// publication's JSON payload; the callback may keep it.
 	OnPublication func(channel string, offset uint64, epoch string, data json.RawMessage)
+	// OnBinaryPublication is OnPublication for binary publications (raw
+	// bytes: PublishBinary, or "data_b64" in the HTTP API), which share
+	// their channel's offsets with JSON ones: for one channel, both
+	// callbacks together see every offset once, in order. data is the
+	// callback's to keep. When nil, binary publications are skipped
+	// (their offsets still count as delivered).
+	OnBinaryPublication func(channel string, offset uint64, epoch string, data []byte)
 	// OnRecover is called after a subscription was re-established with
 	// "since" (after every reconnect, after a gap repair, and for
 	// SubscribeSince): recovered true means every missed publication

@@ -67,6 +67,8 @@ type request struct {
 	SkipSelf bool `json:"skip_self,omitempty"` // publish (ops.go)
 
 	IdempotencyKey string `json:"idempotency_key,omitempty"` // publish (publish.go)
+
+	binary []byte // PublishBinary's data: the request goes as a binary frame (binary.go)
 }
 
 // incoming is any server → client message: a reply (with id) or a push
@@ -86,6 +88,8 @@ type incoming struct {
 
 	Subscribed   *subscribedInfo `json:"subscribed"`   // server-side subscription (serversubs.go)
 	Unsubscribed *struct{}       `json:"unsubscribed"` // its end
+
+	binary bool // a binary push: Data is raw bytes (binary.go)
 }
 
 // member is a join or leave push's subject.
@@ -247,7 +251,12 @@ func (c *Client) subscribeReplyLocked(cn *conn, p *call, result json.RawMessage,
 func (c *Client) deliverLocked(s *subscription, m *incoming) {
 	s.pos = Position{Offset: m.Offset, Epoch: m.Epoch}
 	s.resyncs, s.latestDue = 0, false
-	if c.opts.OnPublication != nil {
+	switch {
+	case m.binary:
+		if c.opts.OnBinaryPublication != nil {
+			c.events.push(event{kind: evBinaryPublication, channel: m.Channel, offset: m.Offset, epoch: m.Epoch, data: m.Data})
+		}
+	case c.opts.OnPublication != nil:
 		c.events.push(event{kind: evPublication, channel: m.Channel, offset: m.Offset, epoch: m.Epoch, data: m.Data})
 	}
 }
@@ -560,7 +569,7 @@ func (c *Client) do(ctx context.Context, r request) (json.RawMessage, error) {
 		p := c.newCallLocked(cn, op, channel, true)
 		c.mu.Unlock()
 		r.ID = p.id
-		if err := cn.write(opText, encode(r)); err != nil {
+		if err := cn.write(r.frame()); err != nil {
 			c.forget(p.id)
 			return nil, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 		}

@@ -14,8 +14,9 @@ type StreamPosition struct {
 	Epoch  string `json:"epoch"`
 }
 
-// Publication is one message on a channel. Data is JSON; it is immutable
-// once published (brokers and subscribers share it, never modify it).
+// Publication is one message on a channel. Data is JSON, or raw bytes
+// when Binary is set; it is immutable once published (brokers and
+// subscribers share it, never modify it).
 type Publication struct {
 	Channel string
 	Offset  uint64
@@ -26,6 +27,7 @@ type Publication struct {
 	// broker carries it from Publish to every node's handler; "" when the
 	// publisher asked for its own copy. History does not keep it.
 	Origin string
+	Binary  bool      // Data is raw bytes: pushed in a binary frame (AppendBinaryPush)
 }
 
 // Position returns where p sits in its channel's stream.
@@ -48,6 +50,11 @@ type PublishOptions struct {
 	// and Publish returns the first one's position (offset 0 when it is no
 	// longer kept and the broker cannot tell it).
 	IdempotencyKey string
+
+	// Binary marks data as raw bytes, not JSON: the broker keeps the mark
+	// with the publication (history included) and hands it back in
+	// Publication.Binary.
+	Binary bool
 }
 
 // DedupWindow is how long a publication's IdempotencyKey is remembered.
@@ -86,7 +93,8 @@ type Broker interface {
 	Subscribe(channel string) error
 	Unsubscribe(channel string) error
 
-	// Publish appends data (JSON, not retained: the broker copies it) to
+	// Publish appends data (JSON, or raw bytes with opts.Binary; not
+	// retained: the broker copies it) to
 	// channel's stream and returns its position. The stream's offset grows
 	// by exactly one per publication; its epoch changes whenever the
 	// stream's history is lost as a whole (a restart of an in-memory

@@ -26,6 +26,11 @@ type HubOptions[F any] struct {
 	// e.g. func(b []byte) *server.Prepared { return srv.Prepare(server.Text, b) }.
 	// Required.
 	Encode func(push []byte) F
+	// EncodeBinary, if set, turns the push of a binary publication (the
+	// bytes of AppendBinaryPush, in a new slice it may keep) into a frame,
+	// e.g. a binary WebSocket frame. When nil, Encode gets those pushes
+	// too (they start with BinaryPushKind, a JSON push with '{').
+	EncodeBinary func(push []byte) F
 	// Namespaces maps namespace names to their options ("" = default).
 	Namespaces Namespaces
 	// StrictNamespaces refuses channels of namespaces not in Namespaces
@@ -45,6 +50,7 @@ type Hub[F any] struct {
 	bus      JoinLeaveBus  // the broker's, when it carries joins and leaves and a namespace uses them; else nil
 	enc      func([]byte) F
 	tag      string // this hub's random prefix of publication origins
+	encBin   func([]byte) F
 	ns       Namespaces
 	strict   bool
 
@@ -100,7 +106,11 @@ func NewHub[F any](b Broker, opts HubOptions[F]) (*Hub[F], error) {
 	if err := opts.Namespaces.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Hub[F]{broker: b, enc: opts.Encode, tag: randomEpoch(), ns: opts.Namespaces, strict: opts.StrictNamespaces,
+	encBin := opts.EncodeBinary
+	if encBin == nil {
+		encBin = opts.Encode
+	}
+	h := &Hub[F]{broker: b, enc: opts.Encode, encBin: encBin, tag: randomEpoch(), ns: opts.Namespaces, strict: opts.StrictNamespaces,
 		seed: maphash.MakeSeed(), chans: map[string]*channel[F]{}}
 	b.SetHandler(h.handle)
 	if ps, ok := b.(PresenceStore); ok {
@@ -158,6 +168,16 @@ type PublishParams struct {
 	// a second publication with the key within DedupWindow is not made,
 	// and its position is the first one's.
 	IdempotencyKey string
+	// Binary marks data as raw bytes, not JSON (not checked): subscribers
+	// get a binary push (AppendBinaryPush), encoded once with
+	// HubOptions.EncodeBinary.
+	Binary bool
+}
+
+// PublishBinary publishes data (raw bytes, any content; not retained) to
+// channel like Publish, marked binary (PublishParams.Binary).
+func (h *Hub[F]) PublishBinary(ctx context.Context, channel string, data []byte) (StreamPosition, error) {
+	return h.PublishWith(ctx, channel, data, PublishParams{Binary: true})
 }
 
 // PublishWith is Publish with the publisher's options.
@@ -166,10 +186,10 @@ func (h *Hub[F]) PublishWith(ctx context.Context, channel string, data []byte, p
 	if err != nil {
 		return StreamPosition{}, err
 	}
-	if !json.Valid(data) {
+	if !p.Binary && !json.Valid(data) {
 		return StreamPosition{}, ErrBadData
 	}
-	popts := PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL, IdempotencyKey: p.IdempotencyKey}
+	popts := PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL, IdempotencyKey: p.IdempotencyKey, Binary: p.Binary}
 	if p.Origin != "" {
 		popts.Origin = h.tag + "/" + p.Origin // unique in the cluster: the tag is this hub's
 	}
@@ -512,6 +532,9 @@ func (h *Hub[F]) localOrigin(origin string) (self string, skip bool) {
 
 func (h *Hub[F]) encode(p *Publication) F {
 	h.encodes.Add(1)
+	if p.Binary {
+		return h.encBin(AppendBinaryPush(make([]byte, 0, BinaryPushSize(p)), p))
+	}
 	return h.enc(AppendPush(make([]byte, 0, PushSize(p)), p))
 }
 

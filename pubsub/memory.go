@@ -148,7 +148,7 @@ func (m *Memory) Publish(ctx context.Context, channel string, data []byte, opts 
 	}
 	s.offset++
 	s.keys.add(opts.IdempotencyKey, s.offset, now)
-	p := Publication{Channel: channel, Offset: s.offset, Epoch: s.epoch, Data: append([]byte(nil), data...), Time: now}
+	p := Publication{Channel: channel, Offset: s.offset, Epoch: s.epoch, Data: append([]byte(nil), data...), Time: now, Binary: opts.Binary}
 	s.size, s.ttl, s.touched = opts.HistorySize, opts.HistoryTTL, now
 	m.trim(s, now)
 	if s.size > 0 {

@@ -243,13 +243,15 @@ type ChannelPublishResult struct {
 }
 
 // publish is {"channel":C,"data":D} → PublishResult, or
-// {"channels":[...],"data":D} → PublishResults.
+// {"channels":[...],"data":D} → PublishResults. "data_b64" (standard
+// base64) instead of "data" makes a binary publication of the bytes.
 func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiError) {
 	var p struct {
 		Channel  string          `json:"channel"`
 		Channels []string        `json:"channels"`
 		Data     json.RawMessage `json:"data"`
 		Key      string          `json:"idempotency_key"`
+		DataB64  []byte          `json:"data_b64"`
 	}
 	if e := decode(params, &p); e != nil {
 		return nil, e
@@ -257,15 +259,21 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 	if !validKey(p.Key) {
 		return nil, errf(http.StatusBadRequest, CodeBadRequest, errBadKey)
 	}
-	pp := pubsub.PublishParams{IdempotencyKey: p.Key}
-	if (p.Channel == "") == (len(p.Channels) == 0) || len(p.Data) == 0 {
+	if (p.Channel == "") == (len(p.Channels) == 0) || len(p.Data) == 0 && len(p.DataB64) == 0 {
 		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish needs "data" and one of "channel" or "channels"`)
 	}
-	if len(p.Data) > a.maxData {
+	if len(p.Data) > 0 && len(p.DataB64) > 0 {
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, `publish takes "data" or "data_b64", not both`)
+	}
+	data, pp := []byte(p.Data), pubsub.PublishParams{IdempotencyKey: p.Key, Binary: len(p.DataB64) > 0}
+	if pp.Binary {
+		data = p.DataB64
+	}
+	if len(data) > a.maxData {
 		return nil, errf(http.StatusRequestEntityTooLarge, CodeTooLarge, "data over %d bytes", a.maxData)
 	}
 	if p.Channel != "" {
-		pos, err := a.hub.PublishWith(ctx, p.Channel, p.Data, pp)
+		pos, err := a.hub.PublishWith(ctx, p.Channel, data, pp)
 		if err != nil {
 			return nil, brokerError(err)
 		}
@@ -278,7 +286,7 @@ func (a *API) publish(ctx context.Context, params json.RawMessage) (any, *apiErr
 	out := PublishResults{Results: make([]ChannelPublishResult, len(p.Channels))}
 	for i, ch := range p.Channels {
 		out.Results[i].Channel = ch
-		pos, err := a.hub.PublishWith(ctx, ch, p.Data, pp)
+		pos, err := a.hub.PublishWith(ctx, ch, data, pp)
 		if err != nil {
 			out.Results[i].Error = &brokerError(err).Error
 			continue
@@ -308,10 +316,12 @@ type HistoryResult struct {
 	Epoch        string               `json:"epoch"`
 }
 
-// HistoryPublication is one kept publication.
+// HistoryPublication is one kept publication: its data in Data, or, for
+// a binary publication, in DataB64 (standard base64 in JSON).
 type HistoryPublication struct {
-	Offset uint64          `json:"offset"`
-	Data   json.RawMessage `json:"data"`
+	Offset  uint64          `json:"offset"`
+	Data    json.RawMessage `json:"data,omitempty"`
+	DataB64 []byte          `json:"data_b64,omitempty"`
 }
 
 // history is {"channel":C,"limit":N} (the newest N) or with "since":
@@ -352,6 +362,9 @@ func readHistory(ctx context.Context, b pubsub.Broker, channel string, limit *in
 	out := HistoryResult{Publications: make([]HistoryPublication, len(pubs)), Offset: pos.Offset, Epoch: pos.Epoch}
 	for i, pb := range pubs {
 		out.Publications[i] = HistoryPublication{Offset: pb.Offset, Data: pb.Data}
+		if pb.Binary {
+			out.Publications[i] = HistoryPublication{Offset: pb.Offset, DataB64: pb.Data}
+		}
 	}
 	return out, nil
 }

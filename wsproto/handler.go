@@ -18,10 +18,13 @@ import (
 type Hub = pubsub.Hub[*server.Prepared]
 
 // NewHub returns a hub on broker whose pushes are encoded once with
-// srv.Prepare as text frames.
+// srv.Prepare: as text frames, binary publications' as binary frames.
 func NewHub(srv *server.Server[Session], broker pubsub.Broker, opts pubsub.HubOptions[*server.Prepared]) (*Hub, error) {
 	if opts.Encode == nil {
 		opts.Encode = func(b []byte) *server.Prepared { return srv.Prepare(server.Text, b) }
+	}
+	if opts.EncodeBinary == nil {
+		opts.EncodeBinary = func(b []byte) *server.Prepared { return srv.Prepare(server.Binary, b) }
 	}
 	return pubsub.NewHub(broker, opts)
 }
@@ -217,6 +220,10 @@ func (h *Handler) onMessage(c *server.Conn[Session], m server.Message) {
 		return
 	}
 	h.requests.Add(1)
+	if m.Type == server.Binary {
+		h.binaryPublish(c, m.Data) // binary.go
+		return
+	}
 	if m.Type != server.Text {
 		h.fail(c, nil, &Error{CodeBadRequest, "requests are JSON text frames"})
 		return
@@ -357,7 +364,7 @@ func (h *Handler) publish(c *server.Conn[Session], req *Request) {
 		return
 	}
 	if !h.publishProxied(c, req) {
-		h.publishNow(c, req, req.Data)
+		h.publishNow(c, req, req.Data, false)
 	}
 }
 

@@ -122,16 +122,17 @@ func (h *Handler) publishProxied(c *server.Conn[Session], req *Request) bool {
 		if len(res) > 0 && json.Unmarshal(res, &r) == nil && len(r.Data) > 0 {
 			data = r.Data
 		}
-		h.publishNow(c, req, data)
+		h.publishNow(c, req, data, false)
 	})
 	return true
 }
 
-// publishNow publishes data (req's, or the publish proxy's replacement)
-// as req asks and replies. Safe from any goroutine. With skip_self, c's
-// own subscription to the channel does not get it.
-func (h *Handler) publishNow(c *server.Conn[Session], req *Request, data json.RawMessage) {
-	p := pubsub.PublishParams{IdempotencyKey: req.IdempotencyKey}
+// publishNow publishes data (req's, or the publish proxy's replacement,
+// or a binary frame's bytes) as req asks and replies. Safe from any
+// goroutine. With skip_self, c's own subscription to the channel does not
+// get it.
+func (h *Handler) publishNow(c *server.Conn[Session], req *Request, data []byte, binary bool) {
+	p := pubsub.PublishParams{IdempotencyKey: req.IdempotencyKey, Binary: binary}
 	if req.SkipSelf {
 		p.Origin = originOf(c)
 	}

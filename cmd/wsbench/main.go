@@ -159,6 +159,7 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 				"ws: wsd's /ws protocol: subscribers subscribe to --channel, the publisher publishes on it (start wsd with --rate-limit -1)")
 			fs.StringVar(&c.Channel, "channel", "", "ws mode: channel (default \""+bench.DefaultChannel+"\"); use one nobody else publishes on")
 			fs.StringVar(&c.Publish, "publish", "", "ws mode: ws (publish ops on a /ws connection of its own, the default) or http (POST /api/publish, one at a time, at most "+fmt.Sprint(bench.MaxHTTPPublishRate)+"/s)")
+			fs.BoolVar(&c.Binary, "binary", false, "ws mode, --publish ws: binary publications (binary publish frames; subscribers get binary pushes)")
 			fs.StringVar(&c.APIKey, "api-key", "", "ws mode, --publish http: wsd's --api-key (or $WSBENCH_API_KEY)")
 			fs.StringVar(&c.APIURL, "api-url", "", "ws mode, --publish http: the publish endpoint (default http://HOST:PORT/api/publish of --publish-url)")
 			fs.StringVar(&c.PublishURL, "publish-url", "", "where the publisher connects (--publish http: whose /api/publish it posts to); default the first --url")

@@ -112,7 +112,7 @@ func (b *Broker) read(ctx context.Context, channel string, st *nsStream, last la
 			return nil, err
 		}
 		if off >= minOffset && off <= last.offset && !md.Timestamp.Before(cutoff) {
-			out = append(out, pubsub.Publication{Channel: channel, Offset: off, Epoch: st.epoch, Data: m.Data(), Time: md.Timestamp})
+			out = append(out, pubsub.Publication{Channel: channel, Offset: off, Epoch: st.epoch, Data: m.Data(), Time: md.Timestamp, Binary: isBinary(m.Headers())})
 		}
 		if md.Sequence.Stream >= last.seq {
 			return out, nil

@@ -21,6 +21,12 @@ const hdrOffset = "Wsd-Offset"
 // when it has one.
 const hdrOrigin = "Wsd-Origin"
 
+// hdrBinary, set to "1", marks a binary publication (raw bytes, not JSON).
+const hdrBinary = "Wsd-Binary"
+
+// isBinary reads hdrBinary.
+func isBinary(h nats.Header) bool { return h.Get(hdrBinary) == "1" }
+
 // publishAttempts bounds the tries of one Publish that keeps losing the
 // race for the next offset (each loss means another publication got it).
 const publishAttempts = 32
@@ -55,8 +61,9 @@ func (b *Broker) shard(channel string) *shard {
 
 // Publish implements pubsub.Broker: it appends data with the channel's
 // next offset (see the package doc) and returns once JetStream stored it.
-// Of opts only Origin is used, sent as a header (the stream's limits come
-// from Options.Namespaces).
+// Of opts, Origin and Binary travel as headers and IdempotencyKey as
+// JetStream's message ID (the stream's limits come from
+// Options.Namespaces).
 // Errors: ErrUnavailable while NATS is down, ErrContention, a context's
 // error, or JetStream's.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts pubsub.PublishOptions) (pubsub.StreamPosition, error) {
@@ -99,6 +106,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 		}
 		if opts.Origin != "" {
 			msg.Header[hdrOrigin] = []string{opts.Origin}
+		}
+		if opts.Binary {
+			msg.Header[hdrBinary] = []string{"1"}
 		}
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(st.name), jetstream.WithExpectLastSequencePerSubject(last.seq))
 		switch {

@@ -107,7 +107,7 @@ func (s *liveSub) deliver(m jetstream.Msg) {
 		s.b.log.Warn("skipping a foreign message", "channel", s.channel, "err", err)
 		return
 	}
-	p := pubsub.Publication{Channel: s.channel, Offset: off, Epoch: s.st.epoch, Data: m.Data(), Origin: originOf(m.Headers())}
+	p := pubsub.Publication{Channel: s.channel, Offset: off, Epoch: s.st.epoch, Data: m.Data(), Origin: originOf(m.Headers()), Binary: isBinary(m.Headers())}
 	if md, err := m.Metadata(); err == nil {
 		p.Time = md.Timestamp
 	}
