@@ -127,3 +127,47 @@ func isCode(err error, code string) bool {
 	se, ok := err.(*ServerError)
 	return ok && se.Code == code
 }
+
+// A binary newest publication is what a subscribe with latest gets
+// (delivered once, as binary), history returns binary publications as
+// bytes, and a binary publish carries an idempotency key like a JSON one.
+func TestRealServerBinaryLatestHistoryAndKey(t *testing.T) {
+	n, _ := startTokenNodeNS(t, pubsub.Namespaces{"": {HistorySize: 100}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var log mixedLog
+	o := log.options(fast())
+	o.TokenFunc = func(context.Context) (string, error) {
+		return wsproto.NewToken(tokenSecret, "ann", []string{"*"}, time.Hour)
+	}
+	c, err := Dial(ctx, n.url(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Publish(ctx, "g", "one"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.PublishBinary(ctx, "g", []byte{7, 7}); err != nil || res.Offset != 2 {
+		t.Fatalf("binary publish: %+v %v", res, err)
+	}
+	if _, err := c.SubscribeWith(ctx, "g", SubscribeOptions{Latest: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "g", "three"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "latest and 3", func() bool { return len(log.list()) >= 2 })
+	if got, want := log.list(), []string{`g#2 bin "\a\a"`, `g#3 json "\"three\""`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	h, err := c.History(ctx, "g", HistoryOptions{})
+	if err != nil || len(h.Publications) != 3 || !bytes.Equal(h.Publications[1].DataB64, []byte{7, 7}) || string(h.Publications[0].Data) != `"one"` {
+		t.Fatalf("history %+v %v", h, err)
+	}
+	var r request
+	r.ID, r.Channel, r.binary, r.IdempotencyKey = 9, "g", []byte{1}, "kkk"
+	if op, b := r.frame(); op != 2 || !bytes.Contains(b, []byte(`{"id":9,"idempotency_key":"kkk"}`)) {
+		t.Fatalf("binary publish frame %v %q", op, b)
+	}
+}

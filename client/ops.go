@@ -66,8 +66,9 @@ type HistoryResult struct {
 
 // HistoryPublication is one publication of a HistoryResult.
 type HistoryPublication struct {
-	Offset uint64          `json:"offset"`
-	Data   json.RawMessage `json:"data"`
+	Offset  uint64          `json:"offset"`
+	Data    json.RawMessage `json:"data,omitempty"`     // a JSON publication's data
+	DataB64 []byte          `json:"data_b64,omitempty"` // a binary publication's bytes
 }
 
 // History reads channel's kept publications (the server checks access as

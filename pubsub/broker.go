@@ -27,7 +27,7 @@ type Publication struct {
 	// broker carries it from Publish to every node's handler; "" when the
 	// publisher asked for its own copy. History does not keep it.
 	Origin string
-	Binary  bool      // Data is raw bytes: pushed in a binary frame (AppendBinaryPush)
+	Binary bool // Data is raw bytes: pushed in a binary frame (AppendBinaryPush)
 }
 
 // Position returns where p sits in its channel's stream.

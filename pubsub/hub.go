@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/wsdhq/wsd/internal/wire"
 )
 
 // Subscriber receives a channel's publications, each encoded once per
@@ -322,7 +324,13 @@ func (h *Hub[F]) Subscribe(ctx context.Context, channel string, sub Subscriber[F
 		// Its own encoding (marked), for this subscriber only. Held frames
 		// are after latest, so it is never delivered twice.
 		h.encodes.Add(1)
-		sub.Deliver(h.enc(AppendLatestPush(make([]byte, 0, PushSize(newest)+len(latestMark)), newest)))
+		if newest.Binary {
+			b := AppendBinaryPush(make([]byte, 0, BinaryPushSize(newest)), newest)
+			b[0] = wire.LatestPushKind
+			sub.Deliver(h.encBin(b))
+		} else {
+			sub.Deliver(h.enc(AppendLatestPush(make([]byte, 0, PushSize(newest)+len(latestMark)), newest)))
+		}
 		n++
 	}
 	if res.Recovered {

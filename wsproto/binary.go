@@ -2,16 +2,16 @@ package wsproto
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 
+	"github.com/wsdhq/wsd/internal/wire"
 	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/server"
 )
 
 // BinaryPublishKind is the first byte of a client's binary publish frame
 // (see AppendBinaryPublish).
-const BinaryPublishKind byte = 0x02
+const BinaryPublishKind = wire.PublishKind
 
 // BinaryPublish is a client's binary publish request, read from a binary
 // WebSocket frame.
@@ -23,7 +23,7 @@ type BinaryPublish struct {
 	Data           []byte          // aliases the frame
 }
 
-// binaryOptions is the object form of a binary publish's id field.
+// binaryOptions is the object form of a binary publish's head.
 type binaryOptions struct {
 	ID             json.RawMessage `json:"id"`
 	IdempotencyKey string          `json:"idempotency_key"`
@@ -31,7 +31,7 @@ type binaryOptions struct {
 }
 
 // ErrBadBinaryPublish: a binary frame that is not a well-formed publish.
-var ErrBadBinaryPublish = errors.New("wsproto: malformed binary publish")
+var ErrBadBinaryPublish = wire.ErrBadPublish
 
 // AppendBinaryPublish appends a binary publish request, the frame a client
 // sends to publish raw bytes over /ws:
@@ -39,57 +39,42 @@ var ErrBadBinaryPublish = errors.New("wsproto: malformed binary publish")
 //	byte  0        0x02 (BinaryPublishKind)
 //	byte  1        channel length C (1..255)
 //	C bytes        channel
-//	1 byte         id length I (0..255; 0 = no id)
+//	1 byte         head length I (0..255; 0 = no id)
 //	I bytes        the id as JSON text: 7 or "a7"; or an object with the
 //	               publish's options: {"id":7,"idempotency_key":"k1","skip_self":true}
 //	the rest       data (at least one byte)
 //
-// The server answers with an ordinary JSON reply carrying the id. id must
-// be at most 255 bytes of JSON text, channel at most 255 bytes.
-func AppendBinaryPublish(dst []byte, channel string, id json.RawMessage, data []byte) []byte {
-	dst = append(dst, BinaryPublishKind, byte(len(channel)))
-	dst = append(dst, channel...)
-	dst = append(dst, byte(len(id)))
-	dst = append(dst, id...)
-	return append(dst, data...)
+// The server answers with an ordinary JSON reply carrying the id. head
+// must be at most 255 bytes of JSON text, channel at most 255 bytes.
+func AppendBinaryPublish(dst []byte, channel string, head json.RawMessage, data []byte) []byte {
+	return wire.AppendPublish(dst, channel, head, data)
 }
 
 // ParseBinaryPublish reads a frame made by AppendBinaryPublish. It checks
-// the layout and that the id is a JSON number or string; the channel's
-// name and the data's size are the handler's to check.
+// the layout, that the id is a JSON number or string and the options
+// well-formed; the channel's name and the data's size are the handler's to
+// check.
 func ParseBinaryPublish(b []byte) (BinaryPublish, error) {
-	if len(b) < 2 || b[0] != BinaryPublishKind {
+	channel, head, data, err := wire.ParsePublish(b)
+	if err != nil || len(data) == 0 {
 		return BinaryPublish{}, ErrBadBinaryPublish
 	}
-	c := int(b[1])
-	if c == 0 || len(b) < 2+c+1 {
-		return BinaryPublish{}, ErrBadBinaryPublish
+	p := BinaryPublish{Channel: channel, Data: data}
+	if len(head) == 0 {
+		return p, nil
 	}
-	p := BinaryPublish{Channel: string(b[2 : 2+c])}
-	rest := b[2+c:]
-	i := int(rest[0])
-	rest = rest[1:]
-	if len(rest) < i {
-		return BinaryPublish{}, ErrBadBinaryPublish
-	}
-	if i > 0 {
-		p.ID = json.RawMessage(rest[:i])
-		if p.ID[0] == '{' {
-			var o binaryOptions
-			if json.Unmarshal(p.ID, &o) != nil || !validKey(o.IdempotencyKey) {
-				return BinaryPublish{}, ErrBadBinaryPublish
-			}
-			p.ID, p.IdempotencyKey, p.SkipSelf = o.ID, o.IdempotencyKey, o.SkipSelf
-			if string(p.ID) == "null" {
-				p.ID = nil
-			}
-		}
-		if len(p.ID) > 0 && (!validID(p.ID) || string(p.ID) == "null" || !json.Valid(p.ID)) {
+	p.ID = json.RawMessage(head)
+	if head[0] == '{' {
+		var o binaryOptions
+		if json.Unmarshal(head, &o) != nil || !validKey(o.IdempotencyKey) {
 			return BinaryPublish{}, ErrBadBinaryPublish
 		}
+		p.ID, p.IdempotencyKey, p.SkipSelf = o.ID, o.IdempotencyKey, o.SkipSelf
+		if string(p.ID) == "null" {
+			p.ID = nil
+		}
 	}
-	p.Data = rest[i:]
-	if len(p.Data) == 0 {
+	if len(p.ID) > 0 && (!validID(p.ID) || string(p.ID) == "null" || !json.Valid(p.ID)) {
 		return BinaryPublish{}, ErrBadBinaryPublish
 	}
 	return p, nil

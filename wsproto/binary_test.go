@@ -91,12 +91,13 @@ func TestBinaryPublishErrors(t *testing.T) {
 		code  string
 	}{
 		{[]byte("\x02"), ``, CodeBadRequest},
-		{[]byte("\x02\x00\x00x"), ``, CodeBadRequest},          // empty channel
-		{[]byte("\x02\x01g\x00"), ``, CodeBadRequest},          // no data
-		{[]byte("\x02\x01g\x05\"ab\x00x"), ``, CodeBadRequest}, // id longer than the frame
-		{[]byte("\x02\x01g\x02{}x"), ``, CodeBadRequest},       // id not a number or string
-		{[]byte("\x02\x01g\x04nullx"), ``, CodeBadRequest},     // null id
-		{[]byte("\x03\x01g\x00x"), ``, CodeBadRequest},         // unknown kind
+		{[]byte("\x02\x00\x00x"), ``, CodeBadRequest},             // empty channel
+		{[]byte("\x02\x01g\x00"), ``, CodeBadRequest},             // no data
+		{[]byte("\x02\x01g\x05\"ab\x00x"), ``, CodeBadRequest},    // id longer than the frame
+		{[]byte("\x02\x01g\x09{\"id\":{}}x"), ``, CodeBadRequest}, // id not a number or string
+		{[]byte("\x02\x01g\x02[]x"), ``, CodeBadRequest},          // a head neither an id nor options
+		{[]byte("\x02\x01g\x04nullx"), ``, CodeBadRequest},        // null id
+		{[]byte("\x03\x01g\x00x"), ``, CodeBadRequest},            // unknown kind
 		{AppendBinaryPublish(nil, "a b", json.RawMessage(`1`), []byte("x")), `1`, CodeBadChannel},
 		{AppendBinaryPublish(nil, "feed:x", json.RawMessage(`2`), []byte("x")), `2`, CodeForbidden},
 		{AppendBinaryPublish(nil, "room:x", json.RawMessage(`3`), []byte("x")), `3`, CodeForbidden},
@@ -117,7 +118,7 @@ func TestBinaryPublishErrors(t *testing.T) {
 	if m := a.read(); m.Error != nil || string(m.ID) != "5" {
 		t.Fatalf("reply %+v", m)
 	}
-	if st := e.h.Stats(); st.Errors[CodeBadRequest] != 7 || st.Errors[CodeForbidden] != 2 || st.Errors[CodeTooLarge] != 1 {
+	if st := e.h.Stats(); st.Errors[CodeBadRequest] != 8 || st.Errors[CodeForbidden] != 2 || st.Errors[CodeTooLarge] != 1 {
 		t.Fatalf("stats %+v", st.Errors)
 	}
 }
@@ -155,4 +156,29 @@ func FuzzParseBinaryPublish(f *testing.F) {
 			t.Fatalf("%q parsed as %+v, encodes back as %q", b, p, out)
 		}
 	})
+}
+
+// The head may be an object with the publish's options: a retried binary
+// publish with its idempotency key is made once.
+func TestBinaryPublishOptionsHead(t *testing.T) {
+	e := start(t, Config{RateLimit: -1}, nil)
+	sub, pub := e.dial(t), e.dial(t)
+	sub.ok(`{"id":1,"op":"subscribe","channel":"g"}`, nil)
+	for range 2 {
+		pub.sendBinary(AppendBinaryPublish(nil, "g", json.RawMessage(`{"id":7,"idempotency_key":"b-1"}`), []byte{1, 2}))
+		if m := pub.read(); m.Error != nil || string(m.ID) != "7" || !bytes.Contains(m.Result, []byte(`"offset":1`)) {
+			t.Fatalf("reply %+v %s", m, m.Result)
+		}
+	}
+	if op, p := sub.readRaw(); op != codec.OpBinary || !bytes.HasSuffix(p, []byte{1, 2}) {
+		t.Fatalf("push %v %q", op, p)
+	}
+	sub.quiet() // one push only
+	p, err := ParseBinaryPublish(AppendBinaryPublish(nil, "g", json.RawMessage(`{"skip_self":true}`), []byte{1}))
+	if err != nil || !p.SkipSelf || p.ID != nil {
+		t.Fatalf("%+v %v", p, err)
+	}
+	if _, err := ParseBinaryPublish(AppendBinaryPublish(nil, "g", json.RawMessage(`{"idempotency_key":"a b"}`), []byte{1})); err == nil {
+		t.Fatal("a bad key in the head was taken")
+	}
 }
