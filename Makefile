@@ -28,7 +28,7 @@ build: ## compile every package and write bin/wsd
 	$(GO) build -o bin/wsd ./cmd/wsd
 
 run: ## run the daemon on $(LISTEN) (extra flags: ARGS="--deflate=false")
-	$(GO) run ./cmd/wsd --listen $(LISTEN) $(ARGS)
+	$(GO) run ./cmd/wsd --listen $(LISTEN) --demo $(ARGS)
 
 test: ## everything CI runs: deps, vet, race tests, allocation checks, interop, browser, 10s fuzz per target; lists skipped tests (< 15 min)
 	@scripts/test.sh

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -62,7 +61,7 @@ type config struct {
 	maxSubscriptions int
 	rateLimit        float64
 	rateBurst        int
-	demoTicker       bool
+	demo             bool
 
 	broker string
 	nats   natsConfig
@@ -126,7 +125,8 @@ Flags:
 	fs.IntVar(&c.maxSubscriptions, "max-subscriptions", wsproto.DefaultMaxSubscriptions, "channels one connection may subscribe to")
 	fs.Float64Var(&c.rateLimit, "rate-limit", wsproto.DefaultRateLimit, "messages per second one /ws connection may send (<0 = unlimited); past the burst it is closed with 1008")
 	fs.IntVar(&c.rateBurst, "rate-burst", wsproto.DefaultRateBurst, "burst allowed above --rate-limit")
-	fs.BoolVar(&c.demoTicker, "demo-ticker", false, "publish a fake price to channel \"ticker\" every second (for the demo page)")
+	fs.BoolVar(&c.demo, "demo", false, "run the demo page's feeds (stocks:*, news:wire) and add its namespaces (stocks, news, chat, game) where the config has none")
+	fs.BoolVar(&c.demo, "demo-ticker", false, "the same as --demo (its old name)")
 	fs.StringVar(&c.broker, "broker", "memory", "where channels live: memory (this process) or nats (NATS JetStream, shared by every node; docs/cluster.md)")
 	c.nats.flags(fs)
 	c.proxy.flags(fs)
@@ -159,6 +159,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 				return nil, err
 			}
 		}
+	}
+	if c.demo {
+		c.addDemoNamespaces()
 	}
 	if err := c.namespaces.Validate(); err != nil {
 		return nil, &configError{fmt.Sprintf("config %s: namespaces: %v", c.configFile, err)}
@@ -307,9 +310,9 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		tickers.Add(1)
 		go func() { defer tickers.Done(); returnMemory(ctx, func() uint64 { return srv.Stats().Accepted }) }()
 	}
-	if c.demoTicker {
+	if c.demo {
 		tickers.Add(1)
-		go func() { defer tickers.Done(); demoTicker(ctx, hub, log) }()
+		go func() { defer tickers.Done(); runDemo(ctx, hub, log) }()
 	}
 	if ready != nil {
 		ready <- srv
@@ -340,21 +343,3 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 }
 
-// demoTicker publishes a random walk to channel "ticker" once a second.
-func demoTicker(ctx context.Context, hub *wsproto.Hub, log *slog.Logger) {
-	price := 100.0
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			price *= 1 + (rand.Float64()-0.5)/50
-			data := fmt.Sprintf(`{"symbol":"WSD","price":%.2f,"time":%q}`, price, now.UTC().Format(time.RFC3339))
-			if _, err := hub.Publish(ctx, "ticker", []byte(data)); err != nil && ctx.Err() == nil {
-				log.Warn("demo ticker", "err", err)
-			}
-		}
-	}
-}
