@@ -254,7 +254,11 @@ func TestWSDJSOfflineQueue(t *testing.T) {
 	d.send(map[string]any{"cmd": "set", "key": "maxQueuedPublishes", "value": 3})
 	d.send(map[string]any{"cmd": "subscribe", "channel": "q"})
 	waitFor(t, "subscribed", func() bool { return len(d.events("subscribed")) == 1 })
+	// Offline before the cut (the driver acknowledges each command in
+	// turn), so that no attempt follows it.
+	acks := len(d.events("ack"))
 	d.send(map[string]any{"cmd": "offline"})
+	waitFor(t, "the offline command taken", func() bool { return len(d.events("ack")) > acks })
 	px.cutAll()
 	waitFor(t, "offline", func() bool {
 		st := d.lastState()
