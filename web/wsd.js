@@ -11,6 +11,10 @@
  *     c.on('publication', (pub) => console.log(pub.channel, pub.offset, pub.data)); // every channel's
  *     c.subscribe('chat', (pub) => console.log(pub.offset, pub.data));
  *     c.publish('chat', {text: 'hi'}).then((r) => console.log('landed at', r.offset));
+ *     c.subscribe('ticker:ACME', onTick, {latest: true});         // the last price first, then live
+ *     c.history('chat', {limit: 50}).then((h) => h.publications.forEach(show)); // {publications, offset, epoch}
+ *     c.presenceStats('chat').then((p) => console.log(p.count, 'here')); // {channel, count, connections}
+ *     c.publish('game:1', {x: 3}, {skipSelf: true});               // everyone but this connection gets it
  *   </script>
  *
  * Reconnects on its own: exponential backoff with full jitter (a delay drawn
@@ -33,6 +37,21 @@
  * of jitter, instead of the backoff. Under Node with the ws package, a 503
  * with Retry-After (--max-accept-rate) makes it wait at least that long;
  * browsers hide the answer to a refused upgrade, so there the backoff holds.
+ *
+ * Publishing exactly once, also offline: every publish carries an
+ * idempotency_key (random, or {idempotencyKey: '...'}). When the connection
+ * drops before its reply, the publish goes again with the same key on the
+ * next connection, for up to 100 s after its first send: the server makes
+ * it once and answers the retry with the first one's position. Publishes
+ * made while disconnected wait in a queue of at most maxQueuedPublishes
+ * (1000 by default; past it publish() rejects with code 'queue_full') and
+ * go out in order after the reconnect, after the resubscriptions (and
+ * after the resends of those cut off by the drop). publishTimeout (100 s)
+ * bounds a publish from the call on, waiting included ('timeout').
+ * With skipSelf, the publisher's own connection does not get its
+ * publication; its offset counts as seen when the reply comes, and a gap
+ * on the channel waits for the replies of such publishes before it is
+ * repaired, so the user's own message is not replayed.
  *
  * Tokens: {token: '...'} is sent as ?token= (a browser cannot set headers on a
  * WebSocket upgrade). {getToken: () => fetch('/ws-token').then(r => r.text())}
@@ -64,12 +83,16 @@
  * Protocol (JSON text frames), see docs/protocol.md:
  *   → {"id":1,"op":"subscribe","channel":"news","since":{"offset":41,"epoch":"e1"}}
  *   → {"id":2,"op":"unsubscribe","channel":"news"}
- *   → {"id":3,"op":"publish","channel":"chat","data":...}
+ *   → {"id":3,"op":"publish","channel":"chat","data":...,"idempotency_key":"k3Xa..."}  (+ "skip_self":true)
  *   → {"id":4,"op":"presence","channel":"chat"}
+ *   → {"id":4,"op":"presence_stats","channel":"chat"}
+ *   → {"id":4,"op":"history","channel":"chat","limit":50}          (+ "since":{...})
+ *   → {"id":1,"op":"subscribe","channel":"ticker:ACME","latest":true}  (first subscribe only)
  *   → {"id":5,"op":"rpc","method":"move","data":...}     (rpc(method, data))
  *   → {"id":5,"op":"refresh","token":"<JWT>"}           (answers a refresh notice)
  *   ← {"id":1,"result":{...}} | {"id":1,"error":{"code":"...","message":"..."}}
  *   ← {"channel":"news","offset":42,"epoch":"e1","data":...}
+ *   ← {"channel":"ticker:ACME","offset":41,"epoch":"e1","data":...,"latest":true}  (offset = the reply's)
  *   ← {"channel":"chat:lobby","join":{"client":"ann"}}     ('join' event)
  *   ← {"channel":"chat:lobby","leave":{"client":"ann"}}    ('leave' event)
  *   ← {"refresh":{"exp":1767225600}}                       (the token expires soon)
@@ -88,8 +111,10 @@
     maxBackoff: 30000,    // ms, cap of the backoff
     healthyAfter: 10000,  // ms a connection must stay up for the backoff to start again from minBackoff
     connectTimeout: 10000, // ms for the upgrade to complete
-    requestTimeout: 10000, // ms a publish/presence/unsubscribe may take, waiting for a connection included
+    requestTimeout: 10000, // ms a presence/history/rpc/unsubscribe may take, waiting for a connection included
     failFast: false,      // true: requests made while disconnected fail at once instead of waiting
+    publishTimeout: 100000, // ms a publish may take, the offline queue and resends after drops included
+    maxQueuedPublishes: 1000, // publishes waiting for a connection; past it publish() rejects with 'queue_full'
     probeTimeout: 5000,   // ms: on 'online'/visible while connected, a connection that does not answer a probe this fast is replaced
     autoConnect: true,    // connect in the constructor
     WebSocket: null       // WebSocket implementation (default: the browser's)
@@ -115,6 +140,37 @@
   }
 
   function now() { return Date.now(); }
+
+  // RESEND_WINDOW: how long after its first send a publish is still sent
+  // again after a drop (the server remembers idempotency keys for 2 min).
+  var RESEND_WINDOW = 100000;
+
+  var B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+  // newKey makes a random idempotency key: 12 bytes in base64url.
+  function newKey() {
+    var b = new Uint8Array(12), c = global.crypto, i;
+    if (c && typeof c.getRandomValues === 'function') c.getRandomValues(b);
+    else for (i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
+    var out = '';
+    for (i = 0; i < b.length; i += 3) {
+      var n = (b[i] << 16) | (b[i + 1] << 8) | b[i + 2];
+      out += B64URL[(n >> 18) & 63] + B64URL[(n >> 12) & 63] + B64URL[(n >> 6) & 63] + B64URL[n & 63];
+    }
+    return out;
+  }
+
+  // skipOwn moves s's position over the offsets of its own skip-self
+  // publications that come next: they never arrive on this connection.
+  function skipOwn(s) {
+    for (;;) {
+      var i = s.skipped.indexOf(s.pos.offset + 1);
+      if (i < 0) break;
+      s.pos = {offset: s.pos.offset + 1, epoch: s.pos.epoch};
+      s.skipped.splice(i, 1);
+    }
+    s.skipped = s.skipped.filter(function (o) { return o > s.pos.offset; });
+  }
 
   var MAX_SERVER_WAIT = 600000; // ms: a server's hint or Retry-After is capped at 10 min
 
@@ -384,26 +440,37 @@
     this._probing = false;
     var gen = this._gen, id, p;
     var wasConnected = this.state === 'connected';
+    if (info && info.code === 1008 && info.reason === 'rate limit exceeded') {
+      this._closed = true; // the protocol asks clients not to come back after abuse; connect() may
+      info.final = true;
+    }
+    // A publish not answered yet may or may not have been made: it goes
+    // again, first in the queue and with the same key, so the server makes
+    // it once (within its deduplication window).
+    var resend = [];
     for (id in this._pending) {
       p = this._pending[id];
       if (p.gen !== gen) continue;
       delete this._pending[id];
-      if (p.reject) {
-        clearTimeout(p.timer);
-        p.reject(wsdError('connection_lost', 'wsd: connection lost before the reply (the request may or may not have taken effect)'));
+      if (!p.reject) continue;
+      if (p.op === 'publish' && !this._closed && now() - p.sentAt <= RESEND_WINDOW) {
+        resend.push(p);
+        continue;
       }
+      clearTimeout(p.timer);
+      p.reject(wsdError('connection_lost', 'wsd: connection lost before the reply (the request may or may not have taken effect)'));
     }
+    resend.sort(function (a, b) { return a.id - b.id; });
+    this._queue = resend.concat(this._queue);
+    if (this._closed) this._rejectQueue();
     for (var ch in this._subs) {
       var s = this._subs[ch];
       s.live = false;
       s.reqId = 0;
       s.early = [];
+      s.stash = [];
     }
     if (wasConnected && now() - this._openedAt >= this.opts.healthyAfter) this.attempt = 0;
-    if (info && info.code === 1008 && info.reason === 'rate limit exceeded') {
-      this._closed = true; // the protocol asks clients not to come back after abuse; connect() may
-      info.final = true;
-    }
     if (this._closed) {
       this._setState('closed', info);
       return;
@@ -452,18 +519,24 @@
     if (this._closed) return;
     this._closed = true;
     if (this._timer) { clearTimeout(this._timer); this._timer = null; }
-    var q = this._queue;
-    this._queue = [];
-    for (var i = 0; i < q.length; i++) {
-      clearTimeout(q[i].timer);
-      q[i].reject(wsdError('closed', 'wsd: client closed'));
-    }
+    this._rejectQueue();
     var ws = this._ws;
     if (ws) {
       try { ws.close(1000); } catch (e) { /* ignore */ }
       this._drop(ws, {code: 1000, reason: 'closed by the client'});
     } else {
       this._setState('closed', {});
+    }
+  };
+
+  // _rejectQueue fails the requests waiting for a connection: the client
+  // is closed.
+  Client.prototype._rejectQueue = function () {
+    var q = this._queue;
+    this._queue = [];
+    for (var i = 0; i < q.length; i++) {
+      clearTimeout(q[i].timer);
+      q[i].reject(wsdError('closed', 'wsd: client closed'));
     }
   };
 
@@ -529,7 +602,8 @@
   // server: the backend made it (docs/protocol.md, "Server-side
   // subscriptions"), so it is resumed with "server":true.
   Client.prototype._newSub = function (channel) {
-    var s = {channel: channel, pos: null, live: false, reqId: 0, resyncs: 0, early: [], handlers: [], done: false, server: false};
+    var s = {channel: channel, pos: null, live: false, reqId: 0, resyncs: 0, early: [], handlers: [], done: false, server: false,
+      latest: false, latestDue: false, selfPending: 0, skipped: [], stash: [], stashGen: 0};
     s.first = new Promise(function (resolve, reject) { s.resolve = resolve; s.reject = reject; });
     s.first.catch(function () {}); // rejections are the caller's to see
     return s;
@@ -568,12 +642,17 @@
     this._emit('serverUnsubscribe', {channel: channel});
   };
 
-  // subscribe(channel, handler?, {since: {offset, epoch}}?) subscribes and
-  // resolves with the server's answer {epoch, offset, recovered}. handler
-  // (and the 'publication' event) gets {channel, offset, epoch, data} for
-  // every publication, exactly once and in order, across reconnects, until
-  // unsubscribe() — also when the first subscribe has to wait for a
-  // connection. Rejects on an error reply (the subscription is dropped).
+  // subscribe(channel, handler?, {since: {offset, epoch}, latest: true}?)
+  // subscribes and resolves with the server's answer {epoch, offset,
+  // recovered}. handler (and the 'publication' event) gets {channel,
+  // offset, epoch, data} for every publication, exactly once and in order,
+  // across reconnects, until unsubscribe() — also when the first subscribe
+  // has to wait for a connection. latest (ignored with since): the
+  // channel's newest publication, if history keeps it, comes first (its
+  // offset is the answer's; only the first subscribe asks, the ones after
+  // a reconnect resume with since). Options of a channel already
+  // subscribed change nothing. Rejects on an error reply (the
+  // subscription is dropped).
   Client.prototype.subscribe = function (channel, handler, options) {
     var s = this._subs[channel];
     if (!s) {
@@ -582,6 +661,7 @@
       }
       s = this._newSub(channel);
       if (options && options.since) s.pos = {offset: Number(options.since.offset), epoch: String(options.since.epoch)};
+      else if (options && options.latest) s.latest = true;
       this._subs[channel] = s;
       if (this._ws && this.state === 'connected') this._sendSubscribe(this._ws, s);
     }
@@ -627,6 +707,8 @@
     this._pending[id] = {op: 'subscribe', channel: s.channel, gen: this._gen, id: id};
     var msg = {id: id, op: 'subscribe', channel: s.channel};
     if (s.pos) msg.since = {offset: s.pos.offset, epoch: s.pos.epoch};
+    else if (s.latest) msg.latest = true; // with a position the server recovers from it instead
+    s.latestDue = !!msg.latest;
     // A server-side subscription only restarts what the server holds
     // (not_subscribed when the backend ended it): no channel check, no
     // channel token.
@@ -688,7 +770,8 @@
     // are older than the answer's position or will be replayed after it.
     for (var i = 0; i < early.length && this._subs[s.channel] === s; i++) {
       var e = early[i];
-      if (String(e.epoch) === s.pos.epoch && Number(e.offset) === s.pos.offset + 1) this._deliver(s, e);
+      if (String(e.epoch) !== s.pos.epoch) continue;
+      if (Number(e.offset) === s.pos.offset + 1 || (e.latest && s.latestDue && Number(e.offset) === s.pos.offset)) this._deliver(s, e);
     }
   };
 
@@ -696,6 +779,7 @@
     var off = Number(m.offset), epoch = String(m.epoch);
     s.pos = {offset: off, epoch: epoch};
     s.resyncs = 0;
+    s.latestDue = false;
     var pub = {channel: m.channel, offset: off, epoch: epoch, data: m.data};
     var hs = s.handlers.slice();
     for (var i = 0; i < hs.length; i++) {
@@ -712,8 +796,21 @@
       return;
     }
     var off = Number(m.offset), epoch = String(m.epoch), deliver = false;
+    if (epoch === s.pos.epoch && off > s.pos.offset + 1) {
+      skipOwn(s); // maybe no gap: our own skip-self publications
+      if (off > s.pos.offset + 1 && s.selfPending > 0 && s.stash.length < 4096) {
+        if (!s.stash.length) s.stashGen = this._gen;
+        s.stash.push(m); // until the publish replies say where theirs went
+        return;
+      }
+    }
     if (epoch !== s.pos.epoch) { // the history was reset under a live subscription
       this._emit('recover', {channel: s.channel, recovered: false, epoch: epoch, offset: off});
+      s.skipped = [];
+      deliver = true;
+    } else if (m.latest && s.latestDue && off === s.pos.offset) {
+      // The latest publication sits at the answer's offset, which the
+      // answer made the position: delivered once, not taken as a repeat.
       deliver = true;
     } else if (off <= s.pos.offset) {
       return; // already delivered
@@ -737,15 +834,68 @@
 
   // ---- requests ----
 
-  // publish(channel, data) resolves with {offset, epoch}. A 'connection_lost'
-  // rejection means the publication may or may not have been made.
-  Client.prototype.publish = function (channel, data) {
-    return this._request('publish', channel, data === undefined ? null : data);
+  // publish(channel, data, {skipSelf, idempotencyKey}?) resolves with
+  // {offset, epoch}. It is made exactly once: it carries an idempotency
+  // key (idempotencyKey, or a random one) and, when the connection drops
+  // before the reply, goes again with the same key on the next connection
+  // (for up to 100 s after its first send). Made while disconnected, it
+  // waits for the next connection in a queue of at most
+  // maxQueuedPublishes ('queue_full' past it; 'not_connected' with
+  // failFast). The whole is bounded by publishTimeout ('timeout': it may
+  // or may not have been made). skipSelf: this connection does not get
+  // the publication back (the user's other tabs and everyone else do).
+  Client.prototype.publish = function (channel, data, options) {
+    options = options || {};
+    var extra = {idempotency_key: options.idempotencyKey ? String(options.idempotencyKey) : newKey()};
+    var hook;
+    if (options.skipSelf) {
+      extra.skip_self = true;
+      var s = this._subs[channel], self = this;
+      if (s) {
+        s.selfPending++;
+        hook = function (r) { self._selfPublished(s, r); };
+      }
+    }
+    return this._request('publish', channel, data === undefined ? null : data, false, undefined, extra, hook);
+  };
+
+  // _selfPublished takes a skip-self publish's outcome (r null: failed):
+  // its offset is one this connection never gets, so the position moves
+  // over it, and the pushes held behind it are handled again.
+  Client.prototype._selfPublished = function (s, r) {
+    s.selfPending--;
+    if (this._subs[s.channel] !== s) return;
+    if (r && s.pos && String(r.epoch) === s.pos.epoch && Number(r.offset) > s.pos.offset) {
+      s.skipped.push(Number(r.offset));
+      skipOwn(s);
+    }
+    var stash = s.stash, ws = this._ws;
+    s.stash = [];
+    if (!ws || this.state !== 'connected' || !s.live || s.stashGen !== this._gen) return;
+    for (var i = 0; i < stash.length; i++) this._onPublication(ws, stash[i]);
   };
 
   // presence(channel) resolves with the server's answer (who is subscribed).
   Client.prototype.presence = function (channel) {
     return this._request('presence', channel);
+  };
+
+  // presenceStats(channel) resolves with {channel, count, connections}:
+  // presence counted, not listed (cheap on big channels).
+  Client.prototype.presenceStats = function (channel) {
+    return this._request('presence_stats', channel);
+  };
+
+  // history(channel, {limit, since: {offset, epoch}}?) resolves with
+  // {publications: [{offset, data}], offset, epoch}: the kept
+  // publications, oldest first (the newest limit, or with since the oldest
+  // limit after it), and the channel's latest position, from which a
+  // subscribe with since goes on without a gap. No subscription needed.
+  Client.prototype.history = function (channel, options) {
+    var extra = {};
+    if (options && options.limit !== undefined && options.limit !== null) extra.limit = Number(options.limit);
+    if (options && options.since) extra.since = {offset: Number(options.since.offset), epoch: String(options.since.epoch)};
+    return this._request('history', channel, undefined, false, undefined, extra);
   };
 
   // rpc(method, data) calls the application's backend through the server
@@ -758,15 +908,29 @@
     return this._request('rpc', undefined, data, false, method);
   };
 
-  Client.prototype._request = function (op, channel, data, noWait, method) {
+  // _request sends a request (or queues it until a connection) and
+  // settles with its reply. extra: more fields of the message; hook(result
+  // or null): called once, at once, when it settles.
+  Client.prototype._request = function (op, channel, data, noWait, method, extra, hook) {
     var self = this;
     return new Promise(function (resolve, reject) {
-      if (self._closed) return reject(wsdError('closed', 'wsd: client closed'));
-      var req = {op: op, channel: channel, data: data, method: method, resolve: resolve, reject: reject};
+      var settled = false;
+      var settle = function (fn, v, r) {
+        if (settled) return;
+        settled = true;
+        if (hook) hook(r);
+        fn(v);
+      };
+      var req = {op: op, channel: channel, data: data, method: method, extra: extra,
+        resolve: function (v) { settle(resolve, v, v || {}); },
+        reject: function (e) { settle(reject, e, null); }};
+      if (self._closed) return req.reject(wsdError('closed', 'wsd: client closed'));
       if (self._ws && self.state === 'connected') {
         self._sendRequest(self._ws, req);
       } else if (self.opts.failFast || noWait) {
-        return reject(wsdError('not_connected', 'wsd: not connected'));
+        return req.reject(wsdError('not_connected', 'wsd: not connected'));
+      } else if (op === 'publish' && self._queuedPublishes() >= self.opts.maxQueuedPublishes) {
+        return req.reject(wsdError('queue_full', 'wsd: ' + self.opts.maxQueuedPublishes + ' publishes already wait for a connection'));
       } else {
         self._queue.push(req);
       }
@@ -774,20 +938,28 @@
         var i = self._queue.indexOf(req);
         if (i >= 0) self._queue.splice(i, 1);
         if (req.id) delete self._pending[req.id];
-        reject(wsdError('timeout', 'wsd: ' + op + ' timed out'));
-      }, self.opts.requestTimeout);
+        req.reject(wsdError('timeout', 'wsd: ' + op + ' timed out'));
+      }, op === 'publish' ? self.opts.publishTimeout : self.opts.requestTimeout);
     });
+  };
+
+  Client.prototype._queuedPublishes = function () {
+    var n = 0;
+    for (var i = 0; i < this._queue.length; i++) if (this._queue[i].op === 'publish') n++;
+    return n;
   };
 
   Client.prototype._sendRequest = function (ws, req) {
     req.id = ++this._nextId;
     req.gen = this._gen;
+    if (!req.sentAt) req.sentAt = now(); // the first send starts the resend window
     this._pending[req.id] = req;
     var msg = {id: req.id, op: req.op};
     if (req.channel !== undefined) msg.channel = req.channel;
     if (req.method !== undefined) msg.method = req.method;
     if (req.data !== undefined) msg.data = req.data;
     if (req.token !== undefined) msg.token = req.token;
+    if (req.extra) for (var k in req.extra) msg[k] = req.extra[k];
     this._send(ws, msg);
   };
 

@@ -59,19 +59,27 @@ rl.on('line', (line) => {
   const m = JSON.parse(line);
   switch (m.cmd) {
     case 'subscribe':
-      c.subscribe(m.channel, onPub).then((r) => out({ev: 'subscribed', channel: m.channel, result: r}),
+      c.subscribe(m.channel, onPub, m.latest ? {latest: true} : undefined).then((r) => out({ev: 'subscribed', channel: m.channel, result: r}),
         (e) => out({ev: 'subscribe_error', channel: m.channel, code: e.code}));
       break;
     case 'unsubscribe':
       c.unsubscribe(m.channel).then(() => out({ev: 'unsubscribed', channel: m.channel}));
       break;
     case 'publish':
-      c.publish(m.channel, m.data).then((r) => out({ev: 'published', tag: m.tag, result: r}),
+      c.publish(m.channel, m.data, {skipSelf: !!m.skipSelf, idempotencyKey: m.key}).then((r) => out({ev: 'published', tag: m.tag, result: r}),
         (e) => out({ev: 'publish_error', tag: m.tag, code: e.code}));
       break;
     case 'rpc':
       c.rpc(m.method, m.data).then((r) => out({ev: 'rpc', tag: m.tag, result: r}),
         (e) => out({ev: 'rpc_error', tag: m.tag, code: e.code, message: e.message}));
+      break;
+    case 'history':
+      c.history(m.channel, {limit: m.limit, since: m.since}).then((r) => out({ev: 'history', tag: m.tag, result: r}),
+        (e) => out({ev: 'history_error', tag: m.tag, code: e.code}));
+      break;
+    case 'presenceStats':
+      c.presenceStats(m.channel).then((r) => out({ev: 'presenceStats', tag: m.tag, result: r}),
+        (e) => out({ev: 'presenceStats_error', tag: m.tag, code: e.code}));
       break;
     case 'presence':
       c.presence(m.channel).then((r) => out({ev: 'presence', result: r}));
