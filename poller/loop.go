@@ -78,7 +78,7 @@ func (l *loop) flush(c *Conn) {
 	// Slow means the peer has not read what it was sent before: gnet still
 	// holds more than the cap. A single message larger than the cap (up to
 	// MaxMessage) still goes out to a peer that keeps up.
-	slow := c.state == stateOpen && why != CauseSlowConsumer && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes
+	slow := (c.state == stateOpen || c.state == stateStream) && why != CauseSlowConsumer && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes
 	if slow && cfg.SlowPolicy == PolicyDrop && !closeOut {
 		// Hold the batch instead of dropping it: its Sends succeeded and a
 		// takeover compressor has seen it. Send refuses what comes once
@@ -106,10 +106,21 @@ func (l *loop) flush(c *Conn) {
 	}
 	if slow {
 		l.eng.stats.SlowConsumers.Add(1)
+		if c.state == stateStream {
+			l.endStream(c, CauseSlowConsumer)
+			return
+		}
 		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
 		return
 	}
 	l.write(c, out)
+	if c.state == stateStream {
+		c.since = l.eng.clock() // keep-alives are for silent streams only
+		if closeOut {
+			l.endStream(c, why)
+		}
+		return
+	}
 	if closeOut && c.state == stateOpen {
 		// The close frame was the last thing queued and is now written.
 		c.closeCode, c.closeCause = code, why
@@ -248,6 +259,16 @@ func (l *loop) sweep() {
 				c.pingOut = true
 				l.scratch = codec.AppendFrame(l.scratch[:0], codec.OpPing, true, nil)
 				_, _ = c.gc.Write(l.scratch)
+			}
+		case stateStream:
+			l.sweepStream(c, now)
+		case stateStreamEnd:
+			switch {
+			case c.gc.OutboundBuffered() == 0:
+				l.shutStream(c)
+			case age > closeWait:
+				c.state = stateClosed
+				_ = c.gc.Close()
 			}
 		case stateDraining:
 			if age > 1 {
