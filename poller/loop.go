@@ -129,6 +129,10 @@ func (l *loop) flush(c *Conn) {
 	}
 }
 
+// coalesceWrite is the batch size up to which write copies a batch of
+// several pieces into one buffer rather than handing gnet a vector.
+const coalesceWrite = 16 << 10
+
 // write hands a batch to gnet in one call: own bytes and shared frames,
 // in the order they were queued. On the loop.
 func (l *loop) write(c *Conn, out *Buf) {
@@ -144,10 +148,17 @@ func (l *loop) write(c *Conn, out *Buf) {
 	if len(out.B) > pos {
 		l.iov = append(l.iov, out.B[pos:])
 	}
-	switch len(l.iov) {
-	case 0:
-	case 1:
+	switch n := len(out.B) + out.segBytes; {
+	case len(l.iov) == 0:
+	case len(l.iov) == 1:
 		_, _ = c.gc.Write(l.iov[0])
+	case n <= coalesceWrite:
+		// One write from the loop's scratch: Writev allocates its iovecs.
+		l.scratch = l.scratch[:0]
+		for _, b := range l.iov {
+			l.scratch = append(l.scratch, b...)
+		}
+		_, _ = c.gc.Write(l.scratch)
 	default:
 		_, _ = c.gc.Writev(l.iov)
 	}

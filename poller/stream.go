@@ -56,19 +56,31 @@ func (c *Conn) WriteStream(own, shared []byte) error {
 		return err
 	}
 	e := c.loop.eng
+	n := len(own)
+	if len(shared) <= copyShared {
+		n += len(shared)
+	}
 	if c.out == nil {
-		c.out = e.bufs.Get(len(own))
-	} else if len(own) > 0 {
-		c.out = e.bufs.Grow(c.out, len(own))
+		c.out = e.bufs.Get(n)
+	} else if n > 0 {
+		c.out = e.bufs.Grow(c.out, n)
 	}
 	c.out.B = append(c.out.B, own...)
-	if len(shared) > 0 {
+	if len(shared) <= copyShared {
+		// A queue entry costs about as much as these bytes, and a copy
+		// keeps the batch one write: the event was still built once.
+		c.out.B = append(c.out.B, shared...)
+	} else {
 		c.out.segs = append(c.out.segs, seg{b: shared, ownEnd: len(c.out.B)})
 		c.out.segBytes += len(shared)
 	}
 	c.queuedLocked(len(own) + len(shared))
 	return nil
 }
+
+// copyShared is the size up to which WriteStream copies shared bytes into
+// the queue instead of referencing them.
+const copyShared = 256
 
 // endStream closes a streaming response once what was queued is written:
 // the body of a close-delimited response ends with the connection. Closing
