@@ -73,17 +73,18 @@ func (x *SSE) Stats() SSEStats {
 		Recovered: x.recovers.Load(), Resets: x.resets.Load()}
 }
 
-// sseConn is one stream: a session (identity, token channels, the
-// subscriptions and their count) and the position of each of its channels.
+// sseConn is one stream: a session (identity, token channels, expiry; its
+// subs map stays nil: a stream's channels are fixed, kept in chans) and
+// the position of each of its channels.
 type sseConn struct {
 	session            // first: sseOf converts a *session back
 	mu      sync.Mutex // chans' positions, and the order of units on the stream
 	chans   []sseChan  // in the query's order
-	idBuf   []byte     // the id line being written; under mu
 }
 
 type sseChan struct {
 	name   string
+	sub    *pubsub.Subscription[*server.Prepared] // set by OnOpen, ended by OnClose (never concurrent)
 	pos    pubsub.StreamPosition
 	known  bool // pos is the client's position (from Last-Event-ID or the subscribe)
 	resume bool // Last-Event-ID asked for this channel: reset if it cannot be resumed
@@ -284,9 +285,6 @@ func (x *SSE) OnOpen(c *server.Conn[Session]) {
 func (x *SSE) subscribe(sc *sseConn, i int) (SubscribeResult, *Error) {
 	ch := &sc.chans[i]
 	name := ch.name
-	if e := sc.reserve(name, x.h.cfg.MaxSubscriptions); e != nil {
-		return SubscribeResult{}, e
-	}
 	var since *pubsub.StreamPosition
 	sc.mu.Lock()
 	if ch.known {
@@ -305,12 +303,9 @@ func (x *SSE) subscribe(sc *sseConn, i int) (SubscribeResult, *Error) {
 		},
 	})
 	if err != nil {
-		sc.commit(name, nil)
 		return SubscribeResult{}, errorFor(err)
 	}
-	if !sc.commit(name, sub) {
-		sub.Unsubscribe()
-	}
+	ch.sub = sub
 	return out, nil
 }
 
@@ -350,13 +345,11 @@ func (sc *sseConn) write(event string, data []byte, withID bool) {
 }
 
 func (sc *sseConn) writeLocked(event string, data []byte, withID bool) {
-	ev := appendSSEEvent(nil, event, data)
-	own := sc.idBuf[:0]
+	var own []byte
 	if withID {
 		own = sc.appendIDLine(own)
 	}
-	own = append(own, ev...)
-	sc.idBuf = own[:0]
+	own = appendSSEEvent(own, event, data)
 	_ = sc.conn.WriteStream(own, nil)
 }
 
@@ -367,9 +360,10 @@ func (sc *sseConn) Deliver(p *server.Prepared) {
 	if ev == nil {
 		return // not a JSON push (binary data): not carried over SSE
 	}
+	var buf [128]byte // the id line; longer ones (many channels) go to the heap
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	own := sc.idBuf[:0]
+	own := buf[:0]
 	if ev.pub {
 		for i := range sc.chans {
 			if sc.chans[i].name == ev.channel {
@@ -380,7 +374,6 @@ func (sc *sseConn) Deliver(p *server.Prepared) {
 		}
 		own = sc.appendIDLine(own)
 	}
-	sc.idBuf = own[:0]
 	_ = sc.conn.WriteStream(own, ev.b) // a full queue is the server's slow-consumer policy
 }
 
@@ -412,8 +405,10 @@ func (x *SSE) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 	}
 	x.open.Add(-1)
 	x.h.clearDeadline(&sc.session)
-	for _, sub := range sc.closeSubs() {
-		sub.Unsubscribe()
+	for i := range sc.chans {
+		if sub := sc.chans[i].sub; sub != nil {
+			sub.Unsubscribe()
+		}
 	}
 }
 
