@@ -407,3 +407,30 @@ func TestSSEShutdownEndsStream(t *testing.T) {
 		t.Fatalf("unexpected bytes %q", rest)
 	}
 }
+
+// A stream whose token has an exp ends at it (the refresh notice a /ws
+// connection would get has no place on a stream and is not written).
+func TestSSETokenExpiryEndsStream(t *testing.T) {
+	const secret = "sse-secret"
+	e := startSSE(t, Config{TokenSecret: secret}, nil, server.Options{})
+	tok, err := NewToken(secret, "ann", []string{"news"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.openSSE(t, "/sse?channel=news&token="+tok)
+	c.expect("subscribed")
+	start := time.Now()
+	rest, err := io.ReadAll(c.br)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		t.Fatalf("bytes before the end: %q", rest)
+	}
+	if waited := time.Since(start); waited > 8*time.Second {
+		t.Fatalf("ended %v after subscribing, the token had 2 s", waited)
+	}
+	if st := e.h.Stats(); st.TokenExpired != 1 {
+		t.Fatalf("TokenExpired %d, want 1", st.TokenExpired)
+	}
+}
