@@ -27,6 +27,11 @@ const (
 	// subscribe to Channel, and publications go out as publish ops over
 	// /ws or through the HTTP API, by Publish.
 	ModeWS = "ws"
+	// ModeSSE (idle only): the connections are Server-Sent Events streams
+	// (a GET of the URL, e.g. wsd's /sse?channel=bench, answered 200 and
+	// held), not WebSocket upgrades; nothing is pinged (the client of a
+	// stream cannot send), incoming bytes are counted and dropped.
+	ModeSSE = "sse"
 
 	PublishWS   = "ws"   // publish op on a /ws connection of its own
 	PublishHTTP = "http" // POST /api/publish, one request at a time
@@ -235,9 +240,13 @@ const MaxNodes = 16
 // broadcastDefaults fills and checks the broadcast mode fields.
 func (c *Config) broadcastDefaults() error {
 	if c.Scenario != ScenarioBroadcast {
-		if c.Mode != "" || c.Channel != "" || c.Publish != "" || c.APIKey != "" || c.APIURL != "" ||
+		sse := c.Mode == ModeSSE && c.Scenario == ScenarioIdle
+		if (c.Mode != "" && !sse) || c.Channel != "" || c.Publish != "" || c.APIKey != "" || c.APIURL != "" ||
 			len(c.Nodes) > 0 || c.PublishURL != "" || c.Binary {
-			return errors.New("--mode, --channel, --publish, --publish-url, --api-key, --api-url and several --url are for broadcast only")
+			return errors.New("--mode (but idle's --mode sse), --channel, --publish, --publish-url, --api-key, --api-url and several --url are for broadcast only")
+		}
+		if sse {
+			c.PingSample, c.Deflate = -1, false // a stream's client cannot ping
 		}
 		return nil
 	}

@@ -356,7 +356,11 @@ func (l *loop) handle(c *conn, events uint32) {
 			l.failConn(c, errReason("epoll", err))
 			return
 		}
-		l.wbuf = l.hs[c.ep].AppendRequest(l.wbuf[:0], string(c.key[:]))
+		if l.w.cfg.Mode == ModeSSE {
+			l.wbuf = appendSSERequest(l.wbuf[:0], &l.w.targets[c.ep])
+		} else {
+			l.wbuf = l.hs[c.ep].AppendRequest(l.wbuf[:0], string(c.key[:]))
+		}
 		l.write(c, l.wbuf)
 		return
 	}
@@ -417,6 +421,9 @@ func (l *loop) readable(c *conn) {
 // It returns false once the conn is closed.
 func (l *loop) process(c *conn, p []byte) bool {
 	now := l.w.now()
+	if l.w.cfg.Mode == ModeSSE {
+		return l.processSSE(c, p, now)
+	}
 	if c.state == stHandshake {
 		resp, end, err := l.hs[c.ep].ReadResponse(p, string(c.key[:]))
 		if errors.Is(err, codec.ErrNeedMore) {
@@ -458,6 +465,28 @@ func (l *loop) process(c *conn, p []byte) bool {
 	} else {
 		c.in = append(c.in[:0], p...) // memmove: p may alias c.in
 	}
+	return true
+}
+
+// processSSE reads a stream's head, then counts and drops its body.
+func (l *loop) processSSE(c *conn, p []byte, now int64) bool {
+	if c.state == stHandshake {
+		end, err := readSSEHead(p)
+		if errors.Is(err, codec.ErrNeedMore) {
+			c.in = append(c.in[:0], p...)
+			return true
+		}
+		if err != nil {
+			l.failConn(c, handshakeFailure(err))
+			return false
+		}
+		p = p[end:]
+		l.upgraded(c, now)
+	}
+	if len(p) > 0 {
+		l.ctr.recv.Add(1) // events and keep-alive comments, by read
+	}
+	c.in = c.in[:0]
 	return true
 }
 

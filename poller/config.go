@@ -48,6 +48,12 @@ type Config struct {
 	SlowPolicy       Policy        // PolicyClose by default
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
 
+	// StreamPing is written on a streaming response (StartStream) that sent
+	// nothing for StreamPingInterval, so that proxies keep it open (SSE: a
+	// comment, ": ping\n\n"). Either zero: none.
+	StreamPing         []byte
+	StreamPingInterval time.Duration
+
 	Loops         int // 0: one per core
 	ReadBufferCap int // 0: 64 KiB per loop
 	TCPKeepAlive  time.Duration

@@ -24,10 +24,12 @@ type connState uint8
 const (
 	stateHandshake connState = iota
 	stateOpen
-	stateClosing  // our close frame is out; waiting for the peer's
-	stateHTTP     // a plain HTTP request is being answered
-	stateHTTPIdle // answered and kept alive: waiting for the next request
-	stateDraining // failed: close frame sent, write side shut, input discarded
+	stateClosing   // our close frame is out; waiting for the peer's
+	stateHTTP      // a plain HTTP request is being answered
+	stateHTTPIdle  // answered and kept alive: waiting for the next request
+	stateStream    // a streaming response (stream.go): raw bytes out, input discarded
+	stateStreamEnd // a stream closing once gnet wrote what it holds
+	stateDraining  // failed: close frame sent, write side shut, input discarded
 	stateClosed
 )
 
@@ -61,6 +63,7 @@ type Conn struct {
 	dirty    bool // queued on the loop's dirty list
 	inLoop   bool // the loop is in a callback for this conn and flushes after
 	closeOut bool // a close frame is queued or sent: Send refuses more
+	stream   bool // a streaming response: WriteStream only, no frames
 	closeWhy Cause
 	closeReq uint16
 	resume   atomic.Bool
@@ -107,7 +110,7 @@ func (c *Conn) Send(op codec.OpCode, payload []byte) error {
 		body, rsv1 = z.B, true
 	}
 	c.mu.Lock()
-	if err := c.admitLocked(); err != nil {
+	if err := c.admitFrameLocked(); err != nil {
 		c.mu.Unlock()
 		e.bufs.Put(z)
 		return err
@@ -141,6 +144,23 @@ type Prepared struct {
 	raw   []byte // its payload (aliases plain)
 	once  sync.Once
 	flate []byte // the compressed frame, made on first use
+
+	altOnce sync.Once
+	alt     any // another encoding of the payload (an SSE event), made on first use
+}
+
+// Payload is the message's payload (not to be modified). Safe from any
+// goroutine.
+func (p *Prepared) Payload() []byte { return p.raw }
+
+// Alt returns another encoding of the message, built once by the first
+// caller's build from the payload and shared by every later caller: a
+// Server-Sent Events form of a push, say, made once per publication for all
+// its stream subscribers. Every caller must pass the same kind of build.
+// Safe from any goroutine.
+func (p *Prepared) Alt(build func(payload []byte) any) any {
+	p.altOnce.Do(func() { p.alt = build(p.raw) })
+	return p.alt
 }
 
 // Prepare encodes payload once. The Prepared owns a copy: the caller may
@@ -173,7 +193,7 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.admitLocked(); err != nil {
+	if err := c.admitFrameLocked(); err != nil {
 		return err
 	}
 	if c.out == nil {
@@ -183,6 +203,14 @@ func (c *Conn) SendPrepared(p *Prepared) error {
 	c.out.segBytes += len(frame)
 	c.queuedLocked(len(frame))
 	return nil
+}
+
+// admitFrameLocked is admitLocked for a WebSocket frame.
+func (c *Conn) admitFrameLocked() error {
+	if c.stream {
+		return ErrStreamConn
+	}
+	return c.admitLocked()
 }
 
 // admitLocked decides, before anything is encoded into the queue, whether
@@ -260,7 +288,9 @@ func (c *Conn) closeLocked(code uint16, reason string, why Cause) {
 	if c.out == nil {
 		c.out = c.loop.eng.bufs.Get(codec.MaxControlPayload + 4)
 	}
-	c.out.B = codec.AppendClose(c.out.B, code, reason)
+	if !c.stream { // a stream ends with the connection, after what is queued
+		c.out.B = codec.AppendClose(c.out.B, code, reason)
+	}
 	c.scheduleLocked()
 }
 

@@ -65,6 +65,7 @@ type Stats struct {
 	BytesIn       atomic.Uint64
 	BytesOut      atomic.Uint64
 	SlowConsumers atomic.Uint64
+	Streams       atomic.Uint64 // streaming responses started (StartStream)
 	Closes        [NumCauses]atomic.Uint64
 }
 
@@ -214,7 +215,7 @@ func (e *Engine) CloseEach(code uint16, reason func(*Conn) string) {
 				case stateHandshake, stateHTTPIdle:
 					c.closeCause, c.state = CauseShutdown, stateClosed
 					_ = c.gc.Close()
-				case stateOpen:
+				case stateOpen, stateStream:
 					text := reason(c)
 					c.mu.Lock()
 					c.closeLocked(code, text, CauseShutdown)

@@ -78,7 +78,7 @@ func (l *loop) flush(c *Conn) {
 	// Slow means the peer has not read what it was sent before: gnet still
 	// holds more than the cap. A single message larger than the cap (up to
 	// MaxMessage) still goes out to a peer that keeps up.
-	slow := c.state == stateOpen && why != CauseSlowConsumer && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes
+	slow := (c.state == stateOpen || c.state == stateStream) && why != CauseSlowConsumer && c.gc.OutboundBuffered() > cfg.MaxOutboundBytes
 	if slow && cfg.SlowPolicy == PolicyDrop && !closeOut {
 		// Hold the batch instead of dropping it: its Sends succeeded and a
 		// takeover compressor has seen it. Send refuses what comes once
@@ -106,10 +106,21 @@ func (l *loop) flush(c *Conn) {
 	}
 	if slow {
 		l.eng.stats.SlowConsumers.Add(1)
+		if c.state == stateStream {
+			l.endStream(c, CauseSlowConsumer)
+			return
+		}
 		l.sendClose(c, codec.ClosePolicyViolation, "slow consumer", CauseSlowConsumer)
 		return
 	}
 	l.write(c, out)
+	if c.state == stateStream {
+		c.since = l.eng.clock() // keep-alives are for silent streams only
+		if closeOut {
+			l.endStream(c, why)
+		}
+		return
+	}
 	if closeOut && c.state == stateOpen {
 		// The close frame was the last thing queued and is now written.
 		c.closeCode, c.closeCause = code, why
@@ -117,6 +128,10 @@ func (l *loop) flush(c *Conn) {
 		c.since = l.eng.clock()
 	}
 }
+
+// coalesceWrite is the batch size up to which write copies a batch of
+// several pieces into one buffer rather than handing gnet a vector.
+const coalesceWrite = 16 << 10
 
 // write hands a batch to gnet in one call: own bytes and shared frames,
 // in the order they were queued. On the loop.
@@ -133,10 +148,17 @@ func (l *loop) write(c *Conn, out *Buf) {
 	if len(out.B) > pos {
 		l.iov = append(l.iov, out.B[pos:])
 	}
-	switch len(l.iov) {
-	case 0:
-	case 1:
+	switch n := len(out.B) + out.segBytes; {
+	case len(l.iov) == 0:
+	case len(l.iov) == 1:
 		_, _ = c.gc.Write(l.iov[0])
+	case n <= coalesceWrite:
+		// One write from the loop's scratch: Writev allocates its iovecs.
+		l.scratch = l.scratch[:0]
+		for _, b := range l.iov {
+			l.scratch = append(l.scratch, b...)
+		}
+		_, _ = c.gc.Write(l.scratch)
 	default:
 		_, _ = c.gc.Writev(l.iov)
 	}
@@ -248,6 +270,16 @@ func (l *loop) sweep() {
 				c.pingOut = true
 				l.scratch = codec.AppendFrame(l.scratch[:0], codec.OpPing, true, nil)
 				_, _ = c.gc.Write(l.scratch)
+			}
+		case stateStream:
+			l.sweepStream(c, now)
+		case stateStreamEnd:
+			switch {
+			case c.gc.OutboundBuffered() == 0:
+				l.shutStream(c)
+			case age > closeWait:
+				c.state = stateClosed
+				_ = c.gc.Close()
 			}
 		case stateDraining:
 			if age > 1 {

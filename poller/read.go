@@ -29,7 +29,7 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.resume.Swap(false) {
 		c.paused = false
 	}
-	if c.state == stateDraining {
+	if c.state == stateDraining || c.state == stateStream || c.state == stateStreamEnd {
 		_, _ = gc.Discard(-1) // nothing more is read from these
 		return gnet.None
 	}

@@ -39,6 +39,10 @@ func (s *Server[T]) HandleHTTP(pattern string, h http.Handler) {
 // ServeHTTP implements poller.HTTPHandler, on the loop.
 func (h *loopHandler[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []byte) {
 	s := h.server()
+	if r := s.routes[req.Path]; r != nil && r.stream != nil {
+		h.serveStream(pc, r, req)
+		return
+	}
 	if s.routes[req.Path] != nil {
 		// A WebSocket endpoint asked without an Upgrade header.
 		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 426, Reason: "this is a WebSocket endpoint",

@@ -32,6 +32,12 @@ type Options struct {
 	MaxOutboundBytes  int           // default 4 MiB queued per conn
 	SlowConsumer      Policy        // default CloseSlow
 
+	// StreamPing is written on a streaming response (HandleStream) silent
+	// for StreamPingInterval, so that proxies keep it open (SSE: a comment
+	// such as ": ping\n\n"). Default none.
+	StreamPing         []byte
+	StreamPingInterval time.Duration
+
 	Workers   int // handler goroutines; default 4 × GOMAXPROCS
 	QueueSize int // conns waiting for a worker before reads pause; default 1024
 	Inbox     int // messages queued per conn before its reads pause; default 64

@@ -83,6 +83,7 @@ type route[T any] struct {
 	h      Handler[T]
 	accept Acceptor[T]
 	inline bool
+	stream []byte // a streaming route's response head (HandleStream); nil for WebSocket routes
 }
 
 // Server is a WebSocket server. Configure it (Handle, HandleHTTP) before
@@ -143,12 +144,15 @@ func engineConfig(opts Options) poller.Config {
 		HandshakeTimeout: opts.HandshakeTimeout,
 		IdleTimeout:      opts.IdleTimeout,
 		PingInterval:     opts.PingInterval,
-		CloseTimeout:     opts.CloseTimeout,
-		MaxOutboundBytes: opts.MaxOutboundBytes,
-		SlowPolicy:       opts.SlowConsumer,
-		Loops:            opts.Loops,
-		TCPKeepAlive:     opts.TCPKeepAlive,
-		Logger:           opts.Logger,
+		StreamPing:       opts.StreamPing,
+
+		StreamPingInterval: opts.StreamPingInterval,
+		CloseTimeout:       opts.CloseTimeout,
+		MaxOutboundBytes:   opts.MaxOutboundBytes,
+		SlowPolicy:         opts.SlowConsumer,
+		Loops:              opts.Loops,
+		TCPKeepAlive:       opts.TCPKeepAlive,
+		Logger:             opts.Logger,
 	}
 }
 

@@ -27,7 +27,7 @@ func (ss *session[T]) conn() *Conn[T] { return (*Conn[T])(ss) }
 func (h *loopHandler[T]) Upgrade(pc *poller.Conn, req *codec.Request, a *codec.Accept) (poller.Session, *codec.HTTPError) {
 	s := h.server()
 	r := s.routes[req.Path]
-	if r == nil {
+	if r == nil || r.stream != nil {
 		return nil, &codec.HTTPError{Status: 404, Reason: "no WebSocket endpoint at " + req.Path}
 	}
 	c := &Conn[T]{pc: pc, route: r, req: req}
@@ -44,17 +44,23 @@ func (h *loopHandler[T]) Upgrade(pc *poller.Conn, req *codec.Request, a *codec.A
 		}
 	}
 	s.live.Add(1)
+	s.open(c, r)
+	return (*session[T])(c), nil
+}
+
+// open delivers OnOpen: now on the loop for an inline route, else on a
+// worker.
+func (s *Server[T]) open(c *Conn[T], r *route[T]) {
 	if r.inline {
 		s.safe(c, func() { r.h.OnOpen(c) })
 		c.opened = true
 		c.dropHeaders()
-	} else {
-		c.mu.Lock()
-		c.scheduled = true
-		c.mu.Unlock()
-		s.work.push(c)
+		return
 	}
-	return (*session[T])(c), nil
+	c.mu.Lock()
+	c.scheduled = true
+	c.mu.Unlock()
+	s.work.push(c)
 }
 
 func (s *Server[T]) safeAccept(r *route[T], c *Conn[T], req *Request) (err error) {

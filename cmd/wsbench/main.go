@@ -179,6 +179,7 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 		fs.IntVar(&c.PingSample, "ping-sample", 100, "connections pinged each interval (all procs)")
 		fs.StringVar(&c.Subscribe, "subscribe", "", "over wsd's /ws: subscribe each connection to a channel of this pattern, e.g. feed:%d (connection i: channel i mod --channels), and count the pushes")
 		fs.IntVar(&c.SubChannels, "channels", 0, "with --subscribe: how many channels (default --conns: one each)")
+		fs.StringVar(&c.Mode, "mode", "", "sse: hold Server-Sent Events streams (GET --url, e.g. http://127.0.0.1:8080/sse?channel=bench, the default then) instead of WebSocket connections; nothing is pinged")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -194,6 +195,16 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	if name == bench.ScenarioBroadcast {
 		if err := splitURLs(&c); err != nil {
 			return err
+		}
+	}
+	if name == bench.ScenarioIdle && c.Mode == bench.ModeSSE {
+		urlSet := false
+		fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
+		if !urlSet {
+			c.URL = "ws://127.0.0.1:8080/sse?channel=" + bench.DefaultChannel
+		}
+		if rest, ok := strings.CutPrefix(c.URL, "http://"); ok {
+			c.URL = "ws://" + rest // the target's address and path; the request is a plain GET
 		}
 	}
 	if name == bench.ScenarioBroadcast && c.Mode == bench.ModeWS {

@@ -44,6 +44,7 @@ type config struct {
 	deflate          bool
 	idleTimeout      time.Duration
 	pingInterval     time.Duration
+	ssePing          time.Duration
 	handshakeTimeout time.Duration
 	shutdownTimeout  time.Duration
 	maxOutbound      int
@@ -109,6 +110,7 @@ Flags:
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate (without context takeover)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close connections silent this long (0 = never)")
 	fs.DurationVar(&c.pingInterval, "ping-interval", 0, "ping connections silent this long (0 = never)")
+	fs.DurationVar(&c.ssePing, "sse-ping", 15*time.Second, "write a keep-alive comment on /sse streams silent this long, so proxies keep them (0 = never)")
 	fs.DurationVar(&c.handshakeTimeout, "handshake-timeout", 10*time.Second, "time from accept to a complete upgrade request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long to drain before closing what is left")
 	bytesVar(fs, &c.maxOutbound, "max-outbound", 4<<20, "`bytes` queued per connection before it counts as a slow consumer (closed with 1008)")
@@ -236,6 +238,10 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		IdleTimeout:      c.idleTimeout,
 		PingInterval:     c.pingInterval,
 		HandshakeTimeout: c.handshakeTimeout,
+
+		StreamPing:         wsproto.SSEPing,
+		StreamPingInterval: c.ssePing,
+
 		MaxOutboundBytes: c.maxOutbound,
 		Workers:          c.workers,
 		Loops:            c.loops,
@@ -279,10 +285,12 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		log.Warn(wsproto.AnonymousWarning)
 	}
 	srv.Handle("/ws", wsh)
+	sse := wsh.SSE()
+	srv.HandleStream("/sse", wsproto.SSEContentType, sse)
 	defer wsh.CloseProxies()
 	api := wsproto.NewAPI(hub, wsproto.APIConfig{Key: c.apiKey, MaxDataBytes: c.maxDataBytes, Users: wsh})
 	srv.HandleHTTP("/api/", api)
-	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker.memory, wsh, api))
+	srv.HandleHTTP("/metrics", metricsHandler(srv, hub, broker.memory, wsh, sse, api))
 	srv.HandleHTTP("GET /healthz", healthz(srv, broker))
 	srv.HandleHTTP("GET /wsd.js", web.JS())
 	srv.HandleHTTP("GET /{$}", web.Index())

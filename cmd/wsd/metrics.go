@@ -84,7 +84,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 // the Go runtime's, all read at scrape time. broker is nil unless the
 // memory broker is in use.
 func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broker *pubsub.Memory,
-	wsh *wsproto.Handler, api *wsproto.API) http.Handler {
+	wsh *wsproto.Handler, sse *wsproto.SSE, api *wsproto.API) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(newEngineCollector(srv.Stats), newProxyCollector(wsh.ProxyStats))
@@ -113,6 +113,11 @@ func metricsHandler(srv *server.Server[wsproto.Session], hub *wsproto.Hub, broke
 	counter("ws_auth_rejected_total", "/ws upgrades refused for the token.", func() uint64 { return wsh.Stats().AuthRejected })
 	counter("ws_token_refreshes_total", "/ws refresh ops that brought a valid token.", func() uint64 { return wsh.Stats().Refreshes })
 	counter("ws_token_expired_total", "/ws connections closed with 3000 for an expired token.", func() uint64 { return wsh.Stats().TokenExpired })
+	gauge("sse_streams", "Open /sse streams.", func() float64 { return float64(sse.Stats().Open) })
+	counter("sse_streams_total", "/sse streams started.", func() uint64 { return sse.Stats().Opened })
+	counter("sse_refused_total", "/sse requests refused (400, 401, 403).", func() uint64 { return sse.Stats().Refused })
+	counter("sse_recoveries_total", "/sse channels resumed from Last-Event-ID with every missed publication.", func() uint64 { return sse.Stats().Recovered })
+	counter("sse_resets_total", "/sse reset events: a channel that could not be resumed from Last-Event-ID.", func() uint64 { return sse.Stats().Resets })
 	counter("api_requests_total", "HTTP API requests.", func() uint64 { return api.Stats().Requests })
 	counter("api_rejected_total", "HTTP API requests refused for the API key.", func() uint64 { return api.Stats().Rejected })
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
