@@ -2,6 +2,7 @@ package wsproto
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/wsdhq/wsd/internal/wire"
 	"github.com/wsdhq/wsd/pubsub"
 	"github.com/wsdhq/wsd/server"
 )
@@ -358,7 +360,7 @@ func (sc *sseConn) writeLocked(event string, data []byte, withID bool) {
 func (sc *sseConn) Deliver(p *server.Prepared) {
 	ev, _ := p.Alt(buildSSEEvent).(*sseEvent)
 	if ev == nil {
-		return // not a JSON push (binary data): not carried over SSE
+		return // not a push
 	}
 	var buf [128]byte // the id line; longer ones (many channels) go to the heap
 	sc.mu.Lock()
@@ -425,6 +427,9 @@ type sseEvent struct {
 // buildSSEEvent turns a push (pubsub.AppendPush, AppendJoinLeave) into its
 // event; nil for what is not a JSON push.
 func buildSSEEvent(push []byte) any {
+	if len(push) > 0 && (push[0] == wire.PushKind || push[0] == wire.LatestPushKind) {
+		return binarySSEEvent(push)
+	}
 	if len(push) == 0 || push[0] != '{' {
 		return nil
 	}
@@ -449,6 +454,27 @@ func buildSSEEvent(push []byte) any {
 		name = "leave"
 	}
 	ev.b = appendSSEEvent(make([]byte, 0, len(push)+32), name, push)
+	return ev
+}
+
+// binarySSEEvent is a binary publication's event: its push as JSON, the
+// bytes in "data_b64" (standard base64, as the HTTP API's history).
+func binarySSEEvent(push []byte) any {
+	p, err := wire.ParsePush(push)
+	if err != nil {
+		return nil
+	}
+	j := append(make([]byte, 0, 64+len(p.Channel)+len(p.Epoch)+base64.StdEncoding.EncodedLen(len(p.Data))), `{"channel":`...)
+	j = pubsub.AppendJSONString(j, p.Channel)
+	j = append(j, `,"offset":`...)
+	j = strconv.AppendUint(j, p.Offset, 10)
+	j = append(j, `,"epoch":`...)
+	j = pubsub.AppendJSONString(j, p.Epoch)
+	j = append(j, `,"data_b64":"`...)
+	j = base64.StdEncoding.AppendEncode(j, p.Data)
+	j = append(j, '"', '}')
+	ev := &sseEvent{channel: p.Channel, pub: true, epoch: p.Epoch, offset: p.Offset}
+	ev.b = appendSSEEvent(make([]byte, 0, len(j)+32), "publication", j)
 	return ev
 }
 

@@ -434,3 +434,27 @@ func TestSSETokenExpiryEndsStream(t *testing.T) {
 		t.Fatalf("TokenExpired %d, want 1", st.TokenExpired)
 	}
 }
+
+// A binary publication reaches SSE streams too, as a publication event
+// whose data is base64 ("data_b64", as the HTTP API's history gives it),
+// and advances the stream's position like any other.
+func TestSSEBinaryPublication(t *testing.T) {
+	e := startSSE(t, Config{}, nil, server.Options{})
+	c := e.openSSE(t, "/sse?channel=news")
+	var s subscribedEv
+	if err := json.Unmarshal([]byte(c.expect("subscribed").data), &s); err != nil {
+		t.Fatal(err)
+	}
+	ep := s.Channels["news"].Epoch
+	if _, err := e.hub.PublishBinary(context.Background(), "news", []byte{0xde, 0xad}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, "news", `2`)
+	want := fmt.Sprintf("id: %s:1\nevent: publication\ndata: {\"channel\":\"news\",\"offset\":1,\"epoch\":\"%s\",\"data_b64\":\"3q0=\"}\n\n", ep, ep)
+	if ev := c.next(); string(ev.raw) != want {
+		t.Fatalf("event bytes\n got %q\nwant %q", ev.raw, want)
+	}
+	if ev := c.next(); ev.id != ep+":2" {
+		t.Fatalf("next event %q", ev.raw)
+	}
+}
