@@ -54,6 +54,7 @@ type session struct {
 	channels []string // token patterns; ignored when anon
 	anon     bool
 	limited  bool          // closed for the rate limit: ignore the rest
+	stream   bool          // an /sse stream's (sse.go): indexed by user, never sent /ws frames
 	closed   bool          // OnClose ran: a late subscription is undone; under subsMu
 	deadline atomic.Uint32 // the expiry wheel's tick when the token runs out; 0: never (or closed). In the bools' padding: token_expiry.go
 	bucket   bucket

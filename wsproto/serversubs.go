@@ -104,6 +104,9 @@ func (h *Handler) watchUserSubs() error {
 // and the broker's copy changes before this runs.
 func (h *Handler) userSubChanged(user, channel string, subscribed bool) {
 	for _, s := range h.users.of(user) {
+		if s.stream {
+			continue // a stream's channels are its URL's
+		}
 		if subscribed {
 			h.serverSubscribe(s, channel)
 		} else {

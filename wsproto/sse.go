@@ -115,7 +115,7 @@ func (x *SSE) Accept(c *server.Conn[Session], r *server.Request) error {
 	if err != nil {
 		return x.refuse(400, "bad query string")
 	}
-	sc := &sseConn{session: session{conn: c}}
+	sc := &sseConn{session: session{conn: c, stream: true}}
 	claims, err := x.authenticate(sc, r, q)
 	if err != nil {
 		return err
@@ -261,6 +261,7 @@ func (x *SSE) OnOpen(c *server.Conn[Session]) {
 	}
 	x.open.Add(1)
 	x.opened.Add(1)
+	x.h.users.add(&sc.session) // the API's disconnect and info count streams too
 	results := make(map[string]SubscribeResult, len(sc.chans))
 	for i := range sc.chans {
 		name := sc.chans[i].name
@@ -406,6 +407,7 @@ func (x *SSE) OnClose(c *server.Conn[Session], _ *server.CloseError) {
 		return
 	}
 	x.open.Add(-1)
+	x.h.users.remove(&sc.session)
 	x.h.clearDeadline(&sc.session)
 	for i := range sc.chans {
 		if sub := sc.chans[i].sub; sub != nil {

@@ -458,3 +458,28 @@ func TestSSEBinaryPublication(t *testing.T) {
 		t.Fatalf("next event %q", ev.raw)
 	}
 }
+
+// The API's disconnect ends the user's SSE streams too (the body ends);
+// a server-side subscription does not touch a stream (it has its own
+// channels).
+func TestSSEDisconnectUserAndServerSubs(t *testing.T) {
+	e := startSSE(t, Config{TokenSecret: secret, RateLimit: -1}, nil, server.Options{})
+	api := NewAPI(e.hub, APIConfig{Key: "k", Users: e.h})
+	c := e.openSSE(t, "/sse?channel=news&token="+token(t, "alice", []string{"*"}, time.Hour))
+	c.expect("subscribed")
+	waitConns(t, e.h, 1, 1)
+	apiCall(t, api, "/api/subscribe", `{"user":"alice","channel":"vip"}`)
+	e.publish(t, "vip", `1`)
+	e.publish(t, "news", `2`)
+	if ev := c.next(); ev.event != "publication" || !strings.Contains(ev.data, `"channel":"news"`) {
+		t.Fatalf("after a server-side subscribe: %q %q", ev.event, ev.data)
+	}
+	if got := apiCall(t, api, "/api/disconnect", `{"user":"alice"}`); got != `{"disconnected":1}` {
+		t.Fatalf("disconnect: %s", got)
+	}
+	_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if rest, err := io.ReadAll(c.br); err != nil {
+		t.Fatalf("the stream did not end: %v (read %q)", err, rest)
+	}
+	waitConns(t, e.h, 0, 0)
+}
