@@ -38,8 +38,8 @@ var ErrBadBinaryPush = wire.ErrBadPush
 // life); Binary is set and Time is zero.
 func ParseBinaryPush(b []byte) (Publication, error) {
 	p, err := wire.ParsePush(b)
-	if err != nil {
-		return Publication{}, err
+	if err != nil || p.Latest { // a latest push (0x03) is not AppendBinaryPush's
+		return Publication{}, ErrBadBinaryPush
 	}
 	return Publication{Channel: p.Channel, Offset: p.Offset, Epoch: p.Epoch, Data: p.Data, Binary: true}, nil
 }

@@ -34,10 +34,10 @@ var demoHeadlines = []string{
 // demoNamespaces are the demo panels' namespaces.
 func demoNamespaces() pubsub.Namespaces {
 	return pubsub.Namespaces{
-		"stocks": {HistorySize: 120, Publish: pubsub.PublishNone}, // 1 min of ticks per symbol, for the charts
-		"news":   {HistorySize: 50, Publish: pubsub.PublishNone},  // the wire's last 50 items (/sse too)
-		"chat":   {HistorySize: 50, Presence: true, JoinLeave: true, Publish: pubsub.PublishSubscribers},
-		"game":   {Publish: pubsub.PublishSubscribers}, // dot positions: live only
+		"stocks": {HistorySize: 120, Publish: pubsub.PublishNone},                                         // 1 min of ticks per symbol, for the charts
+		"news":   {HistorySize: 50, Publish: pubsub.PublishNone},                                          // the wire's last 50 items (/sse too)
+		"chat":   {HistorySize: 500, Presence: true, JoinLeave: true, Publish: pubsub.PublishSubscribers}, // a page shows the last 50; reconnects recover up to 500
+		"game":   {Publish: pubsub.PublishSubscribers},                                                    // dot positions: live only
 	}
 }
 

@@ -350,4 +350,3 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		return 0
 	}
 }
-
