@@ -53,14 +53,26 @@ func (h *loopHandler[T]) ServeHTTP(pc *poller.Conn, req *codec.Request, body []b
 		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 404, Reason: "not found"}), false)
 		return
 	}
+	// Counted before the check, so that Shutdown, which sets stopping and
+	// then waits for the count to fall to 0 before it closes the
+	// WebSocket connections, sees every request it did not refuse: what
+	// an API call published is queued before the 1001s.
+	s.httpBusy.Add(1)
+	if s.stopping.Load() {
+		s.httpBusy.Add(-1)
+		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "shutting down",
+			Header: []codec.HeaderField{{Name: "Retry-After", Value: "1"}}}), false)
+		return
+	}
 	select {
 	case s.httpSem <- struct{}{}:
 	default:
+		s.httpBusy.Add(-1)
 		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 503, Reason: "too many HTTP requests in flight"}), false)
 		return
 	}
 	go func() {
-		defer func() { <-s.httpSem }()
+		defer func() { <-s.httpSem; s.httpBusy.Add(-1) }()
 		resp, keep := s.runHTTP(pc, req, body, req.KeepAlive())
 		pc.ReplyHTTP(resp, keep)
 	}()

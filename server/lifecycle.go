@@ -73,8 +73,14 @@ func (s *Server[T]) shutdown(ctx context.Context) error {
 		go s.stopWhenBooted()
 		return ctx.Err()
 	}
+	// HTTP requests already running finish first (new ones get 503): a
+	// publication an API call made reaches the connections before their
+	// close.
+	err := waitUntil(ctx, func() bool { return s.httpBusy.Load() == 0 })
 	s.closeAll()
-	err := waitUntil(ctx, func() bool { return s.eng.Stats().Conns.Load() == 0 })
+	if err == nil {
+		err = waitUntil(ctx, func() bool { return s.eng.Stats().Conns.Load() == 0 })
+	}
 	// Even with ctx over, Stop begins at once and closes what is left.
 	if stopErr := s.eng.Stop(ctx); err == nil && ctx.Err() != nil {
 		err = stopErr

@@ -104,6 +104,7 @@ type Server[T any] struct {
 	inboxes  sync.Pool      // *inbox
 	mux      *http.ServeMux // plain HTTP routes (HandleHTTP)
 	httpSem  chan struct{}  // one token per HTTP request in flight
+	httpBusy atomic.Int64   // HTTP requests past the shutdown check (http.go)
 }
 
 // New returns a server with opts (zero values take their defaults).

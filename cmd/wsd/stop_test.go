@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wsdhq/wsd/client"
+)
+
+// SIGTERM under load: every publication the API accepted reaches every
+// subscriber before its 1001 close, in order and once, and wsd exits 0
+// within --shutdown-timeout (the clients count what they got).
+func TestSIGTERMDeliversEverythingAccepted(t *testing.T) {
+	const subscribers = 100
+	n := startPlainNode(t, "--api-key", "K", "--rate-limit", "-1", "--shutdown-timeout", "10s")
+	type sub struct {
+		mu      sync.Mutex
+		offsets []uint64
+		closed  *client.CloseError
+		at      int // offsets received when the close came
+	}
+	subs := make([]*sub, subscribers)
+	for i := range subs {
+		s := &sub{}
+		subs[i] = s
+		o := client.Options{MinBackoff: time.Hour, MaxBackoff: time.Hour, PingInterval: -1}
+		o.OnPublication = func(_ string, off uint64, _ string, _ json.RawMessage) {
+			s.mu.Lock()
+			s.offsets = append(s.offsets, off)
+			s.mu.Unlock()
+		}
+		o.OnState = func(st client.State, err error) {
+			var ce *client.CloseError
+			if st == client.StateDisconnected && errors.As(err, &ce) {
+				s.mu.Lock()
+				if s.closed == nil {
+					s.closed, s.at = ce, len(s.offsets)
+				}
+				s.mu.Unlock()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+		c, err := client.Dial(ctx, "ws://"+n.addr+"/ws", o)
+		if err == nil {
+			_, err = c.Subscribe(ctx, "news")
+		}
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+	}
+
+	// A publisher as fast as the API answers; the last offset it was
+	// answered is what every subscriber is owed.
+	var acked atomic.Uint64
+	stop := make(chan struct{})
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		hc := &http.Client{Timeout: 5 * time.Second}
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequest("POST", "http://"+n.addr+"/api/publish", strings.NewReader(fmt.Sprintf(`{"channel":"news","data":%d}`, i)))
+			req.Header.Set("Authorization", "apikey K")
+			resp, err := hc.Do(req)
+			if err != nil {
+				return // the node is going away
+			}
+			var r struct{ Offset uint64 }
+			_ = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return
+			}
+			acked.Store(r.Offset)
+		}
+	}()
+	deadline := time.Now().Add(clusterWait)
+	for acked.Load() < 200 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling a counter, bounded
+	}
+	start := time.Now()
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("wsd did not exit within 15 s of SIGTERM (--shutdown-timeout 10s)")
+	}
+	took := time.Since(start)
+	close(stop)
+	<-pubDone
+	if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("wsd exited with status %d", code)
+	}
+	n.cmd = nil
+	owed := acked.Load()
+	t.Logf("SIGTERM after %d accepted publications; wsd exited in %v", owed, took.Round(time.Millisecond))
+	want := make([]uint64, owed)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	for i, s := range subs {
+		s.mu.Lock()
+		got, ce, at := slices.Clone(s.offsets), s.closed, s.at
+		s.mu.Unlock()
+		if ce == nil || ce.Code != 1001 {
+			t.Fatalf("subscriber %d: close %v, want 1001", i, ce)
+		}
+		if at < int(owed) || !slices.Equal(got[:owed], want) {
+			t.Fatalf("subscriber %d had %d publications at its 1001 (first gap or duplicate within 1..%d), owed %d", i, at, owed, owed)
+		}
+	}
+}
