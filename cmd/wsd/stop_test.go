@@ -128,3 +128,86 @@ func TestSIGTERMDeliversEverythingAccepted(t *testing.T) {
 		}
 	}
 }
+
+// kill -9 (memory broker): clients reconnect to the restarted node on
+// their own and are told honestly that the history was reset (OnRecover
+// false with the new epoch); publications after the restart reach them
+// once each.
+func TestKill9ClientsReconnectWithHonestReset(t *testing.T) {
+	n := startPlainNode(t, "--api-key", "K", "--rate-limit", "-1")
+	type sub struct {
+		mu       sync.Mutex
+		offsets  []uint64
+		epochs   []string
+		recovers []bool
+	}
+	publish := func(i int) {
+		t.Helper()
+		n.apiPost(t, "/api/publish", fmt.Sprintf(`{"channel":"news","data":%d}`, i))
+	}
+	subs := make([]*sub, 20)
+	for i := range subs {
+		s := &sub{}
+		subs[i] = s
+		o := client.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, PingInterval: -1}
+		o.OnPublication = func(_ string, off uint64, epoch string, _ json.RawMessage) {
+			s.mu.Lock()
+			s.offsets, s.epochs = append(s.offsets, off), append(s.epochs, epoch)
+			s.mu.Unlock()
+		}
+		o.OnRecover = func(_ string, ok bool, _ string) {
+			s.mu.Lock()
+			s.recovers = append(s.recovers, ok)
+			s.mu.Unlock()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+		c, err := client.Dial(ctx, "ws://"+n.addr+"/ws", o)
+		if err == nil {
+			_, err = c.Subscribe(ctx, "news")
+		}
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+	}
+	for i := 1; i <= 3; i++ {
+		publish(i)
+	}
+	n.kill()
+	n.start()
+	deadline := time.Now().Add(clusterWait)
+	for _, s := range subs {
+		for {
+			s.mu.Lock()
+			done := len(s.recovers) > 0
+			s.mu.Unlock()
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a client did not come back after kill -9")
+			}
+			time.Sleep(20 * time.Millisecond) // polling a callback log, bounded
+		}
+	}
+	publish(1)
+	publish(2)
+	for i, s := range subs {
+		for {
+			s.mu.Lock()
+			got, epochs, rec := slices.Clone(s.offsets), slices.Clone(s.epochs), slices.Clone(s.recovers)
+			s.mu.Unlock()
+			if len(got) >= 5 {
+				if !slices.Equal(got, []uint64{1, 2, 3, 1, 2}) || epochs[0] == epochs[3] || !slices.Equal(rec, []bool{false}) {
+					t.Fatalf("client %d: offsets %v epochs %v recovers %v", i, got, epochs, rec)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d got %v", i, got)
+			}
+			time.Sleep(20 * time.Millisecond) // polling, bounded
+		}
+	}
+}
