@@ -48,6 +48,16 @@ type Config struct {
 	SlowPolicy       Policy        // PolicyClose by default
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
 
+	// MaxMemory is the process-wide memory budget in bytes (memory.go):
+	// incomplete inbound messages, outbound queues and ExtraMemory. Above
+	// 90% of it upgrades get 503 and the largest inbound holders are
+	// closed with 1009. 0: no budget (usage is still accounted).
+	MaxMemory int64
+	// ExtraMemory reports bytes held elsewhere on behalf of clients (a
+	// pub/sub history) to count against MaxMemory. Called once a second
+	// from a goroutine of its own; must be safe for that. nil: none.
+	ExtraMemory func() int64
+
 	// StreamPing is written on a streaming response (StartStream) that sent
 	// nothing for StreamPingInterval, so that proxies keep it open (SSE: a
 	// comment, ": ping\n\n"). Either zero: none.

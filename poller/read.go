@@ -18,6 +18,14 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	defer e.recoverPanic(c, "OnTraffic")
+	e.traffic(c)
+	e.account(c)
+	return gnet.None
+}
+
+// traffic is OnTraffic's work; the memory accounting follows whatever it did.
+func (e *Engine) traffic(c *Conn) {
+	gc := c.gc
 	l := c.loop
 	// The handshake deadline runs from accept: only an open conn's idle
 	// clock restarts on traffic (else one byte every few seconds would
@@ -31,7 +39,7 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	if c.state == stateDraining || c.state == stateStream || c.state == stateStreamEnd {
 		_, _ = gc.Discard(-1) // nothing more is read from these
-		return gnet.None
+		return
 	}
 	if c.state == stateHTTP {
 		// Pipelined requests wait in gnet's buffer until the answer to
@@ -43,7 +51,7 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 			c.state = stateClosed
 			_ = gc.Close()
 		}
-		return gnet.None
+		return
 	}
 	if c.state == stateHandshake || c.state == stateHTTPIdle {
 		e.handshake(c)
@@ -52,12 +60,11 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		e.readFrames(c)
 	}
 	if c.state == stateClosed {
-		return gnet.None
+		return
 	}
 	if c.paused && gc.InboundBuffered() > e.cfg.MaxInboundBytes {
 		l.fail(c, codec.ClosePolicyViolation, "unread input over limit", CauseInboundOverflow)
 	}
-	return gnet.None
 }
 
 // handshake parses the upgrade request once it is whole and answers it.
@@ -84,6 +91,12 @@ func (e *Engine) handshake(c *Conn) {
 	var acc codec.Accept
 	if err == nil {
 		acc, err = e.cfg.Upgrader.Negotiate(req)
+	}
+	if err == nil && e.mem.pressure() {
+		// Before any per-conn state: a conn admitted now would only add
+		// to the memory the budget is shedding.
+		e.answerAndClose(c, e.memFull, CauseMemoryRefused)
+		return
 	}
 	if err == nil && e.pacer != nil {
 		// After the request proved valid (garbage takes no token), before

@@ -30,7 +30,19 @@ type Options struct {
 	CloseTimeout      time.Duration // default 5 s to wait for the peer's close reply
 	DrainSpread       time.Duration // default 0: Shutdown sends 1001; >0: 1012 with a retry hint drawn per conn from [0, DrainSpread) (see Shutdown)
 	MaxOutboundBytes  int           // default 4 MiB queued per conn
-	SlowConsumer      Policy        // default CloseSlow
+
+	// MaxMemory is the process-wide budget, in bytes, for what clients make
+	// the server hold: incomplete inbound messages, outbound queues and
+	// ExtraMemory. Above 90% of it new upgrades get 503 (Retry-After) and
+	// the conns holding the most of an incomplete message are closed with
+	// 1009 until usage is under 80%. Default 0: no budget (usage is still
+	// reported in Stats).
+	MaxMemory int64
+	// ExtraMemory reports other bytes held for clients (a pub/sub
+	// history) that count against MaxMemory; polled once a second from a
+	// goroutine of its own, so it must be safe for that. Default none.
+	ExtraMemory  func() int64
+	SlowConsumer Policy // default CloseSlow
 
 	// StreamPing is written on a streaming response (HandleStream) silent
 	// for StreamPingInterval, so that proxies keep it open (SSE: a comment

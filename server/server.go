@@ -149,6 +149,8 @@ func engineConfig(opts Options) poller.Config {
 		StreamPingInterval: opts.StreamPingInterval,
 		CloseTimeout:       opts.CloseTimeout,
 		MaxOutboundBytes:   opts.MaxOutboundBytes,
+		MaxMemory:          opts.MaxMemory,
+		ExtraMemory:        opts.ExtraMemory,
 		SlowPolicy:         opts.SlowConsumer,
 		Loops:              opts.Loops,
 		TCPKeepAlive:       opts.TCPKeepAlive,

@@ -16,6 +16,11 @@ type Stats struct {
 	SlowConsumers uint64 // times a conn's outbound queue went over its cap
 	QueueDepth    int    // conns waiting for a worker
 
+	// Memory is what the memory budget accounts (Options.MaxMemory):
+	// Limit (0: none), Inbound (incomplete messages), Outbound (queued for
+	// peers, sampled each second) and Extra (Options.ExtraMemory).
+	Memory poller.MemoryUsage
+
 	// Closes counts closed connections by cause, with every cause present:
 	// the names of CloseError.Cause ("peer_close", "idle", "slow_consumer",
 	// ...) plus those of conns refused before an upgrade ("over_capacity",
@@ -38,6 +43,7 @@ func (s *Server[T]) Stats() Stats {
 		BytesOut:      e.BytesOut.Load(),
 		SlowConsumers: e.SlowConsumers.Load(),
 		QueueDepth:    s.work.len(),
+		Memory:        s.eng.Memory(),
 		Closes:        make(map[string]uint64, poller.NumCauses),
 	}
 	for c := range poller.NumCauses {
