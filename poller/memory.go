@@ -41,6 +41,7 @@ type memBudget struct {
 	inbound          atomic.Int64
 	outbound         atomic.Int64
 	extra            atomic.Int64
+	peak             atomic.Int64 // highest used() seen when inbound grew
 }
 
 func (m *memBudget) init(limit int64) {
@@ -65,6 +66,7 @@ type MemoryUsage struct {
 	Inbound  int64 // incomplete inbound messages
 	Outbound int64 // queued for peers (sampled each second)
 	Extra    int64 // Config.ExtraMemory (sampled each second)
+	Peak     int64 // the highest total seen when inbound bytes grew
 }
 
 // Used is the total accounted.
@@ -73,7 +75,7 @@ func (u MemoryUsage) Used() int64 { return u.Inbound + u.Outbound + u.Extra }
 // Memory returns the accounted usage. Safe from any goroutine.
 func (e *Engine) Memory() MemoryUsage {
 	m := &e.mem
-	return MemoryUsage{Limit: m.limit, Inbound: m.inbound.Load(), Outbound: m.outbound.Load(), Extra: m.extra.Load()}
+	return MemoryUsage{Limit: m.limit, Inbound: m.inbound.Load(), Outbound: m.outbound.Load(), Extra: m.extra.Load(), Peak: m.peak.Load()}
 }
 
 // account updates c's share of the inbound bytes after a read. On the loop;
@@ -90,9 +92,16 @@ func (e *Engine) account(c *Conn) {
 	if n == c.held {
 		return
 	}
+	grew := n > c.held
 	e.mem.inbound.Add(int64(n) - int64(c.held))
 	c.held = n
-	if n >= shedMinHeld && e.mem.pressure() {
+	if !grew {
+		return
+	}
+	used := e.mem.used()
+	for p := e.mem.peak.Load(); used > p && !e.mem.peak.CompareAndSwap(p, used); p = e.mem.peak.Load() {
+	}
+	if n >= shedMinHeld && e.mem.limit > 0 && used > e.mem.high {
 		c.loop.shed(e.nanotime())
 	}
 }
