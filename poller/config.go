@@ -47,6 +47,7 @@ type Config struct {
 	MaxOutboundBytes int           // 0: 4 MiB queued per conn (ours, or gnet's unread) before SlowPolicy applies
 	SlowPolicy       Policy        // PolicyClose by default
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
+	OffloadBytes     int           // 0: 64 KiB; compressed messages past it are inflated by Conn.Inflate off the loop (Offloader); <0: never
 
 	// MaxMemory is the process-wide memory budget in bytes (memory.go):
 	// incomplete inbound messages, outbound queues and ExtraMemory. Above
@@ -73,6 +74,7 @@ type Config struct {
 const (
 	defaultMaxMessage = 16 << 20
 	defaultOutbound   = 4 << 20
+	defaultOffload    = 64 << 10
 )
 
 func (c *Config) setDefaults() {
@@ -90,6 +92,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxOutboundBytes == 0 {
 		c.MaxOutboundBytes = defaultOutbound
+	}
+	if c.OffloadBytes == 0 {
+		c.OffloadBytes = defaultOffload
 	}
 	if c.MaxInboundBytes == 0 {
 		c.MaxInboundBytes = int(c.Limits.MaxMessage) + 1<<20

@@ -47,11 +47,23 @@ type Session interface {
 	OnClose(c *Conn, code uint16, reason string, cause Cause)
 }
 
-// Message is one complete, validated (and inflated) message.
+// Offloader is implemented by Sessions that finish big compressed messages
+// off the event loop. When Offload reports true, a compressed message whose
+// compressed size, or inflated size, passes Config.OffloadBytes is
+// delivered raw (Message.Compressed, the loop inflated at most OffloadBytes
+// of it) and the Session must pass it to Conn.Inflate, which a worker
+// calls. Conns with context takeover are always inflated on the loop.
+type Offloader interface {
+	Offload() bool
+}
+
+// Message is one complete, validated (and inflated) message, or a raw
+// compressed one for Conn.Inflate when Compressed is set (see Offloader).
 type Message struct {
-	Op      codec.OpCode
-	Payload []byte
-	Buf     *Buf // owner of Payload's bytes when they outlive the call
+	Op         codec.OpCode
+	Compressed bool // Payload is still compressed and unvalidated: Conn.Inflate it
+	Payload    []byte
+	Buf        *Buf // owner of Payload's bytes when they outlive the call
 }
 
 // Stats are the engine's counters. Safe to read from any goroutine.
@@ -66,6 +78,7 @@ type Stats struct {
 	BytesOut      atomic.Uint64
 	SlowConsumers atomic.Uint64
 	Streams       atomic.Uint64 // streaming responses started (StartStream)
+	Offloaded     atomic.Uint64 // compressed messages handed raw to a worker (Offloader)
 	Closes        [NumCauses]atomic.Uint64
 }
 

@@ -58,6 +58,12 @@ type Options struct {
 	ContextTakeover   bool // keep flate state per conn: better ratio, ~1 MiB+ per compressing conn
 	CompressionLevel  int  // default 1 (fastest)
 	CompressThreshold int  // default 128 bytes: smaller messages go out uncompressed; <0: compress all
+	// OffloadBytes: a received compressed message bigger than this
+	// (compressed, or once inflated) is inflated and UTF-8-checked by the
+	// worker, not the event loop, which then inflates at most this much
+	// of it. Default 64 KiB; <0: always on the loop. Inline routes and
+	// ContextTakeover conns always inflate on the loop.
+	OffloadBytes int
 
 	Subprotocols []string              // in preference order
 	CheckOrigin  func(r *Request) bool // nil: any Origin

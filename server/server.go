@@ -150,6 +150,7 @@ func engineConfig(opts Options) poller.Config {
 		CloseTimeout:       opts.CloseTimeout,
 		MaxOutboundBytes:   opts.MaxOutboundBytes,
 		MaxMemory:          opts.MaxMemory,
+		OffloadBytes:       opts.OffloadBytes,
 		ExtraMemory:        opts.ExtraMemory,
 		SlowPolicy:         opts.SlowConsumer,
 		Loops:              opts.Loops,
