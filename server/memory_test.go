@@ -20,7 +20,7 @@ import (
 // make test; WSD_MEMORY_SOAK=1 runs the bigger one.
 func memScale() (offenders, perOffender, echoers int) {
 	if os.Getenv("WSD_MEMORY_SOAK") != "" {
-		return 2000, 4 << 20, 100
+		return 2000, 1 << 20, 100
 	}
 	return 200, 1 << 20, 20
 }

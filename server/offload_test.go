@@ -52,7 +52,7 @@ func TestOffloadInflateOnWorker(t *testing.T) {
 		t.Cleanup(func() { c.Conn.Close() })
 		return c
 	}
-	offloaded := func() uint64 { return srv.eng.Stats().Offloaded.Load() }
+	offloaded := func() uint64 { return srv.Stats().Offloaded }
 
 	t.Run("valid", func(t *testing.T) {
 		c := dial()

@@ -12,8 +12,9 @@ import (
 // The memory budget's gauges and its closes by cause reach /metrics.
 func TestMetricsMemoryBudget(t *testing.T) {
 	st := server.Stats{
-		Memory: poller.MemoryUsage{Limit: 64 << 20, Inbound: 1000, Outbound: 200, Extra: 30},
-		Closes: map[string]uint64{"memory_shed": 7, "memory_refused": 3},
+		Memory:    poller.MemoryUsage{Limit: 64 << 20, Inbound: 1000, Outbound: 200, Extra: 30},
+		Closes:    map[string]uint64{"memory_shed": 7, "memory_refused": 3},
+		Offloaded: 5,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newEngineCollector(func() server.Stats { return st }))
@@ -44,6 +45,7 @@ func TestMetricsMemoryBudget(t *testing.T) {
 		"wsd_closes_total{memory_shed}":        7,
 		"wsd_closes_total{memory_refused}":     3,
 		"wsd_handshakes_total{memory_refused}": 3,
+		"wsd_messages_offloaded_total":         5,
 	} {
 		if v, ok := got[key]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
