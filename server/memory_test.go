@@ -248,3 +248,56 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 		return err == nil
 	})
 }
+
+// Over the budget's high mark, the conn holding the most of an incomplete
+// message is closed first, not the one whose read crossed the mark, and
+// only as many as bring usage under the low mark.
+func TestMemoryBudgetShedsLargestFirst(t *testing.T) {
+	const budget = 10 << 20 // high mark 9 MiB, low 8 MiB
+	srv := New[struct{}](Options{MaxMemory: budget, Loops: 1})
+	srv.Handle("/echo", echo[struct{}]())
+	addr := start(t, srv)
+	type holder struct {
+		c          *wstest.Client
+		announce   int
+		sent, tail []byte
+	}
+	mk := func(announce, send int) *holder {
+		c, err := wstest.Dial(addr, "/echo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Timeout = 20 * time.Second
+		t.Cleanup(func() { c.Conn.Close() })
+		payload := bytes.Repeat([]byte{byte(announce)}, announce)
+		frame := codec.AppendMaskedFrame(nil, codec.OpBinary, true, false, [4]byte{5, 6, 7, 8}, payload)
+		cut := len(frame) - (announce - send)
+		return &holder{c: c, announce: announce, sent: frame[:cut], tail: frame[cut:]}
+	}
+	big, mid, small := mk(7<<20, 6<<20), mk(3<<20, 2<<20), mk(2<<20, 1536<<10)
+	held := int64(0)
+	for _, h := range []*holder{big, mid} {
+		if err := h.c.WriteRaw(h.sent); err != nil {
+			t.Fatal(err)
+		}
+		held += int64(len(h.sent))
+		waitFor(t, 10*time.Second, "the bytes to be accounted", func() bool { return srv.Stats().Memory.Inbound >= held-64 })
+	}
+	if err := small.c.WriteRaw(small.sent); err != nil { // crosses 9 MiB
+		t.Fatal(err)
+	}
+	code, _, err := big.c.ExpectClose()
+	if err != nil || code != codec.CloseTooBig {
+		t.Fatalf("the largest holder: close %d (%v), want 1009", code, err)
+	}
+	for _, h := range []*holder{mid, small} {
+		if err := h.c.WriteRaw(h.tail); err != nil {
+			t.Fatal(err)
+		}
+		f, err := h.c.ReadData()
+		if err != nil || f.Op != codec.OpBinary || len(f.Payload) != h.announce {
+			t.Fatalf("holder of %d bytes: got op %v, %d bytes, %v; want its echo", h.announce, f.Op, len(f.Payload), err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the shed to be counted", func() bool { return srv.Stats().Closes["memory_shed"] == 1 })
+}
