@@ -18,7 +18,7 @@ TEST_TIMEOUT ?= 5m
 TEST_LOGS ?= $(CURDIR)/bin/test-logs
 REPORT    := $(CURDIR)/bin/testreport
 
-.PHONY: help build run test test-deps vet test-unit test-allocs test-interop test-browser test-skips testreport fuzz-short fuzz bench lint clean
+.PHONY: help build run test test-deps vet test-unit test-allocs soak-memory test-interop test-browser test-skips testreport fuzz-short fuzz bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test-unit: testreport ## go test -race in the main module
 
 test-allocs: testreport ## allocation checks (//go:build !race files) without -race
 	@GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) TEST_LOGS=$(TEST_LOGS) REPORT=$(REPORT) scripts/allocs.sh
+
+soak-memory: ## the memory-budget and worker-inflation attacks at full size (2,000 offenders; 20 × 16 MiB compressed), p99s logged
+	WSD_MEMORY_SOAK=1 $(GO) test -count=1 -timeout 10m -v -run 'TestMemoryBudget|TestOffloadKeepsLoopServing' ./server/
 
 test-interop: testreport ## third-party clients (gorilla, coder, python websockets, node ws) against the wsd binary
 	@GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) TEST_LOGS=$(TEST_LOGS) REPORT=$(REPORT) scripts/interop.sh

@@ -22,6 +22,8 @@ const (
 	CauseHTTPDone                       // a plain HTTP request was answered
 	CausePerIPLimit                     // over MaxConnsPerIP: 429 before the upgrade
 	CauseAcceptRate                     // over MaxAcceptRate: 503 with Retry-After before the upgrade
+	CauseMemoryRefused                  // memory budget near full: 503 with Retry-After before the upgrade
+	CauseMemoryShed                     // memory budget near full: among the largest inbound holders (1009)
 	NumCauses
 )
 
@@ -29,7 +31,7 @@ var causeNames = [NumCauses]string{
 	"peer_gone", "peer_close", "server_close", "protocol_error", "too_big", "idle",
 	"handshake_timeout", "handshake_rejected", "slow_consumer", "inbound_overflow",
 	"shutdown", "panic", "over_capacity", "http_done", "per_ip_limit",
-	"accept_rate",
+	"accept_rate", "memory_refused", "memory_shed",
 }
 
 func (c Cause) String() string {

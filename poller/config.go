@@ -47,6 +47,17 @@ type Config struct {
 	MaxOutboundBytes int           // 0: 4 MiB queued per conn (ours, or gnet's unread) before SlowPolicy applies
 	SlowPolicy       Policy        // PolicyClose by default
 	MaxInboundBytes  int           // 0: MaxMessage + 1 MiB unread while paused
+	OffloadBytes     int           // 0: 64 KiB; compressed messages past it are inflated by Conn.Inflate off the loop (Offloader); <0: never
+
+	// MaxMemory is the process-wide memory budget in bytes (memory.go):
+	// incomplete inbound messages, outbound queues and ExtraMemory. Above
+	// 90% of it upgrades get 503 and the largest inbound holders are
+	// closed with 1009. 0: no budget (usage is still accounted).
+	MaxMemory int64
+	// ExtraMemory reports bytes held elsewhere on behalf of clients (a
+	// pub/sub history) to count against MaxMemory. Called once a second
+	// from a goroutine of its own; must be safe for that. nil: none.
+	ExtraMemory func() int64
 
 	// StreamPing is written on a streaming response (StartStream) that sent
 	// nothing for StreamPingInterval, so that proxies keep it open (SSE: a
@@ -63,6 +74,7 @@ type Config struct {
 const (
 	defaultMaxMessage = 16 << 20
 	defaultOutbound   = 4 << 20
+	defaultOffload    = 64 << 10
 )
 
 func (c *Config) setDefaults() {
@@ -80,6 +92,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxOutboundBytes == 0 {
 		c.MaxOutboundBytes = defaultOutbound
+	}
+	if c.OffloadBytes == 0 {
+		c.OffloadBytes = defaultOffload
 	}
 	if c.MaxInboundBytes == 0 {
 		c.MaxInboundBytes = int(c.Limits.MaxMessage) + 1<<20

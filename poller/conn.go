@@ -68,7 +68,8 @@ type Conn struct {
 	closeReq uint16
 	resume   atomic.Bool
 	mu       sync.Mutex
-	out      *Buf // pending frames: own bytes in B, shared frames in segs
+	held     uint32 // loop-owned: inbound bytes accounted to the memory budget (here to fill mu's padding)
+	out      *Buf   // pending frames: own bytes in B, shared frames in segs
 }
 
 // ID is unique per Engine. Safe from any goroutine.

@@ -47,11 +47,23 @@ type Session interface {
 	OnClose(c *Conn, code uint16, reason string, cause Cause)
 }
 
-// Message is one complete, validated (and inflated) message.
+// Offloader is implemented by Sessions that finish big compressed messages
+// off the event loop. When Offload reports true, a compressed message whose
+// compressed size, or inflated size, passes Config.OffloadBytes is
+// delivered raw (Message.Compressed, the loop inflated at most OffloadBytes
+// of it) and the Session must pass it to Conn.Inflate, which a worker
+// calls. Conns with context takeover are always inflated on the loop.
+type Offloader interface {
+	Offload() bool
+}
+
+// Message is one complete, validated (and inflated) message, or a raw
+// compressed one for Conn.Inflate when Compressed is set (see Offloader).
 type Message struct {
-	Op      codec.OpCode
-	Payload []byte
-	Buf     *Buf // owner of Payload's bytes when they outlive the call
+	Op         codec.OpCode
+	Compressed bool // Payload is still compressed and unvalidated: Conn.Inflate it
+	Payload    []byte
+	Buf        *Buf // owner of Payload's bytes when they outlive the call
 }
 
 // Stats are the engine's counters. Safe to read from any goroutine.
@@ -66,6 +78,7 @@ type Stats struct {
 	BytesOut      atomic.Uint64
 	SlowConsumers atomic.Uint64
 	Streams       atomic.Uint64 // streaming responses started (StartStream)
+	Offloaded     atomic.Uint64 // compressed messages handed raw to a worker (Offloader)
 	Closes        [NumCauses]atomic.Uint64
 }
 
@@ -81,8 +94,10 @@ type Engine struct {
 	log      *slog.Logger
 	nextID   atomic.Uint64
 	draining atomic.Bool
-	overCap  []byte       // the 503 answer, built once
-	overIP   []byte       // the 429 answer, built once
+	overCap  []byte // the 503 answer, built once
+	overIP   []byte // the 429 answer, built once
+	memFull  *codec.HTTPError
+	mem      memBudget
 	pacer    *acceptPacer // nil without MaxAcceptRate
 
 	ipMu  sync.Mutex
@@ -103,6 +118,9 @@ func New(cfg Config, h Handler) *Engine {
 		Header: []codec.HeaderField{{Name: "Retry-After", Value: "1"}}})
 	e.overIP = codec.AppendHTTPError(nil, &codec.HTTPError{Status: 429, Reason: "too many connections from this address",
 		Header: []codec.HeaderField{{Name: "Retry-After", Value: "5"}}})
+	e.memFull = &codec.HTTPError{Status: 503, Reason: "server memory budget near full",
+		Header: []codec.HeaderField{{Name: "Retry-After", Value: "5"}}}
+	e.mem.init(cfg.MaxMemory)
 	if cfg.MaxConnsPerIP > 0 {
 		e.perIP = map[netip.Addr]int32{}
 	}
@@ -122,6 +140,9 @@ func (e *Engine) Stats() *Stats { return &e.stats }
 func (e *Engine) Buffers() *Buffers { return &e.bufs }
 
 func (e *Engine) clock() uint32 { return uint32(time.Since(e.start) / time.Second) }
+
+// nanotime is monotonic nanoseconds since New.
+func (e *Engine) nanotime() int64 { return int64(time.Since(e.start)) }
 
 // Serve listens on addr ("host:port") and runs until Shutdown. It blocks.
 func (e *Engine) Serve(addr string) error {
@@ -359,6 +380,7 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	e.bufs.Put(out)
 	e.bufs.Put(c.msg)
 	c.msg = nil
+	e.unaccount(c)
 	if c.flate != nil {
 		c.flate.Release()
 	}
@@ -378,6 +400,7 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 
 // OnTick implements gnet.EventHandler: the once-a-second sweep on each loop.
 func (e *Engine) OnTick() (time.Duration, gnet.Action) {
+	e.pollExtra()
 	for _, l := range e.loopList() {
 		_ = l.gl.Execute(context.Background(), runFunc(l.sweep))
 	}

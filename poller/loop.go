@@ -25,6 +25,9 @@ type loop struct {
 
 	iov     [][]byte // scratch for Writev
 	scratch []byte   // scratch for control frames
+
+	outBytes  int64 // this loop's outbound bytes as last sampled (memory budget)
+	shedAfter int64 // engine nanotime before which shed does not scan again
 }
 
 // markDirty queues c for a flush and wakes the loop once per batch: many
@@ -237,6 +240,10 @@ func (l *loop) sweep() {
 	cfg := &e.cfg
 	hs, idle := secs(cfg.HandshakeTimeout), secs(cfg.IdleTimeout)
 	ping, closeWait := secs(cfg.PingInterval), secs(cfg.CloseTimeout)
+	l.sampleOutbound()
+	if e.mem.pressure() {
+		l.shed(e.nanotime())
+	}
 	for i := len(l.conns) - 1; i >= 0; i-- {
 		c := l.conns[i]
 		age := now - c.since

@@ -18,6 +18,14 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	defer e.recoverPanic(c, "OnTraffic")
+	e.traffic(c)
+	e.account(c)
+	return gnet.None
+}
+
+// traffic is OnTraffic's work; the memory accounting follows whatever it did.
+func (e *Engine) traffic(c *Conn) {
+	gc := c.gc
 	l := c.loop
 	// The handshake deadline runs from accept: only an open conn's idle
 	// clock restarts on traffic (else one byte every few seconds would
@@ -31,7 +39,7 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	if c.state == stateDraining || c.state == stateStream || c.state == stateStreamEnd {
 		_, _ = gc.Discard(-1) // nothing more is read from these
-		return gnet.None
+		return
 	}
 	if c.state == stateHTTP {
 		// Pipelined requests wait in gnet's buffer until the answer to
@@ -43,7 +51,7 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 			c.state = stateClosed
 			_ = gc.Close()
 		}
-		return gnet.None
+		return
 	}
 	if c.state == stateHandshake || c.state == stateHTTPIdle {
 		e.handshake(c)
@@ -52,12 +60,11 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		e.readFrames(c)
 	}
 	if c.state == stateClosed {
-		return gnet.None
+		return
 	}
 	if c.paused && gc.InboundBuffered() > e.cfg.MaxInboundBytes {
 		l.fail(c, codec.ClosePolicyViolation, "unread input over limit", CauseInboundOverflow)
 	}
-	return gnet.None
 }
 
 // handshake parses the upgrade request once it is whole and answers it.
@@ -84,6 +91,12 @@ func (e *Engine) handshake(c *Conn) {
 	var acc codec.Accept
 	if err == nil {
 		acc, err = e.cfg.Upgrader.Negotiate(req)
+	}
+	if err == nil && e.mem.pressure() {
+		// Before any per-conn state: a conn admitted now would only add
+		// to the memory the budget is shedding.
+		e.answerAndClose(c, e.memFull, CauseMemoryRefused)
+		return
 	}
 	if err == nil && e.pacer != nil {
 		// After the request proved valid (garbage takes no token), before
@@ -143,11 +156,7 @@ func (e *Engine) readFrames(c *Conn) {
 		if err != nil {
 			var pe *codec.ProtocolError
 			if errors.As(err, &pe) {
-				cause := CauseProtocol
-				if pe.Code == codec.CloseTooBig {
-					cause = CauseTooBig
-				}
-				c.loop.fail(c, pe.Code, pe.Reason, cause)
+				c.loop.fail(c, pe.Code, pe.Reason, causeOf(pe))
 			}
 			return
 		}
@@ -255,25 +264,67 @@ func (e *Engine) onData(c *Conn, f codec.Frame) {
 		e.deliver(c, Message{Op: f.Op, Payload: m.B, Buf: m})
 		return
 	}
-	out := e.bufs.Get(len(m.B) * 3)
+	e.inflate(c, f.Op, m)
+}
+
+// inflate inflates and validates a whole compressed message on the loop,
+// unless it is big and the Session takes it raw: then that costs the loop
+// at most OffloadBytes of inflating, and a worker does the rest (see
+// Conn.Inflate). Without context takeover only: with it, the inflate
+// window is the conn's and must see every message in order, on the loop.
+func (e *Engine) inflate(c *Conn, op codec.OpCode, m *Buf) {
+	limit := int(e.cfg.Limits.MaxMessage)
+	offload := e.cfg.OffloadBytes > 0 && c.flate == nil && e.offloads(c)
+	if offload {
+		if len(m.B) >= e.cfg.OffloadBytes {
+			e.deliverRaw(c, op, m)
+			return
+		}
+		limit = min(limit, e.cfg.OffloadBytes)
+	}
+	out := e.bufs.Get(min(len(m.B)*3, limit+1))
 	var err error
-	out.B, err = e.cfg.Flate.Inflate(out.B, m.B, int(e.cfg.Limits.MaxMessage), c.flate)
+	out.B, err = e.cfg.Flate.Inflate(out.B, m.B, limit, c.flate)
+	if offload && err == codec.ErrMessageTooBig && limit < int(e.cfg.Limits.MaxMessage) {
+		// Past what the loop inflates: a worker starts over.
+		e.bufs.Put(out)
+		e.deliverRaw(c, op, m)
+		return
+	}
 	e.bufs.Put(m)
-	if err == nil && f.Op == codec.OpText && !codec.ValidUTF8(out.B) {
+	if err == nil && op == codec.OpText && !codec.ValidUTF8(out.B) {
 		err = codec.ErrInvalidUTF8
 	}
 	if err != nil {
 		e.bufs.Put(out)
 		pe := codec.ErrCorruptCompression
 		errors.As(err, &pe)
-		cause := CauseProtocol
-		if pe.Code == codec.CloseTooBig {
-			cause = CauseTooBig
-		}
-		c.loop.fail(c, pe.Code, pe.Reason, cause)
+		c.loop.fail(c, pe.Code, pe.Reason, causeOf(pe))
 		return
 	}
-	e.deliver(c, Message{Op: f.Op, Payload: out.B, Buf: out})
+	e.deliver(c, Message{Op: op, Payload: out.B, Buf: out})
+}
+
+func causeOf(pe *codec.ProtocolError) Cause {
+	if pe.Code == codec.CloseTooBig {
+		return CauseTooBig
+	}
+	return CauseProtocol
+}
+
+// offloads reports whether c's Session takes compressed messages raw.
+func (e *Engine) offloads(c *Conn) bool {
+	o, ok := c.session.(Offloader)
+	return ok && o.Offload()
+}
+
+// deliverRaw hands over a compressed message for Conn.Inflate.
+func (e *Engine) deliverRaw(c *Conn, op codec.OpCode, m *Buf) {
+	e.stats.MessagesIn.Add(1)
+	e.stats.Offloaded.Add(1)
+	if c.session.OnMessage(c, Message{Op: op, Payload: m.B, Buf: m, Compressed: true}) {
+		c.paused = true
+	}
 }
 
 func (e *Engine) deliver(c *Conn, m Message) {
@@ -282,6 +333,38 @@ func (e *Engine) deliver(c *Conn, m Message) {
 	if c.session.OnMessage(c, m) {
 		c.paused = true
 	}
+}
+
+// Inflate finishes a message delivered with Compressed set, off the event
+// loop: it inflates it and checks that a text message is valid UTF-8. It
+// takes m.Buf; on success the returned message owns a new Buf. On failure
+// the connection is closed with 1009 (too big after inflating) or 1007 /
+// 1002 (invalid text, corrupt data), counted under CauseTooBig or
+// CauseProtocol, and the error is that *codec.ProtocolError: the
+// application must drop this conn's later messages. Safe from any
+// goroutine; call it for one conn's messages one at a time, in order.
+func (c *Conn) Inflate(m Message) (Message, error) {
+	e := c.loop.eng
+	if !m.Compressed {
+		return m, nil
+	}
+	limit := int(e.cfg.Limits.MaxMessage)
+	out := e.bufs.Get(min(len(m.Payload)*3, limit+1))
+	var err error
+	out.B, err = e.cfg.Flate.Inflate(out.B, m.Payload, limit, nil)
+	e.bufs.Put(m.Buf)
+	if err == nil && m.Op == codec.OpText && !codec.ValidUTF8(out.B) {
+		err = codec.ErrInvalidUTF8
+	}
+	if err != nil {
+		e.bufs.Put(out)
+		pe := codec.ErrCorruptCompression
+		errors.As(err, &pe)
+		c.CloseWith(pe.Code, pe.Reason, causeOf(pe))
+		return Message{}, pe
+	}
+	e.stats.BytesIn.Add(uint64(len(out.B)))
+	return Message{Op: m.Op, Payload: out.B, Buf: out}, nil
 }
 
 // maxHTTPBody bounds the body of a plain HTTP request (API calls).

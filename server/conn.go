@@ -50,6 +50,7 @@ type Conn[T any] struct {
 	paused    bool   // we asked the loop to stop reading
 	opened    bool   // OnOpen delivered
 	done      bool   // OnClose delivered
+	failed    bool   // worker-owned: a message failed Inflate; later ones are dropped
 }
 
 type connInfo struct{ query, proto string }

@@ -30,7 +30,19 @@ type Options struct {
 	CloseTimeout      time.Duration // default 5 s to wait for the peer's close reply
 	DrainSpread       time.Duration // default 0: Shutdown sends 1001; >0: 1012 with a retry hint drawn per conn from [0, DrainSpread) (see Shutdown)
 	MaxOutboundBytes  int           // default 4 MiB queued per conn
-	SlowConsumer      Policy        // default CloseSlow
+
+	// MaxMemory is the process-wide budget, in bytes, for what clients make
+	// the server hold: incomplete inbound messages, outbound queues and
+	// ExtraMemory. Above 90% of it new upgrades get 503 (Retry-After) and
+	// the conns holding the most of an incomplete message are closed with
+	// 1009 until usage is under 80%. Default 0: no budget (usage is still
+	// reported in Stats).
+	MaxMemory int64
+	// ExtraMemory reports other bytes held for clients (a pub/sub
+	// history) that count against MaxMemory; polled once a second from a
+	// goroutine of its own, so it must be safe for that. Default none.
+	ExtraMemory  func() int64
+	SlowConsumer Policy // default CloseSlow
 
 	// StreamPing is written on a streaming response (HandleStream) silent
 	// for StreamPingInterval, so that proxies keep it open (SSE: a comment
@@ -46,6 +58,12 @@ type Options struct {
 	ContextTakeover   bool // keep flate state per conn: better ratio, ~1 MiB+ per compressing conn
 	CompressionLevel  int  // default 1 (fastest)
 	CompressThreshold int  // default 128 bytes: smaller messages go out uncompressed; <0: compress all
+	// OffloadBytes: a received compressed message bigger than this
+	// (compressed, or once inflated) is inflated and UTF-8-checked by the
+	// worker, not the event loop, which then inflates at most this much
+	// of it. Default 64 KiB; <0: always on the loop. Inline routes and
+	// ContextTakeover conns always inflate on the loop.
+	OffloadBytes int
 
 	Subprotocols []string              // in preference order
 	CheckOrigin  func(r *Request) bool // nil: any Origin

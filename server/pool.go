@@ -152,9 +152,31 @@ func (s *Server[T]) run(c *Conn[T]) {
 		q.msgs[q.head] = poller.Message{}
 		q.head++
 		c.mu.Unlock()
+		if !s.finish(c, &m) {
+			continue
+		}
 		s.safe(c, func() { h.OnMessage(c, Message{Type: m.Op, Data: m.Payload}) })
 		s.eng.Buffers().Put(m.Buf)
 	}
+}
+
+// finish inflates a message the loop handed over raw (poller.Offloader)
+// and reports whether it is to be delivered: not when it failed, which
+// closed the conn (1007/1009), nor after such a failure.
+func (s *Server[T]) finish(c *Conn[T], m *poller.Message) bool {
+	if c.failed {
+		s.eng.Buffers().Put(m.Buf)
+		return false
+	}
+	if !m.Compressed {
+		return true
+	}
+	var err error
+	if *m, err = c.pc.Inflate(*m); err != nil {
+		c.failed = true
+		return false
+	}
+	return true
 }
 
 // idle ends c's turn with nothing left to deliver, resuming its reads if

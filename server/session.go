@@ -79,6 +79,11 @@ func (c *Conn[T]) dropHeaders() {
 	}
 }
 
+// Offload implements poller.Offloader: a worker route's big compressed
+// messages are inflated and validated by the worker (run), so that they
+// never stall the loop; an inline route runs on the loop anyway.
+func (ss *session[T]) Offload() bool { return !ss.route.inline }
+
 // OnMessage implements poller.Session, on the loop.
 func (ss *session[T]) OnMessage(_ *poller.Conn, m poller.Message) bool {
 	c := ss.conn()

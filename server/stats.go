@@ -15,6 +15,12 @@ type Stats struct {
 	BytesOut      uint64 // frame bytes queued for sending
 	SlowConsumers uint64 // times a conn's outbound queue went over its cap
 	QueueDepth    int    // conns waiting for a worker
+	Offloaded     uint64 // compressed messages inflated by a worker, not the loop (Options.OffloadBytes)
+
+	// Memory is what the memory budget accounts (Options.MaxMemory):
+	// Limit (0: none), Inbound (incomplete messages), Outbound (queued for
+	// peers, sampled each second) and Extra (Options.ExtraMemory).
+	Memory poller.MemoryUsage
 
 	// Closes counts closed connections by cause, with every cause present:
 	// the names of CloseError.Cause ("peer_close", "idle", "slow_consumer",
@@ -38,6 +44,8 @@ func (s *Server[T]) Stats() Stats {
 		BytesOut:      e.BytesOut.Load(),
 		SlowConsumers: e.SlowConsumers.Load(),
 		QueueDepth:    s.work.len(),
+		Offloaded:     e.Offloaded.Load(),
+		Memory:        s.eng.Memory(),
 		Closes:        make(map[string]uint64, poller.NumCauses),
 	}
 	for c := range poller.NumCauses {

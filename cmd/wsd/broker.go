@@ -79,6 +79,16 @@ type brokerHandle struct {
 	nats   *natsbroker.Broker // the NATS broker, else nil
 }
 
+// historyBytes is what the memory broker keeps for recovery, counted
+// against --max-memory (JetStream keeps its history outside wsd: 0). Safe
+// from any goroutine.
+func (b *brokerHandle) historyBytes() int64 {
+	if b.memory == nil {
+		return 0
+	}
+	return b.memory.Stats().HistoryBytes
+}
+
 // newBroker makes the broker --broker names. A NATS that cannot be
 // reached is an error (wsd exits 2 with it).
 func newBroker(c *config, log *slog.Logger) (*brokerHandle, error) {

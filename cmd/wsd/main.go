@@ -24,6 +24,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,7 @@ type config struct {
 	handshakeTimeout time.Duration
 	shutdownTimeout  time.Duration
 	maxOutbound      int
+	maxMemory        int64
 	workers          int
 	loops            int
 	logLevel         string
@@ -113,6 +115,7 @@ Flags:
 	fs.DurationVar(&c.ssePing, "sse-ping", 15*time.Second, "write a keep-alive comment on /sse streams silent this long, so proxies keep them (0 = never)")
 	fs.DurationVar(&c.handshakeTimeout, "handshake-timeout", 10*time.Second, "time from accept to a complete upgrade request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long to drain before closing what is left")
+	bytesVar(fs, &c.maxMemory, "max-memory", 0, "process-wide budget in `bytes` for incomplete inbound messages, outbound queues and history; above 90% upgrades get 503 and the largest inbound holders are closed (1009); 0: 3/4 of GOMEMLIMIT, else 1/2 of MemTotal or the cgroup limit")
 	bytesVar(fs, &c.maxOutbound, "max-outbound", 4<<20, "`bytes` queued per connection before it counts as a slow consumer (closed with 1008)")
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
@@ -230,6 +233,17 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	broker, err := newBroker(c, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsd:", err)
+		return 2
+	}
+	defer broker.close()
+	if c.maxMemory == 0 {
+		var rule string
+		c.maxMemory, rule = defaultMaxMemory(os.DirFS("/"), debug.SetMemoryLimit(-1))
+		log.Info("memory budget", "max_memory", formatByteSize(c.maxMemory), "rule", rule)
+	}
 	opts := server.Options{
 		MaxConns:         c.maxConns,
 		MaxConnsPerIP:    c.maxConnsPerIP,
@@ -243,6 +257,8 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		StreamPingInterval: c.ssePing,
 
 		MaxOutboundBytes: c.maxOutbound,
+		MaxMemory:        c.maxMemory,
+		ExtraMemory:      broker.historyBytes,
 		Workers:          c.workers,
 		Loops:            c.loops,
 		Logger:           log,
@@ -254,12 +270,6 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}, server.Inline())
 	srv.Handle("/broadcast", newHub(srv))
 
-	broker, err := newBroker(c, log)
-	if err != nil {
-		fmt.Fprintln(stderr, "wsd:", err)
-		return 2
-	}
-	defer broker.close()
 	hub, err := wsproto.NewHub(srv, broker.Broker, pubsub.HubOptions[*server.Prepared]{Namespaces: c.namespaces})
 	if err != nil {
 		fmt.Fprintln(stderr, "wsd:", err)

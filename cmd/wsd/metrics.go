@@ -21,6 +21,7 @@ type engineCollector struct {
 	conns, accepted, upgraded, rejected *prometheus.Desc
 	msgsIn, msgsOut, bytesIn, bytesOut  *prometheus.Desc
 	slow, closes, queueDepth            *prometheus.Desc
+	memory, memoryLimit, offloaded      *prometheus.Desc
 }
 
 func newEngineCollector(stats func() server.Stats) *engineCollector {
@@ -39,12 +40,16 @@ func newEngineCollector(stats func() server.Stats) *engineCollector {
 		slow:       d("slow_consumers_total", "Times a connection's outbound queue was over its cap."),
 		closes:     d("closes_total", "Closed connections by cause.", "cause"),
 		queueDepth: d("worker_queue_depth", "Connections waiting for a handler worker."),
+		memory: d("memory_accounted_bytes", "Bytes counted against --max-memory: incomplete inbound messages, outbound queues (sampled each second), history.",
+			"kind"),
+		offloaded:   d("messages_offloaded_total", "Compressed messages over 64 KiB inflated and validated by a worker instead of the event loop."),
+		memoryLimit: d("memory_budget_bytes", "--max-memory (0: no budget). Above 90% of it upgrades get 503 (closes_total{cause=\"memory_refused\"}) and the largest inbound holders are closed with 1009 (cause=\"memory_shed\")."),
 	}
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.accepted, c.upgraded, c.rejected, c.msgsIn, c.msgsOut,
-		c.bytesIn, c.bytesOut, c.slow, c.closes, c.queueDepth} {
+		c.bytesIn, c.bytesOut, c.slow, c.closes, c.queueDepth, c.memory, c.memoryLimit, c.offloaded} {
 		ch <- d
 	}
 }
@@ -63,6 +68,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.upgraded, s.Rejected, "rejected")
 	n(c.upgraded, s.Closes["over_capacity"], "over_capacity")
 	n(c.upgraded, s.Closes["accept_rate"], "accept_rate")
+	n(c.upgraded, s.Closes["memory_refused"], "memory_refused")
 	n(c.rejected, s.Rejected)
 	n(c.msgsIn, s.MessagesIn)
 	n(c.msgsOut, s.MessagesOut)
@@ -78,6 +84,11 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		n(c.closes, s.Closes[cause], cause)
 	}
 	g(c.queueDepth, float64(s.QueueDepth))
+	g(c.memory, float64(s.Memory.Inbound), "inbound")
+	g(c.memory, float64(s.Memory.Outbound), "outbound")
+	g(c.memory, float64(s.Memory.Extra), "history")
+	g(c.memoryLimit, float64(s.Memory.Limit))
+	n(c.offloaded, s.Offloaded)
 }
 
 // metricsHandler exposes the engine, pub/sub, /ws and API counters plus
