@@ -458,7 +458,7 @@ const snapshotJS = `(() => {
     noticeVisible: !!n && !n.hidden && getComputedStyle(n).display !== 'none' && getComputedStyle(n).visibility !== 'hidden',
     noticeText: n ? (n.textContent || '').replace(/\s+/g, ' ').trim() : '',
     visibility: document.visibilityState,
-    msgs: Array.from(document.querySelectorAll('#messages li')).map((li) => ({
+    msgs: Array.from(document.querySelectorAll('#messages li[data-offset]')).map((li) => ({
       offset: li.dataset.offset === undefined ? '' : li.dataset.offset,
       epoch: li.dataset.epoch || '',
       text: (li.textContent || '').replace(/\s+/g, ' ').trim(),
