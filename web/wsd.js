@@ -736,7 +736,9 @@
   // subscribe(channel, handler?, {since: {offset, epoch}, latest: true}?)
   // subscribes and resolves with the server's answer {epoch, offset,
   // recovered}. handler (and the 'publication' event) gets {channel,
-  // offset, epoch, data} for every publication, exactly once and in order,
+  // offset, epoch, data} for every publication (binary: true with an
+  // ArrayBuffer as data; latest: true on the one a latest option brought),
+  // exactly once and in order,
   // across reconnects, until unsubscribe() — also when the first subscribe
   // has to wait for a connection. latest (ignored with since): the
   // channel's newest publication, if history keeps it, comes first (its
@@ -873,6 +875,7 @@
     s.latestDue = false;
     var pub = {channel: m.channel, offset: off, epoch: epoch, data: m.data};
     if (m.binary) pub.binary = true;
+    if (m.latest) pub.latest = true; // the newest before the subscribe, asked with {latest: true}
     var hs = s.handlers.slice();
     for (var i = 0; i < hs.length; i++) {
       try { hs[i].call(this, pub); } catch (e) { report(e); }

@@ -202,7 +202,7 @@ async function binary() {
   const c = new WSD.Client('ws://127.0.0.1:1/ws', {WebSocket: MockWS, minBackoff: 1, maxBackoff: 2});
   const ws = await connected(c, null);
   const got = [];
-  const sub = settled(c.subscribe('g', (p) => got.push(p.offset + (p.binary ? ':bin:' + Array.from(new Uint8Array(p.data)).join('.') : ':' + p.data)), {latest: true}));
+  const sub = settled(c.subscribe('g', (p) => got.push(p.offset + (p.binary ? ':bin:' + Array.from(new Uint8Array(p.data)).join('.') : ':' + p.data) + (p.latest ? ':L' : '')), {latest: true}));
   const req = ws.ops('subscribe').pop();
   ws.pushBinary(3, 'g', 5, 'e1', [9, 9]); // the latest, before the reply
   ws.push({id: req.id, result: {epoch: 'e1', offset: 5, recovered: false}});
@@ -211,7 +211,7 @@ async function binary() {
   ws.pushBinary(1, 'g', 7, 'e1', [1, 2, 3]);
   ws.pushBinary(1, 'g', 7, 'e1', [1, 2, 3]); // a duplicate
   await until('subscribed', () => sub.ok);
-  check(got.join() === '5:bin:9.9,6:j,7:bin:1.2.3', 'latest once, then JSON and binary in order', got);
+  check(got.join() === '5:bin:9.9:L,6:j,7:bin:1.2.3', 'latest once, then JSON and binary in order', got);
   ws.pushBinary(1, 'g', 9, 'e1', [4]); // a gap: repaired with since 7
   const re = ws.ops('subscribe');
   check(re.length === 2 && re[1].since.offset === 7, 'gap repaired', ws.sent);
