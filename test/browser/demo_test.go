@@ -70,6 +70,12 @@ func TestDemoPanelsInChromium(t *testing.T) {
 	// ---- chat: lines, joins and presence across the tabs ----
 	p0 = time.Now()
 	A.say(t, "alice", "hello from alice")
+	B.waitDemo(t, "alice's line", 10*time.Second, func(s demoState) error {
+		if len(s.Chat) != 1 {
+			return fmt.Errorf("chat %q", s.Chat)
+		}
+		return nil
+	})
 	B.say(t, "bob", "hi alice")
 	for _, tb := range tabs {
 		tb.waitDemo(t, "both chat lines, two present", 10*time.Second, func(s demoState) error {
