@@ -239,6 +239,16 @@ func TestDemoPageInChromium(t *testing.T) {
 			t.Fatalf("tab %s shows the notice before the restart: %q", tb.name, s.NoticeText)
 		}
 	}
+	newsEpochBefore := map[*tab]string{}
+	for _, tb := range tabs {
+		s := tb.waitDemo(t, "a news item before the restart", 10*time.Second, func(s demoState) error {
+			if len(s.News) == 0 || s.NewsResets != 0 {
+				return fmt.Errorf("%d news items, %d resets", len(s.News), s.NewsResets)
+			}
+			return nil
+		})
+		newsEpochBefore[tb] = s.News[0].Epoch
+	}
 	if err := d.stop(); err != nil {
 		t.Fatalf("stop wsd: %v", err)
 	}
@@ -280,6 +290,20 @@ func TestDemoPageInChromium(t *testing.T) {
 			}
 			return s.matches(want)
 		})
+	}
+	// The news column's EventSource came back with a Last-Event-ID of the
+	// old epoch: the page says the stream was reset and goes on in the new one.
+	for _, tb := range tabs {
+		s := tb.waitDemo(t, "the news stream reset and live again", 20*time.Second, func(s demoState) error {
+			if s.NewsResets == 0 {
+				return errors.New("no reset line in #news")
+			}
+			if len(s.News) == 0 || s.News[0].Epoch == newsEpochBefore[tb] {
+				return errors.New("no news item of the new epoch yet")
+			}
+			return s.newsConsecutive(s.News[0].Epoch)
+		})
+		t.Logf("tab %s: news reset, now at %s:%d", tb.name, s.News[0].Epoch, s.News[0].Offset)
 	}
 	phase("restart wsd", p0)
 

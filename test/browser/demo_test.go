@@ -126,7 +126,7 @@ func TestDemoPanelsInChromium(t *testing.T) {
 		if len(s.News) == 0 {
 			return errors.New("no news item yet")
 		}
-		return s.newsConsecutive()
+		return s.newsConsecutive("")
 	})
 	if pa.cut() == 0 {
 		t.Fatal("proxy A had no open connection to cut")
@@ -151,7 +151,7 @@ func TestDemoPanelsInChromium(t *testing.T) {
 		if s.NewsState != "open" {
 			return fmt.Errorf("#news-state %q", s.NewsState)
 		}
-		if err := s.newsConsecutive(); err != nil {
+		if err := s.newsConsecutive(""); err != nil {
 			return err
 		}
 		for _, title := range cutTitles {
@@ -313,15 +313,16 @@ func (a *api) publishData(ctx context.Context, channel string, data any) (positi
 // ---- what the test reads from the demo page ----
 
 type demoState struct {
-	State     string     `json:"state"`
-	NewsState string     `json:"newsState"`
-	Chat      []string   `json:"chat"`  // "<offset> <nick>: <text>"
-	Joins     []string   `json:"joins"` // client IDs of the join lines
-	Present   string     `json:"present"`
-	Stocks    []stockRow `json:"stocks"`
-	Dots      []dot      `json:"dots"`
-	News      []newsItem `json:"news"` // newest first
-	Log       []string   `json:"log"`
+	State      string     `json:"state"`
+	NewsState  string     `json:"newsState"`
+	Chat       []string   `json:"chat"`  // "<offset> <nick>: <text>"
+	Joins      []string   `json:"joins"` // client IDs of the join lines
+	Present    string     `json:"present"`
+	Stocks     []stockRow `json:"stocks"`
+	Dots       []dot      `json:"dots"`
+	News       []newsItem `json:"news"` // newest first
+	NewsResets int        `json:"newsResets"`
+	Log        []string   `json:"log"`
 }
 
 type stockRow struct {
@@ -362,6 +363,7 @@ const demoJS = `(() => {
     dots: window.wsdDemo ? window.wsdDemo.dots() : [],
     news: q('#news li[data-offset]').map((li) => ({offset: Number(li.dataset.offset), epoch: li.dataset.epoch,
       title: li.querySelector('.title').textContent})),
+    newsResets: q('#news li.reset').length,
     log: q('#log li').slice(0, 15).map((li) => li.textContent),
   };
 })()`
@@ -443,15 +445,25 @@ func (s demoState) NewsTitles() []string {
 	return out
 }
 
-// newsConsecutive: newest first, each offset one less than the one above
-// it, one epoch: no gap, no repeat, no reordering.
-func (s demoState) newsConsecutive() error {
-	for i := 1; i < len(s.News); i++ {
-		if s.News[i].Epoch != s.News[0].Epoch {
-			return fmt.Errorf("news item %d has epoch %q, the first %q", i, s.News[i].Epoch, s.News[0].Epoch)
+// newsConsecutive: the items of epoch (all of them when "") come first,
+// newest first, each offset one less than the one above it: no gap, no
+// repeat, no reordering; with "" no other epoch either.
+func (s demoState) newsConsecutive(epoch string) error {
+	var items []newsItem
+	for i, n := range s.News {
+		if epoch == "" && n.Epoch != s.News[0].Epoch {
+			return fmt.Errorf("news item %d has epoch %q, the first %q", i, n.Epoch, s.News[0].Epoch)
 		}
-		if s.News[i].Offset != s.News[i-1].Offset-1 {
-			return fmt.Errorf("news offsets %d then %d: a gap, repeat or reordering", s.News[i-1].Offset, s.News[i].Offset)
+		if epoch == "" || n.Epoch == epoch {
+			if i != len(items) {
+				return fmt.Errorf("news item %d of epoch %q is below one of another epoch", i, epoch)
+			}
+			items = append(items, n)
+		}
+	}
+	for i := 1; i < len(items); i++ {
+		if items[i].Offset != items[i-1].Offset-1 {
+			return fmt.Errorf("news offsets %d then %d: a gap, repeat or reordering", items[i-1].Offset, items[i].Offset)
 		}
 	}
 	return nil
