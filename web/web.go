@@ -1,7 +1,8 @@
 // Package web holds wsd's browser files, embedded in the binary: wsd.js,
 // the dependency-free browser client for the /ws protocol (served at
-// /wsd.js), and index.html, the demo page with a chat room and a live
-// ticker (served at /).
+// /wsd.js), and index.html, the demo page (served at /): a stocks board,
+// a chat room, a multiplayer board on binary publications and a news
+// column over /sse, fed by `wsd --demo`.
 //
 //	srv.HandleHTTP("GET /wsd.js", web.JS())
 //	srv.HandleHTTP("GET /{$}", web.Index())

@@ -90,7 +90,8 @@ func TestMethodsAndPaths(t *testing.T) {
 func TestIndexPage(t *testing.T) {
 	r := get(t, Index(), "GET", "/")
 	page := body(t, r)
-	for _, id := range []string{"state", "reconnects", "messages", "msg-input", "nick-input", "send", "ticker", "notice"} {
+	for _, id := range []string{"state", "reconnects", "messages", "msg-input", "nick-input", "send", "ticker", "notice",
+		"presence", "board", "players", "news", "news-state"} {
 		if !strings.Contains(page, `id="`+id+`"`) {
 			t.Errorf("index.html has no #%s", id)
 		}

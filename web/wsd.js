@@ -15,6 +15,8 @@
  *     c.history('chat', {limit: 50}).then((h) => h.publications.forEach(show)); // {publications, offset, epoch}
  *     c.presenceStats('chat').then((p) => console.log(p.count, 'here')); // {channel, count, connections}
  *     c.publish('game:1', {x: 3}, {skipSelf: true});               // everyone but this connection gets it
+ *     c.publishBinary('game:1', new Uint8Array([1, 2]), {skipSelf: true}); // raw bytes, one binary frame
+ *     c.subscribe('game:1', (pub) => { if (pub.binary) draw(new DataView(pub.data)); }); // data: an ArrayBuffer
  *   </script>
  *
  * Reconnects on its own: exponential backoff with full jitter (a delay drawn
@@ -75,6 +77,17 @@
  * ends a server-side subscription for this connection only: the server
  * subscribes the next one again while the backend keeps it.
  *
+ * Binary publications (docs/protocol.md, "Binary publications"): the
+ * socket's binaryType is 'arraybuffer'; a binary push (0x01, or 0x03 for
+ * the latest-on-subscribe one) reaches the handlers and the 'publication'
+ * event as {channel, offset, epoch, data: ArrayBuffer, binary: true},
+ * under the same exactly-once and order rules as JSON pushes (they share
+ * the channel's offsets). publishBinary(channel, bytes, {skipSelf,
+ * idempotencyKey}) sends the bytes in one binary frame and follows
+ * publish's rules (key, resend after a drop, offline queue, timeout).
+ * history() gives a binary publication as {offset, data: ArrayBuffer,
+ * binary: true} (the server's data_b64, decoded).
+ *
  * Several endpoints: new WSD.Client(['wss://a/ws', 'wss://b/ws'], ...) moves
  * to the next URL, in turn, when its node is gone (a failed attempt, a close
  * with 1001, 1012 or 1013, a connection lost without a close frame: 1006)
@@ -92,6 +105,8 @@
  *   → {"id":5,"op":"refresh","token":"<JWT>"}           (answers a refresh notice)
  *   ← {"id":1,"result":{...}} | {"id":1,"error":{"code":"...","message":"..."}}
  *   ← {"channel":"news","offset":42,"epoch":"e1","data":...}
+ *   ← binary frame 01 | len | channel | offset (8 bytes, big-endian) | len | epoch | data  (03: latest)
+ *   → binary frame 02 | len | channel | len | {"id":3,"idempotency_key":"...","skip_self":true} | data
  *   ← {"channel":"ticker:ACME","offset":41,"epoch":"e1","data":...,"latest":true}  (offset = the reply's)
  *   ← {"channel":"chat:lobby","join":{"client":"ann"}}     ('join' event)
  *   ← {"channel":"chat:lobby","leave":{"client":"ann"}}    ('leave' event)
@@ -210,6 +225,74 @@
     e.code = code;
     if (extra) for (var k in extra) e[k] = extra[k];
     return e;
+  }
+
+  // toBytes copies an ArrayBuffer, a typed array or a DataView into a new
+  // Uint8Array (the caller may reuse its buffer after publishBinary).
+  function toBytes(b) {
+    if (b instanceof ArrayBuffer) return new Uint8Array(b.slice(0));
+    if (b && ArrayBuffer.isView(b)) return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    return null;
+  }
+
+  // utf8 encodes a channel name or a JSON head (ASCII by the protocol;
+  // anything else goes as UTF-8).
+  function utf8(str) {
+    if (typeof TextEncoder === 'function') return new TextEncoder().encode(str);
+    var out = new Uint8Array(str.length);
+    for (var i = 0; i < str.length; i++) out[i] = str.charCodeAt(i) & 0xff;
+    return out;
+  }
+
+  function fromUTF8(u8) {
+    if (typeof TextDecoder === 'function') return new TextDecoder().decode(u8);
+    var s = '';
+    for (var i = 0; i < u8.length; i++) s += String.fromCharCode(u8[i]);
+    return s;
+  }
+
+  // binaryFrame builds a binary publish: 0x02, channel length, channel,
+  // head length, head (JSON options), data. Returns null when the channel
+  // or the head is longer than 255 bytes.
+  function binaryFrame(channel, head, data) {
+    var c = utf8(channel), h = utf8(JSON.stringify(head));
+    if (!c.length || c.length > 255 || h.length > 255) return null;
+    var f = new Uint8Array(3 + c.length + h.length + data.length);
+    f[0] = 2;
+    f[1] = c.length;
+    f.set(c, 2);
+    f[2 + c.length] = h.length;
+    f.set(h, 3 + c.length);
+    f.set(data, 3 + c.length + h.length);
+    return f;
+  }
+
+  // parseBinaryPush reads a binary push (0x01, or 0x03: the latest on
+  // subscribe) into the shape of a JSON push, or returns null.
+  function parseBinaryPush(buf) {
+    var u8 = new Uint8Array(buf);
+    if (u8.length < 11 || (u8[0] !== 1 && u8[0] !== 3)) return null;
+    var c = u8[1];
+    if (c === 0 || 11 + c > u8.length) return null;
+    var v = new DataView(buf);
+    var offset = v.getUint32(2 + c) * 4294967296 + v.getUint32(6 + c);
+    var e = u8[10 + c];
+    if (11 + c + e > u8.length) return null;
+    var m = {channel: fromUTF8(u8.subarray(2, 2 + c)), offset: offset, epoch: fromUTF8(u8.subarray(11 + c, 11 + c + e)),
+      data: buf.slice(11 + c + e), binary: true};
+    if (u8[0] === 3) m.latest = true;
+    return m;
+  }
+
+  // fromBase64 decodes standard base64 (history's data_b64) to an ArrayBuffer.
+  function fromBase64(b64) {
+    var bin;
+    if (typeof global.atob === 'function') bin = global.atob(b64);
+    else if (typeof Buffer === 'function') bin = Buffer.from(b64, 'base64').toString('binary');
+    else throw new Error('wsd: no base64 decoder');
+    var u8 = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+    return u8.buffer;
   }
 
   // Rethrow a listener's exception outside the client, so it shows in the
@@ -389,6 +472,7 @@
       this._down({error: e, reason: String(e && e.message)});
       return;
     }
+    try { ws.binaryType = 'arraybuffer'; } catch (e) { /* an implementation without it */ }
     this._ws = ws;
     this._connectTimer = setTimeout(function () {
       if (self._ws === ws && self.state !== 'connected') self._drop(ws, {reason: 'connect timeout'});
@@ -553,6 +637,13 @@
 
   Client.prototype._onMessage = function (ws, text) {
     var m;
+    if (typeof text !== 'string' && text && (text instanceof ArrayBuffer || ArrayBuffer.isView(text))) {
+      var buf = text instanceof ArrayBuffer ? text : text.buffer.slice(text.byteOffset, text.byteOffset + text.byteLength);
+      m = parseBinaryPush(buf);
+      if (!m) this._emit('error', wsdError('bad_message', 'wsd: binary message from the server is not a binary push'));
+      else this._onPublication(ws, m);
+      return;
+    }
     try {
       m = JSON.parse(typeof text === 'string' ? text : String(text));
     } catch (e) {
@@ -645,7 +736,9 @@
   // subscribe(channel, handler?, {since: {offset, epoch}, latest: true}?)
   // subscribes and resolves with the server's answer {epoch, offset,
   // recovered}. handler (and the 'publication' event) gets {channel,
-  // offset, epoch, data} for every publication, exactly once and in order,
+  // offset, epoch, data} for every publication (binary: true with an
+  // ArrayBuffer as data; latest: true on the one a latest option brought),
+  // exactly once and in order,
   // across reconnects, until unsubscribe() — also when the first subscribe
   // has to wait for a connection. latest (ignored with since): the
   // channel's newest publication, if history keeps it, comes first (its
@@ -781,6 +874,8 @@
     s.resyncs = 0;
     s.latestDue = false;
     var pub = {channel: m.channel, offset: off, epoch: epoch, data: m.data};
+    if (m.binary) pub.binary = true;
+    if (m.latest) pub.latest = true; // the newest before the subscribe, asked with {latest: true}
     var hs = s.handlers.slice();
     for (var i = 0; i < hs.length; i++) {
       try { hs[i].call(this, pub); } catch (e) { report(e); }
@@ -847,6 +942,7 @@
   Client.prototype.publish = function (channel, data, options) {
     options = options || {};
     var extra = {idempotency_key: options.idempotencyKey ? String(options.idempotencyKey) : newKey()};
+    if (options.binary) extra.binary = true; // publishBinary's: data is a Uint8Array
     var hook;
     if (options.skipSelf) {
       extra.skip_self = true;
@@ -857,6 +953,23 @@
       }
     }
     return this._request('publish', channel, data === undefined ? null : data, false, undefined, extra, hook);
+  };
+
+  // publishBinary(channel, bytes, {skipSelf, idempotencyKey}?) publishes
+  // raw bytes (an ArrayBuffer, a typed array or a DataView, at least one
+  // byte; copied at the call) in one binary frame, and resolves with
+  // {offset, epoch}. Exactly once, queued while offline, resent after a
+  // drop and bounded by publishTimeout, like publish(). Subscribers get
+  // it as {data: ArrayBuffer, binary: true}.
+  Client.prototype.publishBinary = function (channel, bytes, options) {
+    options = options || {};
+    var data = toBytes(bytes);
+    if (!data) return Promise.reject(wsdError('bad_request', 'wsd: publishBinary takes an ArrayBuffer or a typed array'));
+    if (!data.length) return Promise.reject(wsdError('bad_request', 'wsd: a binary publication needs at least one byte'));
+    if (!binaryFrame(String(channel), {id: 0, idempotency_key: 'x', skip_self: true}, new Uint8Array(0))) {
+      return Promise.reject(wsdError('bad_channel', 'wsd: a channel name of 1 to 255 bytes is needed for a binary publish'));
+    }
+    return this.publish(channel, data, {skipSelf: options.skipSelf, idempotencyKey: options.idempotencyKey, binary: true});
   };
 
   // _selfPublished takes a skip-self publish's outcome (r null: failed):
@@ -887,7 +1000,8 @@
   };
 
   // history(channel, {limit, since: {offset, epoch}}?) resolves with
-  // {publications: [{offset, data}], offset, epoch}: the kept
+  // {publications: [{offset, data}], offset, epoch} (a binary
+  // publication: {offset, data: ArrayBuffer, binary: true}): the kept
   // publications, oldest first (the newest limit, or with since the oldest
   // limit after it), and the channel's latest position, from which a
   // subscribe with since goes on without a gap. No subscription needed.
@@ -895,7 +1009,14 @@
     var extra = {};
     if (options && options.limit !== undefined && options.limit !== null) extra.limit = Number(options.limit);
     if (options && options.since) extra.since = {offset: Number(options.since.offset), epoch: String(options.since.epoch)};
-    return this._request('history', channel, undefined, false, undefined, extra);
+    return this._request('history', channel, undefined, false, undefined, extra).then(function (r) {
+      var ps = r && r.publications;
+      for (var i = 0; ps && i < ps.length; i++) {
+        if (typeof ps[i].data_b64 !== 'string') continue;
+        ps[i] = {offset: ps[i].offset, data: fromBase64(ps[i].data_b64), binary: true};
+      }
+      return r;
+    });
   };
 
   // rpc(method, data) calls the application's backend through the server
@@ -960,6 +1081,12 @@
     if (req.data !== undefined) msg.data = req.data;
     if (req.token !== undefined) msg.token = req.token;
     if (req.extra) for (var k in req.extra) msg[k] = req.extra[k];
+    if (msg.binary) {
+      var head = {id: msg.id, idempotency_key: msg.idempotency_key};
+      if (msg.skip_self) head.skip_self = true;
+      try { ws.send(binaryFrame(String(msg.channel), head, msg.data)); } catch (e) { /* the close event follows */ }
+      return;
+    }
     this._send(ws, msg);
   };
 

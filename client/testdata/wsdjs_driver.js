@@ -36,6 +36,16 @@ if (channelTokenURL) {
   opts.getChannelToken = (ch) => fetch(channelTokenURL + '?channel=' + encodeURIComponent(ch))
     .then((r) => (r.ok ? r.text() : Promise.reject(new Error('channel token endpoint: ' + r.status))));
 }
+// show: binary data (an ArrayBuffer) goes out as the string "bin:<hex>",
+// after checking that the client marked it binary.
+const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+const show = (p) => {
+  const bin = p.data instanceof ArrayBuffer;
+  if (bin !== !!p.binary) return 'MISMARKED binary=' + p.binary;
+  return bin ? 'bin:' + hex(p.data) : p.data;
+};
+const fromHex = (h) => new Uint8Array((h.match(/../g) || []).map((x) => parseInt(x, 16)));
+
 const c = new WSD.Client(urls.length > 1 ? urls : urls[0], opts);
 c.on('refresh', (r) => out({ev: 'refresh', info: {exp: r.exp}}));
 c.on('state', (state, info) => out({ev: 'state', state, info: {
@@ -50,9 +60,9 @@ c.on('serverSubscribe', (s) => out({ev: 'serverSubscribe', channel: s.channel, e
 c.on('serverUnsubscribe', (s) => out({ev: 'serverUnsubscribe', channel: s.channel}));
 // Every channel's publications, server-side subscriptions' included (the
 // handlers of subscribe commands report theirs as 'pub').
-c.on('publication', (p) => out({ev: 'publication', channel: p.channel, offset: p.offset, epoch: p.epoch, data: p.data}));
+c.on('publication', (p) => out({ev: 'publication', channel: p.channel, offset: p.offset, epoch: p.epoch, data: show(p)}));
 
-const onPub = (p) => out({ev: 'pub', channel: p.channel, offset: p.offset, epoch: p.epoch, data: p.data});
+const onPub = (p) => out({ev: 'pub', channel: p.channel, offset: p.offset, epoch: p.epoch, data: show(p)});
 
 const rl = readline.createInterface({input: process.stdin});
 rl.on('line', (line) => {
@@ -69,12 +79,19 @@ rl.on('line', (line) => {
       c.publish(m.channel, m.data, {skipSelf: !!m.skipSelf, idempotencyKey: m.key}).then((r) => out({ev: 'published', tag: m.tag, result: r}),
         (e) => out({ev: 'publish_error', tag: m.tag, code: e.code}));
       break;
+    case 'publishBinary':
+      c.publishBinary(m.channel, fromHex(m.hex), {skipSelf: !!m.skipSelf, idempotencyKey: m.key}).then((r) => out({ev: 'published', tag: m.tag, result: r}),
+        (e) => out({ev: 'publish_error', tag: m.tag, code: e.code}));
+      break;
     case 'rpc':
       c.rpc(m.method, m.data).then((r) => out({ev: 'rpc', tag: m.tag, result: r}),
         (e) => out({ev: 'rpc_error', tag: m.tag, code: e.code, message: e.message}));
       break;
     case 'history':
-      c.history(m.channel, {limit: m.limit, since: m.since}).then((r) => out({ev: 'history', tag: m.tag, result: r}),
+      c.history(m.channel, {limit: m.limit, since: m.since}).then((r) => {
+        r.publications = r.publications.map((p) => ({offset: p.offset, data: show(p)}));
+        out({ev: 'history', tag: m.tag, result: r});
+      },
         (e) => out({ev: 'history_error', tag: m.tag, code: e.code}));
       break;
     case 'presenceStats':

@@ -17,11 +17,34 @@ class MockWS {
     MockWS.last = this;
     setTimeout(() => this.onopen && this.onopen(), 0);
   }
-  send(text) { this.sent.push(JSON.parse(text)); }
+  // A binary frame (a binary publish) is noted as {op: 'publish', binary:
+  // true, channel, id, idempotency_key, skip_self, bytes}.
+  send(text) { this.sent.push(typeof text === 'string' ? JSON.parse(text) : parseBinaryPublish(text)); }
+  // pushBinary sends a binary push (kind 1, or 3: latest) as an ArrayBuffer.
+  pushBinary(kind, channel, offset, epoch, bytes) {
+    const c = Buffer.from(channel), e = Buffer.from(epoch);
+    const f = Buffer.alloc(11 + c.length + e.length + bytes.length);
+    f[0] = kind; f[1] = c.length; c.copy(f, 2);
+    f.writeBigUInt64BE(BigInt(offset), 2 + c.length);
+    f[10 + c.length] = e.length; e.copy(f, 11 + c.length);
+    Buffer.from(bytes).copy(f, 11 + c.length + e.length);
+    const ab = f.buffer.slice(f.byteOffset, f.byteOffset + f.length);
+    this.onmessage && this.onmessage({data: ab});
+  }
   close() {}
   push(m) { this.onmessage && this.onmessage({data: JSON.stringify(m)}); }
   drop() { this.onclose && this.onclose({code: 1006, reason: '', wasClean: false}); }
   ops(op) { return this.sent.filter((m) => m.op === op); }
+}
+
+function parseBinaryPublish(b) {
+  const u = b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  check(u[0] === 2, 'binary publish kind', Array.from(u));
+  const c = u[1];
+  const channel = Buffer.from(u.subarray(2, 2 + c)).toString();
+  const hl = u[2 + c];
+  const head = JSON.parse(Buffer.from(u.subarray(3 + c, 3 + c + hl)).toString());
+  return Object.assign({op: 'publish', binary: true, channel, bytes: Array.from(u.subarray(3 + c + hl))}, head);
 }
 
 function check(cond, what, detail) {
@@ -172,7 +195,46 @@ async function resendAndQueue() {
   check(g.err.code === 'closed', 'queued rejected on close', g.err.code);
 }
 
+// Binary pushes follow the JSON rules (shared offsets, latest once, gap
+// repair); a binary publish is one frame whose head carries the id, key
+// and skip_self, resent with its key after a drop.
+async function binary() {
+  const c = new WSD.Client('ws://127.0.0.1:1/ws', {WebSocket: MockWS, minBackoff: 1, maxBackoff: 2});
+  const ws = await connected(c, null);
+  const got = [];
+  const sub = settled(c.subscribe('g', (p) => got.push(p.offset + (p.binary ? ':bin:' + Array.from(new Uint8Array(p.data)).join('.') : ':' + p.data) + (p.latest ? ':L' : '')), {latest: true}));
+  const req = ws.ops('subscribe').pop();
+  ws.pushBinary(3, 'g', 5, 'e1', [9, 9]); // the latest, before the reply
+  ws.push({id: req.id, result: {epoch: 'e1', offset: 5, recovered: false}});
+  ws.pushBinary(3, 'g', 5, 'e1', [9, 9]); // a repeat
+  ws.push({channel: 'g', offset: 6, epoch: 'e1', data: 'j'});
+  ws.pushBinary(1, 'g', 7, 'e1', [1, 2, 3]);
+  ws.pushBinary(1, 'g', 7, 'e1', [1, 2, 3]); // a duplicate
+  await until('subscribed', () => sub.ok);
+  check(got.join() === '5:bin:9.9:L,6:j,7:bin:1.2.3', 'latest once, then JSON and binary in order', got);
+  ws.pushBinary(1, 'g', 9, 'e1', [4]); // a gap: repaired with since 7
+  const re = ws.ops('subscribe');
+  check(re.length === 2 && re[1].since.offset === 7, 'gap repaired', ws.sent);
+
+  const p = settled(c.publishBinary('g', new Uint8Array([0xde, 0xad]), {skipSelf: true}));
+  const first = ws.ops('publish').pop();
+  check(first.binary && first.channel === 'g' && first.skip_self === true && first.id > 0 &&
+    /^[A-Za-z0-9_-]{16}$/.test(first.idempotency_key) && first.bytes.join() === '222,173', 'binary frame', first);
+  ws.drop();
+  const ws2 = await connected(c, ws);
+  const again = ws2.ops('publish').pop();
+  check(again && again.binary && again.idempotency_key === first.idempotency_key && again.bytes.join() === '222,173', 'resent with its key', [first, again]);
+  ws2.push({id: again.id, result: {offset: 10, epoch: 'e1'}});
+  await until('resolved', () => p.ok);
+  check(p.v.offset === 10, 'offset', p.v);
+  const bad = settled(c.publishBinary('g', 'text'));
+  await until('refused', () => bad.err);
+  check(bad.err.code === 'bad_request', 'not bytes', bad.err.code);
+  c.close();
+}
+
 async function main() {
+  await binary();
   await skipSelf();
   await latest();
   await resendAndQueue();

@@ -194,7 +194,9 @@ func TestDemoPageInChromium(t *testing.T) {
 	}
 	cutAt = time.Now()
 	resumed, after := false, 0
-	for n := 1; n <= 60 && after < 10; n++ {
+	// At most 40: with --demo, chat keeps 50 publications, and A must
+	// recover all of them however long its reconnect takes.
+	for n := 1; n <= 40 && after < 10; n++ {
 		text := fmt.Sprintf("published around A's cut %02d", n)
 		pos := publish(t, ctx, api, "api", text, len(want)+1, epoch1)
 		want = append(want, wantMsg{offset: pos.Offset, epoch: pos.Epoch, nick: "api", text: text})
@@ -237,6 +239,16 @@ func TestDemoPageInChromium(t *testing.T) {
 			t.Fatalf("tab %s shows the notice before the restart: %q", tb.name, s.NoticeText)
 		}
 	}
+	newsEpochBefore := map[*tab]string{}
+	for _, tb := range tabs {
+		s := tb.waitDemo(t, "a news item before the restart", 10*time.Second, func(s demoState) error {
+			if len(s.News) == 0 || s.NewsResets != 0 {
+				return fmt.Errorf("%d news items, %d resets", len(s.News), s.NewsResets)
+			}
+			return nil
+		})
+		newsEpochBefore[tb] = s.News[0].Epoch
+	}
 	if err := d.stop(); err != nil {
 		t.Fatalf("stop wsd: %v", err)
 	}
@@ -278,6 +290,20 @@ func TestDemoPageInChromium(t *testing.T) {
 			}
 			return s.matches(want)
 		})
+	}
+	// The news column's EventSource came back with a Last-Event-ID of the
+	// old epoch: the page says the stream was reset and goes on in the new one.
+	for _, tb := range tabs {
+		s := tb.waitDemo(t, "the news stream reset and live again", 20*time.Second, func(s demoState) error {
+			if s.NewsResets == 0 {
+				return errors.New("no reset line in #news")
+			}
+			if len(s.News) == 0 || s.News[0].Epoch == newsEpochBefore[tb] {
+				return errors.New("no news item of the new epoch yet")
+			}
+			return s.newsConsecutive(s.News[0].Epoch)
+		})
+		t.Logf("tab %s: news reset, now at %s:%d", tb.name, s.News[0].Epoch, s.News[0].Offset)
 	}
 	phase("restart wsd", p0)
 
@@ -458,7 +484,7 @@ const snapshotJS = `(() => {
     noticeVisible: !!n && !n.hidden && getComputedStyle(n).display !== 'none' && getComputedStyle(n).visibility !== 'hidden',
     noticeText: n ? (n.textContent || '').replace(/\s+/g, ' ').trim() : '',
     visibility: document.visibilityState,
-    msgs: Array.from(document.querySelectorAll('#messages li')).map((li) => ({
+    msgs: Array.from(document.querySelectorAll('#messages li[data-offset]')).map((li) => ({
       offset: li.dataset.offset === undefined ? '' : li.dataset.offset,
       epoch: li.dataset.epoch || '',
       text: (li.textContent || '').replace(/\s+/g, ' ').trim(),
