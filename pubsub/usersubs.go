@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 )
@@ -105,12 +106,7 @@ func sortedKeys(set map[string]struct{}) []string {
 	if len(set) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(set))
 }
 
 // UserCommands is an optional interface of a Broker that carries commands

@@ -29,48 +29,12 @@ func startSSE(t testing.TB, cfg Config, ns pubsub.Namespaces, opts server.Option
 	if ns == nil {
 		ns = pubsub.Namespaces{"": {HistorySize: 1000, Presence: true}, "priv": {HistorySize: 10, Private: true}}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = quiet
-	}
-	opts.Logger = quiet
-	srv := server.New[Session](opts)
-	hub, err := NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{Namespaces: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(hub, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := h.SSE()
-	srv.Handle("/ws", h)
-	srv.HandleStream("/sse", SSEContentType, x)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(addr) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("ListenAndServe: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("ListenAndServe returned %v", err)
-		}
+	var x *SSE
+	e := startWith(t, cfg, ns, opts, func(srv *server.Server[Session], h *Handler) {
+		x = h.SSE()
+		srv.HandleStream("/sse", SSEContentType, x)
 	})
-	return &sseEnv{env: &env{addr: addr, srv: srv, hub: hub, h: h}, sse: x}
+	return &sseEnv{env: e, sse: x}
 }
 
 type sseEv struct {

@@ -54,10 +54,18 @@ func start(t testing.TB, cfg Config, ns pubsub.Namespaces) *env {
 	if ns == nil {
 		ns = defaultNS()
 	}
+	return startWith(t, cfg, ns, server.Options{}, nil)
+}
+
+// startWith is start with server options and more routes (route, if set,
+// adds them before the server starts).
+func startWith(t testing.TB, cfg Config, ns pubsub.Namespaces, opts server.Options, route func(*server.Server[Session], *Handler)) *env {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	srv := server.New[Session](server.Options{Logger: quiet})
+	opts.Logger = quiet
+	srv := server.New[Session](opts)
 	hub, err := NewHub(srv, pubsub.NewMemory(pubsub.MemoryOptions{}), pubsub.HubOptions[*server.Prepared]{Namespaces: ns})
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +75,9 @@ func start(t testing.TB, cfg Config, ns pubsub.Namespaces) *env {
 		t.Fatal(err)
 	}
 	srv.Handle("/ws", h)
+	if route != nil {
+		route(srv, h)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,22 @@ import (
 	"github.com/wsdhq/wsd/client"
 )
 
+// subscribeNews connects a client with o to n and subscribes it to news;
+// it is closed when the test ends.
+func subscribeNews(t *testing.T, n *node, o client.Options) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+n.addr+"/ws", o)
+	if err == nil {
+		_, err = c.Subscribe(ctx, "news")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+}
+
 // SIGTERM under load: every publication the API accepted reaches every
 // subscriber before its 1001 close, in order and once, and wsd exits 0
 // within --shutdown-timeout (the clients count what they got).
@@ -49,16 +65,7 @@ func TestSIGTERMDeliversEverythingAccepted(t *testing.T) {
 				s.mu.Unlock()
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
-		c, err := client.Dial(ctx, "ws://"+n.addr+"/ws", o)
-		if err == nil {
-			_, err = c.Subscribe(ctx, "news")
-		}
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		subscribeNews(t, n, o)
 	}
 
 	// A publisher as fast as the API answers; the last offset it was
@@ -160,16 +167,7 @@ func TestKill9ClientsReconnectWithHonestReset(t *testing.T) {
 			s.recovers = append(s.recovers, ok)
 			s.mu.Unlock()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
-		c, err := client.Dial(ctx, "ws://"+n.addr+"/ws", o)
-		if err == nil {
-			_, err = c.Subscribe(ctx, "news")
-		}
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		subscribeNews(t, n, o)
 	}
 	for i := 1; i <= 3; i++ {
 		publish(i)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -178,16 +179,10 @@ func (b *Broker) setUser(ctx context.Context, user, channel string, on bool) err
 func (b *Broker) UserChannels(user string) []string {
 	b.users.mu.Lock()
 	defer b.users.mu.Unlock()
-	set := b.users.m[user]
-	if len(set) == 0 {
-		return nil
+	if set := b.users.m[user]; len(set) > 0 {
+		return slices.Sorted(maps.Keys(set))
 	}
-	out := make([]string, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	slices.Sort(out)
-	return out
+	return nil
 }
 
 // stop ends the watch (Close).
