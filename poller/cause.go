@@ -22,6 +22,9 @@ const (
 	CauseHTTPDone                       // a plain HTTP request was answered
 	CausePerIPLimit                     // over MaxConnsPerIP: 429 before the upgrade
 	CauseAcceptRate                     // over MaxAcceptRate: 503 with Retry-After before the upgrade
+	CauseHandshakeCap                   // over MaxPendingHandshakes: 503 at accept
+	CausePingFlood                      // pings while our pongs pile up unread (1008)
+	CauseMessageTimeout                 // a message or frame unfinished for MessageTimeout (1008)
 	NumCauses
 )
 
@@ -29,7 +32,7 @@ var causeNames = [NumCauses]string{
 	"peer_gone", "peer_close", "server_close", "protocol_error", "too_big", "idle",
 	"handshake_timeout", "handshake_rejected", "slow_consumer", "inbound_overflow",
 	"shutdown", "panic", "over_capacity", "http_done", "per_ip_limit",
-	"accept_rate",
+	"accept_rate", "handshake_cap", "ping_flood", "message_timeout",
 }
 
 func (c Cause) String() string {

@@ -65,16 +65,22 @@ type Conn struct {
 	closeOut bool // a close frame is queued or sent: Send refuses more
 	stream   bool // a streaming response: WriteStream only, no frames
 	closeWhy Cause
+	adm      uint8 // admPending, admIPCounted, admViaProxy (loop-owned; here it fills padding)
 	closeReq uint16
 	resume   atomic.Bool
 	mu       sync.Mutex
-	out      *Buf // pending frames: own bytes in B, shared frames in segs
+	partial  uint32 // loop clock (s) when an unfinished message or frame began, 0: none (loop-owned; fills padding)
+	out      *Buf   // pending frames: own bytes in B, shared frames in segs
 }
 
 // ID is unique per Engine. Safe from any goroutine.
 func (c *Conn) ID() uint64 { return c.id }
 
-// RemoteAddr is the peer's address as accepted. Safe from any goroutine.
+// RemoteAddr is the client's address: the TCP peer's as accepted, or, for
+// a peer in Config.TrustedProxies, the client its request names in
+// X-Forwarded-For or X-Real-IP (port 0), once that request was read. Safe
+// from any goroutine once the conn was handed over (Upgrade, ServeHTTP); on
+// a kept-alive HTTP conn from a proxy it may change with each request.
 func (c *Conn) RemoteAddr() netip.AddrPort {
 	if c.remote == nil {
 		return netip.AddrPort{}

@@ -237,6 +237,7 @@ func (l *loop) sweep() {
 	cfg := &e.cfg
 	hs, idle := secs(cfg.HandshakeTimeout), secs(cfg.IdleTimeout)
 	ping, closeWait := secs(cfg.PingInterval), secs(cfg.CloseTimeout)
+	msgWait := secs(cfg.MessageTimeout)
 	for i := len(l.conns) - 1; i >= 0; i-- {
 		c := l.conns[i]
 		age := now - c.since
@@ -264,6 +265,8 @@ func (l *loop) sweep() {
 				}
 			}
 			switch {
+			case c.partial != 0 && !c.paused && now+1-c.partial > msgWait:
+				l.fail(c, codec.ClosePolicyViolation, "message timeout", CauseMessageTimeout)
 			case idle > 0 && age > idle:
 				l.fail(c, codec.CloseGoingAway, "idle timeout", CauseIdle)
 			case ping > 0 && age >= ping && !c.pingOut:

@@ -54,6 +54,9 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.state == stateClosed {
 		return gnet.None
 	}
+	if c.state == stateOpen {
+		e.trackPartial(c)
+	}
 	if c.paused && gc.InboundBuffered() > e.cfg.MaxInboundBytes {
 		l.fail(c, codec.ClosePolicyViolation, "unread input over limit", CauseInboundOverflow)
 	}
@@ -69,6 +72,9 @@ func (e *Engine) handshake(c *Conn) {
 	if errors.Is(err, codec.ErrNeedMore) {
 		return
 	}
+	if err == nil && c.adm&admViaProxy != 0 {
+		e.forwardedFor(c, req)
+	}
 	if err == nil && req.Get("Upgrade") == "" {
 		if hh, ok := e.h.(HTTPHandler); ok {
 			e.plainHTTP(c, hh, req, buf, n)
@@ -79,6 +85,9 @@ func (e *Engine) handshake(c *Conn) {
 		// Whatever follows the head of an upgrade is frames: a body would
 		// be read as frames (or smuggle a request past the handshake).
 		err = &codec.HTTPError{Status: 400, Reason: "an upgrade request has no body"}
+	}
+	if err == nil && c.adm&admViaProxy != 0 && !e.admitForwarded(c) {
+		return
 	}
 	var herr *codec.HTTPError
 	var acc codec.Accept
@@ -120,6 +129,7 @@ func (e *Engine) handshake(c *Conn) {
 	c.loop.scratch = codec.AppendAccept(c.loop.scratch[:0], req, acc)
 	_, _ = gc.Write(c.loop.scratch)
 	c.state = stateOpen
+	e.leaveHandshake(c)
 	e.stats.Upgraded.Add(1)
 }
 
@@ -160,6 +170,12 @@ func (e *Engine) readFrames(c *Conn) {
 		}
 		switch f.Op {
 		case codec.OpPing:
+			if gc.OutboundBuffered() > e.cfg.MaxOutboundBytes {
+				// Our pongs pile up unread: answering on would buffer
+				// without bound.
+				c.loop.fail(c, codec.ClosePolicyViolation, "ping flood", CausePingFlood)
+				return
+			}
 			c.mu.Lock()
 			closed := c.closeOut
 			c.mu.Unlock()
@@ -324,6 +340,7 @@ func (e *Engine) plainHTTP(c *Conn, hh HTTPHandler, req *codec.Request, buf []by
 	_, _ = c.gc.Discard(n + length)
 	c.state = stateHTTP
 	c.since = e.clock()
+	e.leaveHandshake(c)
 	hh.ServeHTTP(c, req, body)
 }
 
@@ -374,4 +391,17 @@ func (c *Conn) ReplyHTTP(resp []byte, keepAlive bool) {
 func (e *Engine) nextHTTP(c *Conn) {
 	defer e.recoverPanic(c, "nextHTTP")
 	e.handshake(c)
+}
+
+// trackPartial notes when the peer started a message or frame it has not
+// finished, for the sweep's MessageTimeout: a frame cut short or fragments
+// that never reach FIN would otherwise hold their bytes for as long as the
+// peer trickles. A paused conn is not timed: the wait is ours. On the loop.
+func (e *Engine) trackPartial(c *Conn) {
+	switch {
+	case c.paused || (c.msg == nil && c.gc.InboundBuffered() == 0):
+		c.partial = 0
+	case c.partial == 0:
+		c.partial = e.clock() + 1 // 0 means none
+	}
 }

@@ -15,6 +15,7 @@ type Stats struct {
 	BytesOut      uint64 // frame bytes queued for sending
 	SlowConsumers uint64 // times a conn's outbound queue went over its cap
 	QueueDepth    int    // conns waiting for a worker
+	Pending       int64  // conns accepted whose first request is not complete yet
 
 	// Closes counts closed connections by cause, with every cause present:
 	// the names of CloseError.Cause ("peer_close", "idle", "slow_consumer",
@@ -38,6 +39,7 @@ func (s *Server[T]) Stats() Stats {
 		BytesOut:      e.BytesOut.Load(),
 		SlowConsumers: e.SlowConsumers.Load(),
 		QueueDepth:    s.work.len(),
+		Pending:       s.eng.PendingHandshakes(),
 		Closes:        make(map[string]uint64, poller.NumCauses),
 	}
 	for c := range poller.NumCauses {
