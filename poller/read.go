@@ -48,14 +48,17 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.state == stateHandshake || c.state == stateHTTPIdle {
 		e.handshake(c)
 	}
+	progressed := false
 	if (c.state == stateOpen || c.state == stateClosing) && !c.paused {
+		before := gc.InboundBuffered()
 		e.readFrames(c)
+		progressed = c.state != stateClosed && gc.InboundBuffered() < before
 	}
 	if c.state == stateClosed {
 		return gnet.None
 	}
 	if c.state == stateOpen {
-		e.trackPartial(c)
+		e.trackPartial(c, progressed)
 	}
 	if c.paused && gc.InboundBuffered() > e.cfg.MaxInboundBytes {
 		l.fail(c, codec.ClosePolicyViolation, "unread input over limit", CauseInboundOverflow)
@@ -172,9 +175,15 @@ func (e *Engine) readFrames(c *Conn) {
 		case codec.OpPing:
 			if gc.OutboundBuffered() > e.cfg.MaxOutboundBytes {
 				// Our pongs pile up unread: answering on would buffer
-				// without bound.
-				c.loop.fail(c, codec.ClosePolicyViolation, "ping flood", CausePingFlood)
-				return
+				// without bound. The close goes out behind them and no
+				// ping is answered after it; CloseTimeout bounds the wait
+				// for a peer that never reads.
+				e.flushNow(c)
+				c.mu.Lock()
+				c.closeOut = true
+				c.mu.Unlock()
+				c.loop.sendClose(c, codec.ClosePolicyViolation, "ping flood", CausePingFlood)
+				continue
 			}
 			c.mu.Lock()
 			closed := c.closeOut
@@ -396,12 +405,15 @@ func (e *Engine) nextHTTP(c *Conn) {
 // trackPartial notes when the peer started a message or frame it has not
 // finished, for the sweep's MessageTimeout: a frame cut short or fragments
 // that never reach FIN would otherwise hold their bytes for as long as the
-// peer trickles. A paused conn is not timed: the wait is ours. On the loop.
-func (e *Engine) trackPartial(c *Conn) {
+// peer trickles. A frame's clock starts with the read that began it (a
+// read that consumed frames and left a partial one began a new one); a
+// fragmented message's with its first fragment. A paused conn is not
+// timed: the wait is ours. On the loop.
+func (e *Engine) trackPartial(c *Conn, progressed bool) {
 	switch {
 	case c.paused || (c.msg == nil && c.gc.InboundBuffered() == 0):
 		c.partial = 0
-	case c.partial == 0:
+	case c.partial == 0 || (progressed && c.msg == nil):
 		c.partial = e.clock() + 1 // 0 means none
 	}
 }
