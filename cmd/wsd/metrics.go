@@ -20,7 +20,7 @@ type engineCollector struct {
 
 	conns, accepted, upgraded, rejected *prometheus.Desc
 	msgsIn, msgsOut, bytesIn, bytesOut  *prometheus.Desc
-	slow, closes, queueDepth            *prometheus.Desc
+	slow, closes, queueDepth, pending   *prometheus.Desc
 }
 
 func newEngineCollector(stats func() server.Stats) *engineCollector {
@@ -39,12 +39,13 @@ func newEngineCollector(stats func() server.Stats) *engineCollector {
 		slow:       d("slow_consumers_total", "Times a connection's outbound queue was over its cap."),
 		closes:     d("closes_total", "Closed connections by cause.", "cause"),
 		queueDepth: d("worker_queue_depth", "Connections waiting for a handler worker."),
+		pending:    d("pending_handshakes", "Connections accepted whose upgrade request is not complete yet."),
 	}
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.accepted, c.upgraded, c.rejected, c.msgsIn, c.msgsOut,
-		c.bytesIn, c.bytesOut, c.slow, c.closes, c.queueDepth} {
+		c.bytesIn, c.bytesOut, c.slow, c.closes, c.queueDepth, c.pending} {
 		ch <- d
 	}
 }
@@ -63,6 +64,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.upgraded, s.Rejected, "rejected")
 	n(c.upgraded, s.Closes["over_capacity"], "over_capacity")
 	n(c.upgraded, s.Closes["accept_rate"], "accept_rate")
+	n(c.upgraded, s.Closes["handshake_cap"], "handshake_cap")
 	n(c.rejected, s.Rejected)
 	n(c.msgsIn, s.MessagesIn)
 	n(c.msgsOut, s.MessagesOut)
@@ -78,6 +80,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		n(c.closes, s.Closes[cause], cause)
 	}
 	g(c.queueDepth, float64(s.QueueDepth))
+	g(c.pending, float64(s.Pending))
 }
 
 // metricsHandler exposes the engine, pub/sub, /ws and API counters plus
