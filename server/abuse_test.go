@@ -236,7 +236,11 @@ func trickle(conn net.Conn, req []byte, limit time.Duration) (got string, closed
 	var buf [512]byte
 	for i := 0; time.Now().Before(deadline); i++ {
 		if _, err := conn.Write(req[i%len(req) : i%len(req)+1]); err != nil {
-			return got, true
+			// Reset by a server that answered and closed: the answer may
+			// still wait in our buffer.
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			k, _ := conn.Read(buf[:])
+			return got + string(buf[:k]), true
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
 		k, err := conn.Read(buf[:])

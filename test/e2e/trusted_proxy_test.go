@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/internal/wstest"
 )
 
 // dialWSSFrom upgrades through nginx from the loopback source src and
@@ -65,5 +69,44 @@ func TestPerIPLimitBehindNginx(t *testing.T) {
 				t.Fatalf("trusted=%v: statuses %v, want %v", trusted, got, want)
 			}
 		}
+	}
+}
+
+// The connect proxy's remote_addr is the client nginx forwards for, not
+// nginx, once nginx is trusted.
+func TestConnectProxySeesForwardedClient(t *testing.T) {
+	got := make(chan string, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			RemoteAddr string `json:"remote_addr"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		select {
+		case got <- body.RemoteAddr:
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"result":{}}`))
+	}))
+	t.Cleanup(backend.Close)
+	d := startWSD(t, "--trusted-proxies", "127.0.0.1/32", "--connect-proxy-url", backend.URL)
+	addr, pool := startNginx(t, d.Addr)
+	dd := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}}
+	conn, err := tls.DialWithDialer(dd, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := wstest.Upgrade(conn, addr, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	select {
+	case ra := <-got:
+		if ra != "127.0.0.5:0" {
+			t.Fatalf("connect proxy remote_addr %q, want the forwarded client 127.0.0.5:0", ra)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connect proxy was not called")
 	}
 }
