@@ -18,7 +18,7 @@ TEST_TIMEOUT ?= 5m
 TEST_LOGS ?= $(CURDIR)/bin/test-logs
 REPORT    := $(CURDIR)/bin/testreport
 
-.PHONY: help build run test test-deps vet test-unit test-allocs soak-memory test-interop test-browser test-skips testreport fuzz-short fuzz bench lint clean
+.PHONY: help build run test test-deps vet test-unit test-allocs soak-memory soak-abuse test-interop test-browser test-skips testreport fuzz-short fuzz bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ fuzz-short: ## every fuzz target for 10s
 
 fuzz: ## every fuzz target for $(FUZZTIME) (default 60s)
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+soak-abuse: ## the abuse tests at full size (WSD_ABUSE_FULL=1: 9,000 trickling handshakes, 500 bad-JSON flooders, ...; docs/bench/abuse.md)
+	WSD_ABUSE_FULL=1 $(GO) test -count=1 -timeout 20m -run 'Abuse' -v ./server/ ./wsproto/
 
 bench: ## micro-benchmarks of codec, poller and server
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCHPKG)

@@ -24,6 +24,9 @@ const (
 	CauseAcceptRate                     // over MaxAcceptRate: 503 with Retry-After before the upgrade
 	CauseMemoryRefused                  // memory budget near full: 503 with Retry-After before the upgrade
 	CauseMemoryShed                     // memory budget near full: among the largest inbound holders (1009)
+	CauseHandshakeCap                   // over MaxPendingHandshakes: 503 at accept
+	CausePingFlood                      // pings while our pongs pile up unread (1008)
+	CauseMessageTimeout                 // a message or frame unfinished for MessageTimeout (1008)
 	NumCauses
 )
 
@@ -31,7 +34,7 @@ var causeNames = [NumCauses]string{
 	"peer_gone", "peer_close", "server_close", "protocol_error", "too_big", "idle",
 	"handshake_timeout", "handshake_rejected", "slow_consumer", "inbound_overflow",
 	"shutdown", "panic", "over_capacity", "http_done", "per_ip_limit",
-	"accept_rate", "memory_refused", "memory_shed",
+	"accept_rate", "memory_refused", "memory_shed", "handshake_cap", "ping_flood", "message_timeout",
 }
 
 func (c Cause) String() string {

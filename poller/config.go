@@ -2,6 +2,7 @@ package poller
 
 import (
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
@@ -40,7 +41,20 @@ type Config struct {
 	MaxConns         int           // 0, or more than RLIMIT_NOFILE (raised by Serve) holds: DefaultMaxConns, a lowering is logged; over it: 503
 	MaxConnsPerIP    int           // 0: no per-address limit; over it: 429 before the upgrade
 	MaxAcceptRate    float64       // upgrades per second, bursts of one second's worth; 0: no limit; over it: 503 with Retry-After
-	HandshakeTimeout time.Duration // 0: 10 s
+	HandshakeTimeout time.Duration // 0: 10 s, counted from accept
+	// MaxPendingHandshakes bounds the conns accepted whose first request
+	// is not complete yet (slow or silent clients); over it: 503 at accept,
+	// before any byte is read. 0: no bound but MaxConns.
+	MaxPendingHandshakes int
+	// MessageTimeout bounds the time from the first byte of a frame or the
+	// first fragment of a message to its end; past it: 1008. It ignores
+	// paused reads (the application's wait, not the peer's). 0: 60 s.
+	MessageTimeout time.Duration
+	// TrustedProxies are the TCP peers whose X-Forwarded-For / X-Real-IP
+	// are believed: their conns get the forwarded client as RemoteAddr,
+	// and MaxConnsPerIP counts that client once the request is read
+	// instead of the proxy at accept. Other peers' headers are ignored.
+	TrustedProxies   []netip.Prefix
 	IdleTimeout      time.Duration // 0: none; enforced by a 1 s sweep, so within 1–2 s after
 	PingInterval     time.Duration // 0: none; pings a conn silent this long
 	CloseTimeout     time.Duration // 0: 5 s to wait for the peer's close
@@ -86,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MessageTimeout == 0 {
+		c.MessageTimeout = time.Minute
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 5 * time.Second

@@ -44,7 +44,7 @@ type Conn struct {
 	msg       *Buf                // message being assembled (nil when none)
 	remote    *net.TCPAddr        // gnet's, immutable; kept so it outlives the gnet conn
 	id        uint64
-	closeText string // reason of the close frame that ended the conn (loop-owned)
+	closeText *string // reason of the close frame that ended the conn, nil: none (loop-owned; a pointer: most conns never need one, and it keeps the struct at 176 bytes)
 	rd        codec.Reader
 
 	// Loop-owned. Fields are ordered so that the struct packs into 176
@@ -65,17 +65,39 @@ type Conn struct {
 	closeOut bool // a close frame is queued or sent: Send refuses more
 	stream   bool // a streaming response: WriteStream only, no frames
 	closeWhy Cause
+	adm      uint8 // admPending, admIPCounted, admViaProxy (loop-owned; here it fills padding)
 	closeReq uint16
 	resume   atomic.Bool
 	mu       sync.Mutex
 	held     uint32 // loop-owned: inbound bytes accounted to the memory budget (here to fill mu's padding)
+	partial  uint32 // loop clock (s) when an unfinished message or frame began, 0: none (loop-owned; fills padding)
 	out      *Buf   // pending frames: own bytes in B, shared frames in segs
+}
+
+// setCloseText records the close reason; "" records none (no allocation).
+func (c *Conn) setCloseText(reason string) {
+	c.closeText = nil
+	if reason != "" {
+		c.closeText = &reason
+	}
+}
+
+// closeReason is the recorded close reason, "" for none.
+func (c *Conn) closeReason() string {
+	if c.closeText == nil {
+		return ""
+	}
+	return *c.closeText
 }
 
 // ID is unique per Engine. Safe from any goroutine.
 func (c *Conn) ID() uint64 { return c.id }
 
-// RemoteAddr is the peer's address as accepted. Safe from any goroutine.
+// RemoteAddr is the client's address: the TCP peer's as accepted, or, for
+// a peer in Config.TrustedProxies, the client its request names in
+// X-Forwarded-For or X-Real-IP (port 0), once that request was read. Safe
+// from any goroutine once the conn was handed over (Upgrade, ServeHTTP); on
+// a kept-alive HTTP conn from a proxy it may change with each request.
 func (c *Conn) RemoteAddr() netip.AddrPort {
 	if c.remote == nil {
 		return netip.AddrPort{}

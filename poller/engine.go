@@ -99,6 +99,7 @@ type Engine struct {
 	memFull  *codec.HTTPError
 	mem      memBudget
 	pacer    *acceptPacer // nil without MaxAcceptRate
+	pending  atomic.Int64 // conns in their first handshake (MaxPendingHandshakes)
 
 	ipMu  sync.Mutex
 	perIP map[netip.Addr]int32 // live conns per remote address (MaxConnsPerIP > 0 only)
@@ -301,13 +302,26 @@ func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		e.stats.count(CauseOverCapacity)
 		return e.overCap, gnet.Close
 	}
-	remote, _ := gc.RemoteAddr().(*net.TCPAddr)
-	if e.perIP != nil && remote != nil && !e.admitIP(remote) {
+	if !e.admitPending() {
 		e.stats.Conns.Add(-1)
-		e.stats.count(CausePerIPLimit)
-		return e.overIP, gnet.Close
+		e.stats.count(CauseHandshakeCap)
+		return e.overCap, gnet.Close
 	}
-	c := &Conn{gc: gc, id: e.nextID.Add(1), since: e.clock(), remote: remote}
+	remote, _ := gc.RemoteAddr().(*net.TCPAddr)
+	adm := admPending
+	if remote != nil && len(e.cfg.TrustedProxies) > 0 && e.trustedPeer(remote.AddrPort().Addr()) {
+		// Its clients are counted once its request names them.
+		adm |= admViaProxy
+	} else if e.perIP != nil && remote != nil {
+		if !e.admitIP(remote) {
+			e.pending.Add(-1)
+			e.stats.Conns.Add(-1)
+			e.stats.count(CausePerIPLimit)
+			return e.overIP, gnet.Close
+		}
+		adm |= admIPCounted
+	}
+	c := &Conn{gc: gc, id: e.nextID.Add(1), since: e.clock(), remote: remote, adm: adm}
 	c.rd.Limits = &e.cfg.Limits
 	c.loop = e.loopOf(gc)
 	c.loop.add(c)
@@ -332,6 +346,29 @@ func (e *Engine) admit() bool {
 		}
 	}
 }
+
+// admitPending counts a conn against MaxPendingHandshakes, in one step for
+// the reason admit gives.
+func (e *Engine) admitPending() bool {
+	limit := int64(e.cfg.MaxPendingHandshakes)
+	if limit <= 0 {
+		e.pending.Add(1)
+		return true
+	}
+	for {
+		n := e.pending.Load()
+		if n >= limit {
+			return false
+		}
+		if e.pending.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// PendingHandshakes is the number of conns accepted whose first request is
+// not complete yet. Safe from any goroutine.
+func (e *Engine) PendingHandshakes() int64 { return e.pending.Load() }
 
 // admitIP counts a conn against its address's limit.
 func (e *Engine) admitIP(a *net.TCPAddr) bool {
@@ -366,7 +403,8 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	gc.SetContext(nil)
 	e.stats.Conns.Add(-1)
-	if e.perIP != nil && c.remote != nil {
+	e.leaveHandshake(c)
+	if c.adm&admIPCounted != 0 {
 		e.releaseIP(c.remote)
 	}
 	c.loop.remove(c)
@@ -392,7 +430,7 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if wasOpen {
 		func() {
 			defer e.recoverPanic(c, "OnClose")
-			c.session.OnClose(c, code, c.closeText, cause)
+			c.session.OnClose(c, code, c.closeReason(), cause)
 		}()
 	}
 	return gnet.None

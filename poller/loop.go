@@ -175,7 +175,8 @@ func (l *loop) sendClose(c *Conn, code uint16, reason string, why Cause) {
 	}
 	l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
 	_, _ = c.gc.Write(l.scratch)
-	c.closeCode, c.closeCause, c.closeText = code, why, reason
+	c.closeCode, c.closeCause = code, why
+	c.setCloseText(reason)
 	c.state = stateClosing
 	c.since = l.eng.clock()
 }
@@ -198,7 +199,8 @@ func (l *loop) fail(c *Conn, code uint16, reason string, why Cause) {
 		l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
 		_, _ = c.gc.Write(l.scratch)
 	}
-	c.closeCode, c.closeCause, c.closeText = code, why, reason
+	c.closeCode, c.closeCause = code, why
+	c.setCloseText(reason)
 	if c.state == stateOpen && c.gc.OutboundBuffered() == 0 {
 		// Closing now, while the peer is still sending, would make the
 		// kernel answer with RST and the peer could lose our close frame.
@@ -244,6 +246,7 @@ func (l *loop) sweep() {
 	if e.mem.pressure() {
 		l.shed(e.nanotime())
 	}
+	msgWait := secs(cfg.MessageTimeout)
 	for i := len(l.conns) - 1; i >= 0; i-- {
 		c := l.conns[i]
 		age := now - c.since
@@ -271,6 +274,8 @@ func (l *loop) sweep() {
 				}
 			}
 			switch {
+			case c.partial != 0 && !c.paused && now+1-c.partial > msgWait:
+				l.fail(c, codec.ClosePolicyViolation, "message timeout", CauseMessageTimeout)
 			case idle > 0 && age > idle:
 				l.fail(c, codec.CloseGoingAway, "idle timeout", CauseIdle)
 			case ping > 0 && age >= ping && !c.pingOut:

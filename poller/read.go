@@ -56,11 +56,17 @@ func (e *Engine) traffic(c *Conn) {
 	if c.state == stateHandshake || c.state == stateHTTPIdle {
 		e.handshake(c)
 	}
+	progressed := false
 	if (c.state == stateOpen || c.state == stateClosing) && !c.paused {
+		before := gc.InboundBuffered()
 		e.readFrames(c)
+		progressed = c.state != stateClosed && gc.InboundBuffered() < before
 	}
 	if c.state == stateClosed {
 		return
+	}
+	if c.state == stateOpen {
+		e.trackPartial(c, progressed)
 	}
 	if c.paused && gc.InboundBuffered() > e.cfg.MaxInboundBytes {
 		l.fail(c, codec.ClosePolicyViolation, "unread input over limit", CauseInboundOverflow)
@@ -76,6 +82,9 @@ func (e *Engine) handshake(c *Conn) {
 	if errors.Is(err, codec.ErrNeedMore) {
 		return
 	}
+	if err == nil && c.adm&admViaProxy != 0 {
+		e.forwardedFor(c, req)
+	}
 	if err == nil && req.Get("Upgrade") == "" {
 		if hh, ok := e.h.(HTTPHandler); ok {
 			e.plainHTTP(c, hh, req, buf, n)
@@ -86,6 +95,9 @@ func (e *Engine) handshake(c *Conn) {
 		// Whatever follows the head of an upgrade is frames: a body would
 		// be read as frames (or smuggle a request past the handshake).
 		err = &codec.HTTPError{Status: 400, Reason: "an upgrade request has no body"}
+	}
+	if err == nil && c.adm&admViaProxy != 0 && !e.admitForwarded(c) {
+		return
 	}
 	var herr *codec.HTTPError
 	var acc codec.Accept
@@ -133,6 +145,7 @@ func (e *Engine) handshake(c *Conn) {
 	c.loop.scratch = codec.AppendAccept(c.loop.scratch[:0], req, acc)
 	_, _ = gc.Write(c.loop.scratch)
 	c.state = stateOpen
+	e.leaveHandshake(c)
 	e.stats.Upgraded.Add(1)
 }
 
@@ -169,6 +182,18 @@ func (e *Engine) readFrames(c *Conn) {
 		}
 		switch f.Op {
 		case codec.OpPing:
+			if gc.OutboundBuffered() > e.cfg.MaxOutboundBytes {
+				// Our pongs pile up unread: answering on would buffer
+				// without bound. The close goes out behind them and no
+				// ping is answered after it; CloseTimeout bounds the wait
+				// for a peer that never reads.
+				e.flushNow(c)
+				c.mu.Lock()
+				c.closeOut = true
+				c.mu.Unlock()
+				c.loop.sendClose(c, codec.ClosePolicyViolation, "ping flood", CausePingFlood)
+				continue
+			}
 			c.mu.Lock()
 			closed := c.closeOut
 			c.mu.Unlock()
@@ -239,7 +264,8 @@ func (e *Engine) onClose(c *Conn, payload []byte) {
 	}
 	c.loop.scratch = codec.AppendClose(c.loop.scratch[:0], echo, string(reason))
 	_, _ = c.gc.Write(c.loop.scratch)
-	c.closeCode, c.closeCause, c.closeText = code, CausePeerClose, string(reason)
+	c.closeCode, c.closeCause = code, CausePeerClose
+	c.setCloseText(string(reason))
 	c.state = stateClosed
 	_ = c.gc.Close()
 }
@@ -407,6 +433,7 @@ func (e *Engine) plainHTTP(c *Conn, hh HTTPHandler, req *codec.Request, buf []by
 	_, _ = c.gc.Discard(n + length)
 	c.state = stateHTTP
 	c.since = e.clock()
+	e.leaveHandshake(c)
 	hh.ServeHTTP(c, req, body)
 }
 
@@ -457,4 +484,20 @@ func (c *Conn) ReplyHTTP(resp []byte, keepAlive bool) {
 func (e *Engine) nextHTTP(c *Conn) {
 	defer e.recoverPanic(c, "nextHTTP")
 	e.handshake(c)
+}
+
+// trackPartial notes when the peer started a message or frame it has not
+// finished, for the sweep's MessageTimeout: a frame cut short or fragments
+// that never reach FIN would otherwise hold their bytes for as long as the
+// peer trickles. A frame's clock starts with the read that began it (a
+// read that consumed frames and left a partial one began a new one); a
+// fragmented message's with its first fragment. A paused conn is not
+// timed: the wait is ours. On the loop.
+func (e *Engine) trackPartial(c *Conn, progressed bool) {
+	switch {
+	case c.paused || (c.msg == nil && c.gc.InboundBuffered() == 0):
+		c.partial = 0
+	case c.partial == 0 || (progressed && c.msg == nil):
+		c.partial = e.clock() + 1 // 0 means none
+	}
 }

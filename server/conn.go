@@ -66,7 +66,9 @@ type inbox struct {
 // ID is unique within the server. Safe from any goroutine.
 func (c *Conn[T]) ID() uint64 { return c.pc.ID() }
 
-// RemoteAddr is the peer's address. Safe from any goroutine.
+// RemoteAddr is the client's address: the TCP peer's, or for a peer in
+// Options.TrustedProxies the client its X-Forwarded-For / X-Real-IP names
+// (port 0). Safe from any goroutine.
 func (c *Conn[T]) RemoteAddr() netip.AddrPort { return c.pc.RemoteAddr() }
 
 // Path is the request path the conn was routed by. Safe from any goroutine.

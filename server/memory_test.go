@@ -96,7 +96,9 @@ func offender(addr string) (*wstest.Client, error) {
 	return c, nil
 }
 
-func trickle(c *wstest.Client, total int, chunk []byte, code *atomic.Uint32, done *sync.WaitGroup, trickled *atomic.Int64) {
+// trickleMessage sends total bytes of a big message in chunks and records
+// how the server closed the conn.
+func trickleMessage(c *wstest.Client, total int, chunk []byte, code *atomic.Uint32, done *sync.WaitGroup, trickled *atomic.Int64) {
 	done.Add(2)
 	go func() { // the reader: the close, or EOF at cleanup
 		defer done.Done()
@@ -177,7 +179,7 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 		offenders = append(offenders, c)
 	}
 	for i, c := range offenders {
-		trickle(c, perOff, chunk, &codes[i], &clients, &trickled)
+		trickleMessage(c, perOff, chunk, &codes[i], &clients, &trickled)
 	}
 	// The echoers run through the whole attack: until every offender's
 	// trickle ended (sent it all, or was closed).

@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/wsdhq/wsd/poller"
@@ -25,11 +26,23 @@ type Options struct {
 	MaxFrameBytes     int64         // default MaxMessageBytes
 	MaxHandshakeBytes int           // default 8 KiB of request head; over it: 431
 	HandshakeTimeout  time.Duration // default 10 s from accept to a whole request
-	IdleTimeout       time.Duration // default none; silent conns get 1001 after it
-	PingInterval      time.Duration // default none; a conn silent this long is pinged
-	CloseTimeout      time.Duration // default 5 s to wait for the peer's close reply
-	DrainSpread       time.Duration // default 0: Shutdown sends 1001; >0: 1012 with a retry hint drawn per conn from [0, DrainSpread) (see Shutdown)
-	MaxOutboundBytes  int           // default 4 MiB queued per conn
+	// MaxPendingHandshakes bounds the conns still sending their request
+	// (trickling clients); excess gets 503 at accept. Default: no bound
+	// but MaxConns.
+	MaxPendingHandshakes int
+	// MessageTimeout bounds the time from a frame's or fragmented
+	// message's first byte to its end; past it: close 1008. Default 60 s.
+	MessageTimeout time.Duration
+	// TrustedProxies are the peers (reverse proxies) whose X-Forwarded-For
+	// and X-Real-IP name the client: for them RemoteAddr and the
+	// MaxConnsPerIP count use that client, counted once the request is
+	// read. Other peers' headers are ignored. Default none.
+	TrustedProxies   []netip.Prefix
+	IdleTimeout      time.Duration // default none; silent conns get 1001 after it
+	PingInterval     time.Duration // default none; a conn silent this long is pinged
+	CloseTimeout     time.Duration // default 5 s to wait for the peer's close reply
+	DrainSpread      time.Duration // default 0: Shutdown sends 1001; >0: 1012 with a retry hint drawn per conn from [0, DrainSpread) (see Shutdown)
+	MaxOutboundBytes int           // default 4 MiB queued per conn
 
 	// MaxMemory is the process-wide budget, in bytes, for what clients make
 	// the server hold: incomplete inbound messages, outbound queues and

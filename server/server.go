@@ -143,9 +143,13 @@ func engineConfig(opts Options) poller.Config {
 		MaxConnsPerIP:    opts.MaxConnsPerIP,
 		MaxAcceptRate:    opts.MaxAcceptRate,
 		HandshakeTimeout: opts.HandshakeTimeout,
-		IdleTimeout:      opts.IdleTimeout,
-		PingInterval:     opts.PingInterval,
-		StreamPing:       opts.StreamPing,
+
+		MaxPendingHandshakes: opts.MaxPendingHandshakes,
+		MessageTimeout:       opts.MessageTimeout,
+		TrustedProxies:       opts.TrustedProxies,
+		IdleTimeout:          opts.IdleTimeout,
+		PingInterval:         opts.PingInterval,
+		StreamPing:           opts.StreamPing,
 
 		StreamPingInterval: opts.StreamPingInterval,
 		CloseTimeout:       opts.CloseTimeout,

@@ -20,7 +20,8 @@ type Stats struct {
 	// Memory is what the memory budget accounts (Options.MaxMemory):
 	// Limit (0: none), Inbound (incomplete messages), Outbound (queued for
 	// peers, sampled each second) and Extra (Options.ExtraMemory).
-	Memory poller.MemoryUsage
+	Memory  poller.MemoryUsage
+	Pending int64 // conns accepted whose first request is not complete yet
 
 	// Closes counts closed connections by cause, with every cause present:
 	// the names of CloseError.Cause ("peer_close", "idle", "slow_consumer",
@@ -46,6 +47,7 @@ func (s *Server[T]) Stats() Stats {
 		QueueDepth:    s.work.len(),
 		Offloaded:     e.Offloaded.Load(),
 		Memory:        s.eng.Memory(),
+		Pending:       s.eng.PendingHandshakes(),
 		Closes:        make(map[string]uint64, poller.NumCauses),
 	}
 	for c := range poller.NumCauses {

@@ -310,5 +310,5 @@ func (h *Handler) CloseProxies() {
 type ConnInfo struct {
 	Client     string `json:"client"`      // the connection's ID on this node ("<node>-<n>" with a node ID)
 	User       string `json:"user"`        // the client ID (token sub, or anon-...)
-	RemoteAddr string `json:"remote_addr"` // the peer's IP:port
+	RemoteAddr string `json:"remote_addr"` // the client's IP:port; behind a trusted proxy the forwarded client, port 0
 }

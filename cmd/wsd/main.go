@@ -42,6 +42,9 @@ type config struct {
 	maxMessage       int64
 	maxConns         int
 	maxConnsPerIP    int
+	trustedProxies   prefixList
+	maxPendingHS     int
+	messageTimeout   time.Duration
 	deflate          bool
 	idleTimeout      time.Duration
 	pingInterval     time.Duration
@@ -109,6 +112,9 @@ Flags:
 	bytesVar(fs, &c.maxMessage, "max-message", 16<<20, "largest message in `bytes` (after decompression); larger ones close with 1009")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most connections at once; 0 = the file limit minus a reserve (also the ceiling: a higher value is lowered, with a log line); excess gets 503")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (0 = no limit); excess gets 429")
+	fs.Var(&c.trustedProxies, "trusted-proxies", "comma-separated `CIDRs` of reverse proxies whose X-Forwarded-For / X-Real-IP name the client (for --max-conns-per-ip and logs); other peers' headers are ignored")
+	fs.IntVar(&c.maxPendingHS, "max-pending-handshakes", 0, "most connections still sending their upgrade request (slow or silent clients); excess gets 503 at accept (0 = no bound but --max-conns)")
+	fs.DurationVar(&c.messageTimeout, "message-timeout", time.Minute, "longest time from a frame's or fragmented message's first byte to its end; past it: close 1008")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate (without context takeover)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close connections silent this long (0 = never)")
 	fs.DurationVar(&c.pingInterval, "ping-interval", 0, "ping connections silent this long (0 = never)")
@@ -252,6 +258,10 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		IdleTimeout:      c.idleTimeout,
 		PingInterval:     c.pingInterval,
 		HandshakeTimeout: c.handshakeTimeout,
+
+		TrustedProxies:       c.trustedProxies,
+		MaxPendingHandshakes: c.maxPendingHS,
+		MessageTimeout:       c.messageTimeout,
 
 		StreamPing:         wsproto.SSEPing,
 		StreamPingInterval: c.ssePing,

@@ -20,7 +20,7 @@ type engineCollector struct {
 
 	conns, accepted, upgraded, rejected *prometheus.Desc
 	msgsIn, msgsOut, bytesIn, bytesOut  *prometheus.Desc
-	slow, closes, queueDepth            *prometheus.Desc
+	slow, closes, queueDepth, pending   *prometheus.Desc
 	memory, memoryLimit, offloaded      *prometheus.Desc
 }
 
@@ -44,12 +44,13 @@ func newEngineCollector(stats func() server.Stats) *engineCollector {
 			"kind"),
 		offloaded:   d("messages_offloaded_total", "Compressed messages over 64 KiB inflated and validated by a worker instead of the event loop."),
 		memoryLimit: d("memory_budget_bytes", "--max-memory (0: no budget). Above 90% of it upgrades get 503 (closes_total{cause=\"memory_refused\"}) and the largest inbound holders are closed with 1009 (cause=\"memory_shed\")."),
+		pending:     d("pending_handshakes", "Connections accepted whose upgrade request is not complete yet."),
 	}
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.accepted, c.upgraded, c.rejected, c.msgsIn, c.msgsOut,
-		c.bytesIn, c.bytesOut, c.slow, c.closes, c.queueDepth, c.memory, c.memoryLimit, c.offloaded} {
+		c.bytesIn, c.bytesOut, c.slow, c.closes, c.queueDepth, c.memory, c.memoryLimit, c.offloaded, c.pending} {
 		ch <- d
 	}
 }
@@ -69,6 +70,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.upgraded, s.Closes["over_capacity"], "over_capacity")
 	n(c.upgraded, s.Closes["accept_rate"], "accept_rate")
 	n(c.upgraded, s.Closes["memory_refused"], "memory_refused")
+	n(c.upgraded, s.Closes["handshake_cap"], "handshake_cap")
 	n(c.rejected, s.Rejected)
 	n(c.msgsIn, s.MessagesIn)
 	n(c.msgsOut, s.MessagesOut)
@@ -89,6 +91,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.memory, float64(s.Memory.Extra), "history")
 	g(c.memoryLimit, float64(s.Memory.Limit))
 	n(c.offloaded, s.Offloaded)
+	g(c.pending, float64(s.Pending))
 }
 
 // metricsHandler exposes the engine, pub/sub, /ws and API counters plus
