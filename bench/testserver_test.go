@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/internal/leakcheck"
 )
 
 // TestMain lets the test binary act as a wsbench worker process, so that
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.After(m.Run()))
 }
 
 func workerExe() []string { return []string{os.Args[0], WorkerArg} }

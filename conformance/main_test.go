@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsdhq/wsd/codec"
+	"github.com/wsdhq/wsd/internal/leakcheck"
 )
 
 // The daemons under test. Each runs from the binary TestMain builds.
@@ -87,7 +88,7 @@ func run(m *testing.M) int {
 			code = 1
 		}
 	}
-	return code
+	return leakcheck.After(code) // after the daemons' goroutines ended
 }
 
 // daemon is one wsd process.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wsdhq/wsd/client"
+	"github.com/wsdhq/wsd/internal/leakcheck"
 	"github.com/wsdhq/wsd/pubsub/natsbroker/natstest"
 )
 
@@ -53,7 +54,7 @@ func TestBadBrokerFlags(t *testing.T) {
 var binDir string
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := leakcheck.After(m.Run())
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

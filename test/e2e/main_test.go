@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsdhq/wsd/internal/leakcheck"
 )
 
 var wsdBin string
@@ -27,7 +29,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building wsd: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := leakcheck.After(m.Run())
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
