@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"compress/flate"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -536,4 +537,51 @@ func waitCloses(t *testing.T, srv *Server[struct{}], want map[string]uint64) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling a counter, bounded by deadline
 	}
+}
+
+// deflateBomb is a permessage-deflate payload of a few KiB that inflates
+// to n zero bytes (raw DEFLATE without the trailing 00 00 ff ff).
+func deflateBomb(t *testing.T, n int) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := flate.NewWriter(&b, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Write(make([]byte, n))
+	_ = w.Flush()
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+}
+
+// Deflate bombs from many connections at once: each small compressed
+// message that would inflate past MaxMessageBytes is closed with 1009,
+// inflating at most the limit (on a worker, off the loop), while the
+// probe keeps being served.
+func TestAbuseDeflateBombs(t *testing.T) {
+	n := scale(100, 1000)
+	srv := New[struct{}](Options{HandshakeTimeout: 2 * time.Second, Compression: true, MaxMessageBytes: 1 << 20})
+	srv.Handle("/echo", echo[struct{}]())
+	addr := start(t, srv)
+	p := startProbe(t, addr)
+	bomb := deflateBomb(t, 64<<20)
+	frame := codec.AppendMaskedFrame(nil, codec.OpBinary, true, true, [4]byte{1, 2, 3, 4}, bomb)
+	before := heapInUse()
+	parallel(n, 64, func(int) {
+		c, err := wstest.Dial(addr, "/echo", "Sec-WebSocket-Extensions: permessage-deflate")
+		if err != nil {
+			t.Errorf("dial: %v", err)
+			return
+		}
+		defer c.Close()
+		c.Timeout = 20 * time.Second
+		_ = c.WriteRaw(frame)
+		expectCloseCode(t, c, codec.CloseTooBig, "deflate bomb")
+	})
+	grew := int64(heapInUse()) - int64(before)
+	p.finish(t)
+	t.Logf("%d deflate bombs of %d KiB (64 MiB inflated, limit 1 MiB): heap grew %d KiB", n, len(bomb)>>10, grew/1024)
+	if grew > 256<<20 {
+		t.Errorf("heap grew %d MiB for %d bombs", grew>>20, n)
+	}
+	waitCloses(t, srv, map[string]uint64{"too_big": uint64(n)})
 }
