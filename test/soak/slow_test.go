@@ -240,7 +240,7 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	if slow > 0 {
 		bulk = channel + "-bulk"
 	}
-	go func() { pubDone <- feed(ctx, d, channel, bulk, stop, &published, &lastOff) }()
+	go func() { pubDone <- feed(ctx, d, channel, bulk, 10*time.Millisecond, stop, &published, &lastOff) }()
 
 	// The feed runs for the phase, and on until wsd has counted every slow one.
 	phaseEnd := time.After(phase)
@@ -306,10 +306,10 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	return res
 }
 
-// feed publishes {"t":now,"p":pad} at 100 Hz until stop, and, when bulk
+// feed publishes {"t":now,"p":pad} every tick (100 Hz: 10 ms) until stop, and, when bulk
 // is set, 48 KiB to bulk at 20 Hz (only slow consumers subscribe to it).
-func feed(ctx context.Context, d *daemon, channel, bulk string, stop <-chan struct{}, n *atomic.Int64, last *atomic.Uint64) error {
-	tick := time.NewTicker(10 * time.Millisecond)
+func feed(ctx context.Context, d *daemon, channel, bulk string, every time.Duration, stop <-chan struct{}, n *atomic.Int64, last *atomic.Uint64) error {
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	pad := strings.Repeat("x", 200)
 	big := []byte(`"` + strings.Repeat("y", 48<<10) + `"`)
