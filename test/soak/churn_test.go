@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -510,6 +511,7 @@ func maps(m map[string]int64) map[string]int64 {
 func (s *soak) settle(when string) resources {
 	deadline := time.Now().Add(30 * time.Second)
 	var prev resources
+	var conns float64
 	stable := 0
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Second) // sampling interval; the condition below is what is waited for
@@ -521,7 +523,11 @@ func (s *soak) settle(when string) resources {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		if int(m["wsd_connections"]) == soakSubscribers+soakProbes && r.Goroutines == prev.Goroutines &&
+		// wsd_connections also counts this test's keep-alive HTTP
+		// connections (/metrics, /api/publish, pprof): up to 8 of them.
+		prevConns := conns
+		conns = m["wsd_connections"]
+		if conns == prevConns && int(conns) <= soakSubscribers+soakProbes+8 && r.Goroutines == prev.Goroutines &&
 			absDiff(r.RSS, prev.RSS) < prev.RSS/50 {
 			if stable++; stable >= 2 {
 				return r
@@ -531,8 +537,21 @@ func (s *soak) settle(when string) resources {
 		}
 		prev = r
 	}
-	s.t.Logf("%s: wsd did not settle within 30 s; using %s", when, prev)
+	s.t.Logf("%s: wsd did not settle within 30 s (%.0f connections, want %d + ≤ 8 HTTP); using %s", when, conns, soakSubscribers+soakProbes, prev)
+	s.logSockets()
 	return prev
+}
+
+// logSockets logs wsd's TCP sockets other than ESTABLISHED ones with
+// the long-lived clients, to tell what did not close.
+func (s *soak) logSockets() {
+	_, port, _ := net.SplitHostPort(s.d.addr)
+	out, err := exec.Command("ss", "-tnoi", "sport = :"+port).CombinedOutput()
+	if err != nil {
+		s.t.Logf("ss: %v", err)
+		return
+	}
+	s.t.Logf("wsd's sockets (ss -tnoi sport = :%s):\n%s", port, out)
 }
 
 func absDiff(a, b int64) int64 {
