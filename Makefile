@@ -18,7 +18,7 @@ TEST_TIMEOUT ?= 5m
 TEST_LOGS ?= $(CURDIR)/bin/test-logs
 REPORT    := $(CURDIR)/bin/testreport
 
-.PHONY: help build run test test-deps vet test-unit test-allocs soak-memory soak-abuse test-interop test-browser test-skips testreport fuzz-short fuzz bench lint clean
+.PHONY: help build run test test-deps vet test-unit test-allocs test-soak soak soak-memory soak-abuse test-interop test-browser test-skips testreport fuzz-short fuzz bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,6 +49,21 @@ test-unit: testreport ## go test -race in the main module
 
 test-allocs: testreport ## allocation checks (//go:build !race files) without -race
 	@GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) TEST_LOGS=$(TEST_LOGS) REPORT=$(REPORT) scripts/allocs.sh
+
+# Churn soak and slow consumers (test/soak, docs/bench/soak.md). SOAK is the
+# churn's length, SOAK_RATE its connects+disconnects per second; timelines go
+# to $(SOAK_OUT) (WSD_ARTIFACTS/soak).
+SOAK      ?= 10m
+SOAK_RATE ?= 1000
+SOAK_OUT  ?= $(CURDIR)/bin/soak-artifacts
+
+test-soak: testreport ## make test's soak step: 60 s churn soak and 100 slow + 1,000 healthy subscribers, wsd as a process (no -race: the load needs an uninstrumented driver; test-unit runs the short -race window)
+	SOAK=60s WSD_ARTIFACTS=$(SOAK_OUT) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -json ./test/soak/ | $(REPORT) filter $(TEST_LOGS)/soak.json
+
+soak: ## churn soak for $(SOAK) at $(SOAK_RATE)/s, slow consumers at full size (1,000 slow + 10,000 healthy), then a 30 s window with wsd and the driver under -race
+	SOAK=$(SOAK) SOAK_RATE=$(SOAK_RATE) WSD_SLOW_FULL=1 WSD_ARTIFACTS=$(SOAK_OUT) \
+		$(GO) test -count=1 -timeout 2h -v ./test/soak/
+	SOAK=30s WSD_ARTIFACTS=$(SOAK_OUT)/race $(GO) test -race -count=1 -timeout 30m -v -run TestChurnSoak ./test/soak/
 
 soak-memory: ## the memory-budget and worker-inflation attacks at full size (2,000 offenders; 20 × 16 MiB compressed), p99s logged
 	WSD_MEMORY_SOAK=1 $(GO) test -count=1 -timeout 10m -v -run 'TestMemoryBudget|TestOffloadKeepsLoopServing' ./server/

@@ -7,16 +7,17 @@
 #   2. go vet (main module and test/interop)
 #   3. go test -race -count=1 ./...   (main module)
 #   4. scripts/allocs.sh: the allocation checks, without -race
+#   4b. test/soak without -race: 60 s churn soak, 100 slow + 1,000 healthy subscribers
 #   5. test/interop: go test -race -count=1 ./...  (third-party clients vs the wsd binary)
 #   6. test/browser: go vet, go test -count=1 ./...  (the demo page in headless Chromium)
 #   7. scripts/fuzz.sh with FUZZTIME=10s  (every fuzz target)
-# Steps 3–6 log go test -json to bin/test-logs/; the skip list is read from there.
+# Steps 3–6 (and test-soak) log go test -json to bin/test-logs/; the skip list is read from there.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-steps=(test-deps vet test-unit test-allocs test-interop test-browser fuzz-short)
+steps=(test-deps vet test-unit test-allocs test-soak test-interop test-browser fuzz-short)
 
 # Logs of earlier runs must not show up in this run's skip list.
 export TEST_LOGS="$root/bin/test-logs"
