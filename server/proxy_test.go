@@ -59,6 +59,7 @@ func startProxyServer(t *testing.T, perIP int, trusted ...string) *proxyServer {
 	return ps
 }
 
+// lastSeen is the address the handler saw last (zero: none yet).
 func (ps *proxyServer) lastSeen() netip.Addr {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -66,6 +67,18 @@ func (ps *proxyServer) lastSeen() netip.Addr {
 		return netip.Addr{}
 	}
 	return ps.seen[len(ps.seen)-1]
+}
+
+// waitSeen waits (bounded) for the handler to see want — OnOpen runs on
+// a worker after the 101 went out — and returns what it saw last.
+func (ps *proxyServer) waitSeen(want string) netip.Addr {
+	w := netip.MustParseAddr(want)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if ps.lastSeen() == w {
+			break
+		}
+	}
+	return ps.lastSeen()
 }
 
 // Behind a trusted proxy every client shares the proxy's TCP address; the
@@ -95,7 +108,7 @@ func TestTrustedProxyLimitsPerForwardedClient(t *testing.T) {
 					t.Fatalf("client %s conn %d: %d, want 101", ip, i, got)
 				}
 				open[ip] = append(open[ip], c)
-				if s := ps.lastSeen(); s != netip.MustParseAddr(ip) {
+				if s := ps.waitSeen(ip); s != netip.MustParseAddr(ip) {
 					t.Fatalf("client %s: handler saw RemoteAddr %v", ip, s)
 				}
 				continue
@@ -124,7 +137,7 @@ func TestTrustedProxyLimitsPerForwardedClient(t *testing.T) {
 		t.Fatalf("X-Real-IP client: %v", err)
 	}
 	open["x"] = append(open["x"], c)
-	if s := ps.lastSeen(); s != netip.MustParseAddr("198.51.100.7") {
+	if s := ps.waitSeen("198.51.100.7"); s != netip.MustParseAddr("198.51.100.7") {
 		t.Fatalf("X-Real-IP: handler saw %v", s)
 	}
 }
@@ -149,7 +162,7 @@ func TestUntrustedPeerCannotSpoofForwardedFor(t *testing.T) {
 				t.Fatalf("conn %d: %d, want 101", i, got)
 			}
 			open = append(open, c)
-			if s := ps.lastSeen(); s != netip.MustParseAddr("127.0.0.3") {
+			if s := ps.waitSeen("127.0.0.3"); s != netip.MustParseAddr("127.0.0.3") {
 				t.Fatalf("untrusted peer seen as %v, want 127.0.0.3", s)
 			}
 			continue
@@ -180,7 +193,7 @@ func TestTrustedProxyMalformedForwardedFor(t *testing.T) {
 				t.Fatalf("%q: %d, want 101", h, got)
 			}
 			open = append(open, c)
-			if s := ps.lastSeen(); s != netip.MustParseAddr("127.0.0.2") {
+			if s := ps.waitSeen("127.0.0.2"); s != netip.MustParseAddr("127.0.0.2") {
 				t.Fatalf("%q: seen as %v, want the proxy 127.0.0.2", h, s)
 			}
 			continue
