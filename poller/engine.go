@@ -147,6 +147,9 @@ func (e *Engine) nanotime() int64 { return int64(time.Since(e.start)) }
 
 // Serve listens on addr ("host:port") and runs until Shutdown. It blocks.
 func (e *Engine) Serve(addr string) error {
+	if err := portFree(addr); err != nil {
+		return err
+	}
 	// Every connection is a descriptor: take all the kernel allows.
 	limit, err := RaiseFileLimit()
 	if err != nil {
@@ -181,6 +184,20 @@ func (e *Engine) Serve(addr string) error {
 		opts = append(opts, gnet.WithTCPKeepAlive(e.cfg.TCPKeepAlive))
 	}
 	return gnet.Run(e, "tcp://"+addr, opts...)
+}
+
+// portFree fails when addr is taken. gnet binds with SO_REUSEPORT (one
+// listener per loop), and the kernel lets sockets of one user that all
+// set it share a port: a second wsd started on a busy port would get part
+// of the first one's connections instead of an error. A plain bind (no
+// SO_REUSEPORT; Go sets SO_REUSEADDR, so TIME_WAIT leftovers of a
+// restarted wsd do not count) conflicts with any listener.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // fitMaxConns sets MaxConns to what limit descriptors hold when it is unset

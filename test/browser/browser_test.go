@@ -76,38 +76,7 @@ func TestDemoPageInChromium(t *testing.T) {
 	})
 
 	// ---- Chromium ----
-	chromeLog, err := os.Create(filepath.Join(dir, "chromium.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer chromeLog.Close()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(filepath.Join(dir, "chromium-profile")),
-		chromedp.CombinedOutput(chromeLog),
-	)
-	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(allocCancel) // kills Chromium (and what it left) even on failure
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(chromeLog.Name())
-			var keep []string // without the D-Bus complaints of a machine with no session bus
-			for _, l := range strings.Split(string(b), "\n") {
-				if l != "" && !strings.Contains(l, "dbus/") {
-					keep = append(keep, l)
-				}
-			}
-			t.Logf("---- chromium output ----\n%s\n---- end ----", tail(strings.Join(keep, "\n"), 30))
-		}
-	})
+	allocCtx := startChromium(t, ctx, chromium, dir)
 
 	p0 := time.Now()
 	A := openTab(t, allocCtx, "A", "http://"+pa.addr()+"/")
@@ -676,4 +645,45 @@ func waitSubscribers(t *testing.T, ctx context.Context, a *api, n int, timeout t
 		}
 		time.Sleep(pollEvery)
 	}
+}
+
+// startChromium returns an allocator context for a headless Chromium with
+// its own profile in dir (extra: more options, e.g. a window size); the
+// browser is killed in cleanup, and its output is logged if the test
+// failed.
+func startChromium(t *testing.T, ctx context.Context, path, dir string, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	chromeLog, err := os.Create(filepath.Join(dir, "chromium.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chromeLog.Close() })
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(filepath.Join(dir, "chromium-profile")),
+		chromedp.CombinedOutput(chromeLog),
+	)
+	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx, append(opts, extra...)...)
+	t.Cleanup(allocCancel) // kills Chromium (and what it left) even on failure
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(chromeLog.Name())
+			var keep []string // without the D-Bus complaints of a machine with no session bus
+			for _, l := range strings.Split(string(b), "\n") {
+				if l != "" && !strings.Contains(l, "dbus/") {
+					keep = append(keep, l)
+				}
+			}
+			t.Logf("---- chromium output ----\n%s\n---- end ----", tail(strings.Join(keep, "\n"), 30))
+		}
+	})
+	return allocCtx
 }

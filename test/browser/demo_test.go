@@ -47,7 +47,7 @@ func TestDemoPanelsInChromium(t *testing.T) {
 			t.Logf("---- wsd log (%s) ----\n%s\n---- end of wsd log ----", wsdLog, logTail(wsdLog, 60))
 		}
 	})
-	allocCtx := startBrowser(t, ctx, chromium, dir)
+	allocCtx := startChromium(t, ctx, chromium, dir, chromedp.WindowSize(1400, 1000))
 
 	p0 := time.Now()
 	A := openTab(t, allocCtx, "A", "http://"+pa.addr()+"/")
@@ -225,34 +225,6 @@ func mustProxy(t *testing.T, upstream string) *cutProxy {
 	}
 	t.Cleanup(p.close)
 	return p
-}
-
-// startBrowser starts headless Chromium (1400x1000) under ctx; it is
-// killed in the test's cleanup.
-func startBrowser(t *testing.T, ctx context.Context, chromium, dir string) context.Context {
-	t.Helper()
-	chromeLog, err := os.Create(filepath.Join(dir, "chromium.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { chromeLog.Close() })
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.WindowSize(1400, 1000),
-		chromedp.UserDataDir(filepath.Join(dir, "chromium-profile")),
-		chromedp.CombinedOutput(chromeLog),
-	)
-	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(allocCancel)
-	return allocCtx
 }
 
 // artifactsDir is where screenshots go: $WSD_ARTIFACTS (kept), else a

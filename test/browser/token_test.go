@@ -12,7 +12,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -574,36 +573,3 @@ func (a *api) metrics(ctx context.Context) (map[string]float64, error) {
 }
 
 // ---- Chromium ----
-
-// startChromium returns an allocator context for a headless Chromium with
-// its own profile in dir; the browser is killed in cleanup.
-func startChromium(t *testing.T, ctx context.Context, path, dir string) context.Context {
-	t.Helper()
-	chromeLog, err := os.Create(filepath.Join(dir, "chromium.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { chromeLog.Close() })
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(filepath.Join(dir, "chromium-profile")),
-		chromedp.CombinedOutput(chromeLog),
-	)
-	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(allocCancel)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(chromeLog.Name())
-			t.Logf("---- chromium output ----\n%s\n---- end ----", tail(string(b), 30))
-		}
-	})
-	return allocCtx
-}
