@@ -102,14 +102,7 @@ func TestWSDJSBinaryOfflineQueue(t *testing.T) {
 	})
 	d.send(map[string]any{"cmd": "publishBinary", "channel": "q", "hex": "abcd", "tag": "q1"})
 	d.send(map[string]any{"cmd": "publishBinary", "channel": "q", "hex": "", "tag": "empty"})
-	waitFor(t, "the empty one refused", func() bool {
-		for _, e := range d.events("publish_error") {
-			if e.Tag == "empty" {
-				return e.Code == "bad_request"
-			}
-		}
-		return false
-	})
+	jsPublishError(t, d, "empty", "bad_request")
 	if p := d.events("published"); len(p) != 0 {
 		t.Fatalf("published while offline: %+v", p)
 	}

@@ -267,14 +267,7 @@ func TestWSDJSOfflineQueue(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		d.send(map[string]any{"cmd": "publish", "channel": "q", "data": fmt.Sprint("q", i), "tag": fmt.Sprint("q", i)})
 	}
-	waitFor(t, "q4 refused", func() bool {
-		for _, e := range d.events("publish_error") {
-			if e.Tag == "q4" {
-				return e.Code == "queue_full"
-			}
-		}
-		return false
-	})
+	jsPublishError(t, d, "q4", "queue_full")
 	if p := d.events("published"); len(p) != 0 {
 		t.Fatalf("published while offline: %+v", p)
 	}
@@ -466,4 +459,23 @@ func (p *cutProxy) takeMarker(data string) bool {
 	}
 	p.marker = ""
 	return true
+}
+
+// jsPublishError waits until the publish tagged tag failed, and checks its
+// error code.
+func jsPublishError(t *testing.T, d *jsDriver, tag, code string) {
+	t.Helper()
+	var got string
+	waitFor(t, "publish "+tag+" refused with "+code, func() bool {
+		for _, e := range d.events("publish_error") {
+			if e.Tag == tag {
+				got = e.Code
+				return true
+			}
+		}
+		return false
+	})
+	if got != code {
+		t.Fatalf("publish %s refused with %q, want %q", tag, got, code)
+	}
 }

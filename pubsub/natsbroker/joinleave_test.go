@@ -15,39 +15,50 @@ import (
 
 var jlNamespaces = pubsub.Namespaces{"": {HistorySize: 10, Presence: true, JoinLeave: true}}
 
-// jlRecorder is a subscriber that keeps its join and leave pushes as
-// "join ann" / "leave ann".
-type jlRecorder struct {
-	mu   sync.Mutex
-	got  []string
-	cond chan struct{} // closed and replaced on every arrival
+// pushLog is a subscriber that keeps its pushes as strings, as describe
+// renders them (false: not kept), and lets a test wait for them.
+type pushLog struct {
+	describe func(push []byte) (string, bool)
+	mu       sync.Mutex
+	got      []string
+	cond     chan struct{} // closed and replaced on every kept push
 }
 
-func newJLRecorder() *jlRecorder { return &jlRecorder{cond: make(chan struct{})} }
+// jlRecorder keeps the join and leave pushes as "join ann" / "leave ann".
+type jlRecorder = pushLog
 
-func (r *jlRecorder) Deliver(f []byte) {
-	var p struct {
-		Join, Leave *struct{ Client string }
-	}
-	if json.Unmarshal(f, &p) != nil {
-		panic("bad push " + string(f))
+func newJLRecorder() *jlRecorder {
+	return &pushLog{cond: make(chan struct{}), describe: func(f []byte) (string, bool) {
+		var p struct {
+			Join, Leave *struct{ Client string }
+		}
+		if json.Unmarshal(f, &p) != nil {
+			panic("bad push " + string(f))
+		}
+		switch {
+		case p.Join != nil:
+			return "join " + p.Join.Client, true
+		case p.Leave != nil:
+			return "leave " + p.Leave.Client, true
+		}
+		return "", false // a publication
+	}}
+}
+
+func (r *pushLog) Deliver(f []byte) {
+	s, keep := r.describe(f)
+	if !keep {
+		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch {
-	case p.Join != nil:
-		r.got = append(r.got, "join "+p.Join.Client)
-	case p.Leave != nil:
-		r.got = append(r.got, "leave "+p.Leave.Client)
-	default:
-		return // a publication
-	}
+	r.got = append(r.got, s)
 	close(r.cond)
 	r.cond = make(chan struct{})
 }
 
-// waitFor waits until the last push is last, then checks the whole list.
-func (r *jlRecorder) waitFor(t *testing.T, who string, want ...string) {
+// waitFor waits for len(want) pushes, then checks them all.
+func (r *pushLog) waitFor(t *testing.T, who string, want ...string) {
 	t.Helper()
 	deadline := time.After(wait)
 	for {

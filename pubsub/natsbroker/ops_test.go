@@ -3,8 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"encoding/json"
-	"slices"
-	"sync"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,55 +12,23 @@ import (
 )
 
 // pushRecorder keeps a subscriber's pushes as "offset" or "offset latest".
-type pushRecorder struct {
-	mu   sync.Mutex
-	got  []string
-	cond chan struct{} // closed and replaced on every arrival
-}
+type pushRecorder = pushLog
 
-func newPushRecorder() *pushRecorder { return &pushRecorder{cond: make(chan struct{})} }
-
-func (r *pushRecorder) Deliver(f []byte) {
-	var p struct {
-		Offset uint64
-		Latest bool
-	}
-	if json.Unmarshal(f, &p) != nil {
-		panic("bad push " + string(f))
-	}
-	s := jsonNumber(p.Offset)
-	if p.Latest {
-		s += " latest"
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, s)
-	close(r.cond)
-	r.cond = make(chan struct{})
-}
-
-func jsonNumber(n uint64) string { b, _ := json.Marshal(n); return string(b) }
-
-// waitFor waits for len(want) pushes, then checks them all.
-func (r *pushRecorder) waitFor(t *testing.T, who string, want ...string) {
-	t.Helper()
-	deadline := time.After(wait)
-	for {
-		r.mu.Lock()
-		got, cond := slices.Clone(r.got), r.cond
-		r.mu.Unlock()
-		if len(got) >= len(want) {
-			if !slices.Equal(got, want) {
-				t.Fatalf("%s got %q, want %q", who, got, want)
-			}
-			return
+func newPushRecorder() *pushRecorder {
+	return &pushLog{cond: make(chan struct{}), describe: func(f []byte) (string, bool) {
+		var p struct {
+			Offset uint64
+			Latest bool
 		}
-		select {
-		case <-cond:
-		case <-deadline:
-			t.Fatalf("%s got %q after %v, want %q", who, got, wait, want)
+		if json.Unmarshal(f, &p) != nil {
+			panic("bad push " + string(f))
 		}
-	}
+		s := strconv.FormatUint(p.Offset, 10)
+		if p.Latest {
+			s += " latest"
+		}
+		return s, true
+	}}
 }
 
 // Skip-self through NATS, where the publication comes back to the
