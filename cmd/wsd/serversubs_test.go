@@ -118,7 +118,7 @@ func TestClusterDisconnectReachesEveryNode(t *testing.T) {
 	args := []string{"--api-key", "K", "--token-secret", ssSecret, "--rate-limit", "-1"}
 	a, b := startNode(t, nsrv.URL, args...), startNode(t, nsrv.URL, args...)
 	closes := make(chan string, 4)
-	dialAs := func(n *node, user string) {
+	dialAs := func(n *node, user string) *client.Client {
 		o := client.Options{MinBackoff: time.Second, MaxBackoff: 2 * time.Second}
 		o.TokenFunc = func(context.Context) (string, error) {
 			return wsproto.NewToken(ssSecret, user, []string{"*"}, time.Hour)
@@ -139,10 +139,11 @@ func TestClusterDisconnectReachesEveryNode(t *testing.T) {
 		if _, err := c.Publish(ctx, "x", 1); err != nil { // a round trip: open
 			t.Fatal(err)
 		}
+		return c
 	}
 	dialAs(a, "alice")
 	dialAs(b, "alice")
-	dialAs(b, "bob")
+	bob := dialAs(b, "bob")
 	req, _ := http.NewRequest("POST", "http://"+a.addr+"/api/disconnect", strings.NewReader(`{"user":"alice"}`))
 	req.Header.Set("Authorization", "apikey K")
 	resp, err := http.DefaultClient.Do(req)
@@ -165,6 +166,13 @@ func TestClusterDisconnectReachesEveryNode(t *testing.T) {
 	}
 	if !got["alice@"+a.addr+" 4001"] || !got["alice@"+b.addr+" 4001"] {
 		t.Fatalf("closes %v", got)
+	}
+	// Bob, on the node that got the command from the other, is untouched:
+	// a round trip on his first connection.
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	if _, err := bob.Publish(ctx, "x", 2); err != nil || bob.Reconnects() != 0 {
+		t.Fatalf("bob: publish %v, %d reconnects", err, bob.Reconnects())
 	}
 	select {
 	case c := <-closes:
