@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -54,6 +55,25 @@ func TestByteSizeFlagsAndConfig(t *testing.T) {
 	}
 }
 
+// TestConfigFileParseErrorNeverPanics: a syntax error the TOML library
+// reports at line 0 (an unterminated string before CRLF) is refused with a
+// configError, not a panic while rendering the error's position. Found by
+// FuzzConfigFile in CI.
+func TestConfigFileParseErrorNeverPanics(t *testing.T) {
+	dir := t.TempDir()
+	for _, s := range []string{"\"\r\n", "a='\r\n", "a.\"\r\n", "a = \"x\n"} {
+		path := filepath.Join(dir, "wsd.toml")
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := parseConfig([]string{"--config", path}, io.Discard)
+		var ce *configError
+		if !errors.As(err, &ce) || !strings.Contains(ce.msg, path) {
+			t.Errorf("%q: got %v, want a configError naming the file", s, err)
+		}
+	}
+}
+
 // FuzzConfigFile: any config file is loaded or refused with a
 // configError naming the file, never a panic; sizes never come out
 // negative.
@@ -62,7 +82,7 @@ func FuzzConfigFile(f *testing.F) {
 		"max_message = \"16MiB\"\nrate_limit = 20\n",
 		"[namespaces.chat]\nhistory_size = 50\nhistory_ttl = \"5m\"\npresence = true\njoin_leave = true\n",
 		"[namespaces.default]\npublish = \"none\"\n", "listen = 1\n", "max_outbound = -5\n",
-		"connect_proxy_url = \"http://x\"\nproxy_timeout = \"1s\"\n", "[x]\n", "a = [1, \"b\"]\n", "\x00",
+		"connect_proxy_url = \"http://x\"\nproxy_timeout = \"1s\"\n", "[x]\n", "a = [1, \"b\"]\n", "\x00", "\"\r\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -20,11 +21,15 @@ func (e *configError) Error() string { return e.msg }
 // the flag names with '_' for '-': max_message = --max-message. Tables
 // (like [namespaces.chat]) are returned for the caller to interpret.
 func applyFile(fs *flag.FlagSet, path string) (tables map[string]any, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("config %s: %v", path, err)}
+	}
 	var raw map[string]any
-	if _, err := toml.DecodeFile(path, &raw); err != nil {
+	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return nil, &configError{fmt.Sprintf("config %s: %s", path, perr.ErrorWithPosition())}
+			return nil, &configError{fmt.Sprintf("config %s: %s", path, parseErrorText(perr, string(data)))}
 		}
 		return nil, &configError{fmt.Sprintf("config %s: %v", path, err)}
 	}
@@ -55,6 +60,17 @@ func applyFile(fs *flag.FlagSet, path string) (tables map[string]any, err error)
 		}
 	}
 	return tables, nil
+}
+
+// parseErrorText shows the offending line when the parser's position is on
+// one. The library indexes its lines by Position.Line without a check, and
+// reports line 0 for some errors (an unterminated string before CRLF), so an
+// out-of-range position falls back to the one-line message.
+func parseErrorText(perr toml.ParseError, input string) string {
+	if l := perr.Position.Line; l < 1 || l > strings.Count(input, "\n")+1 || perr.Position.Col < 1 {
+		return perr.Error()
+	}
+	return perr.ErrorWithPosition()
 }
 
 // tomlString renders a TOML value the way the flag would be typed.
