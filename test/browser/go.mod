@@ -2,7 +2,10 @@ module github.com/wsdhq/wsd/test/browser
 
 go 1.26.8
 
-require github.com/chromedp/chromedp v0.23.0
+require (
+	github.com/chromedp/chromedp v0.23.0
+	go.uber.org/goleak v1.3.0
+)
 
 require (
 	github.com/chromedp/cdproto v0.159.0 // indirect
