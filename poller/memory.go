@@ -11,7 +11,8 @@ import (
 // process hold, across every connection:
 //
 //   - inbound: bytes of messages still incomplete (gnet's buffer of a conn
-//     plus the message being assembled), exact, updated by each read;
+//     plus the capacity of the message being assembled), updated by each
+//     read;
 //   - outbound: bytes queued for peers (ours and gnet's unwritten),
 //     sampled by each loop's once-a-second sweep;
 //   - extra: what Config.ExtraMemory reports (history), polled each second.
@@ -23,8 +24,13 @@ import (
 const (
 	memHighPct = 90
 	memLowPct  = 80
-	// shedMinHeld: a conn holding less is not an offender, whatever the
-	// pressure (a few KiB of a frame split by TCP is normal).
+	// shedMinHeld: a conn holding less is not an offender while incomplete
+	// inbound messages are under half the high mark (a few KiB of a frame
+	// split by TCP is normal, and shedding them would not relieve pressure
+	// that history or outbound queues make). Past that, inbound bytes are
+	// the pressure, and the largest holders go first whatever their size:
+	// 2,000 conns trickling 32 KiB each pass a 64 MiB budget with no one
+	// over the floor.
 	shedMinHeld = 64 << 10
 	// shedMaxPerScan bounds the closes of one scan: a loop never stalls
 	// on shedding.
@@ -57,6 +63,14 @@ func (m *memBudget) used() int64 {
 	return m.inbound.Load() + m.outbound.Load() + m.extra.Load()
 }
 
+// shedFloor is the least a conn must hold to be shed (see shedMinHeld).
+func (m *memBudget) shedFloor() uint32 {
+	if m.inbound.Load() >= m.high/2 {
+		return 1
+	}
+	return shedMinHeld
+}
+
 // pressure reports whether usage is above the high mark.
 func (m *memBudget) pressure() bool { return m.limit > 0 && m.used() > m.high }
 
@@ -86,7 +100,9 @@ func (e *Engine) account(c *Conn) {
 		h = c.gc.InboundBuffered()
 	}
 	if c.msg != nil {
-		h += len(c.msg.B)
+		// The buffer's capacity, not its length: message buffers grow by
+		// doubling, so what a conn pins is up to twice what it sent.
+		h += cap(c.msg.B)
 	}
 	n := uint32(min(h, math.MaxUint32))
 	if n == c.held {
@@ -101,7 +117,7 @@ func (e *Engine) account(c *Conn) {
 	used := e.mem.used()
 	for p := e.mem.peak.Load(); used > p && !e.mem.peak.CompareAndSwap(p, used); p = e.mem.peak.Load() {
 	}
-	if n >= shedMinHeld && e.mem.limit > 0 && used > e.mem.high {
+	if e.mem.limit > 0 && used > e.mem.high && n >= e.mem.shedFloor() {
 		c.loop.shed(e.nanotime())
 	}
 }
@@ -132,9 +148,10 @@ func (l *loop) shed(now int64) {
 		if e.mem.used() <= e.mem.low {
 			return
 		}
+		floor := e.mem.shedFloor()
 		var worst *Conn
 		for _, c := range l.conns {
-			if c.held >= shedMinHeld && (c.state == stateOpen || c.state == stateClosing) &&
+			if c.held >= floor && (c.state == stateOpen || c.state == stateClosing) &&
 				(worst == nil || c.held > worst.held) {
 				worst = c
 			}

@@ -16,13 +16,28 @@ import (
 	"github.com/wsdhq/wsd/internal/wstest"
 )
 
-// memScale is the size of the memory-budget attack: the default fits in
-// make test; WSD_MEMORY_SOAK=1 runs the bigger one.
-func memScale() (offenders, perOffender, echoers int) {
-	if os.Getenv("WSD_MEMORY_SOAK") != "" {
-		return 2000, 1 << 20, 100
+// memAttack is the shape of the memory-budget attack: offenders each send
+// perOffender bytes of one 16 MiB message, chunk bytes every period, while
+// echoers echo 1 KiB. make test floods from 200 offenders (the budget is
+// crossed within milliseconds); WSD_MEMORY_SOAK=1 is the attack as the
+// memory budget is meant for: 2,000 offenders trickling 4 KiB every 50 ms
+// (160 MB/s in all), or flooding with WSD_MEMORY_FLOOD=1 (64 KiB every
+// 5 ms each: as fast as the box moves bytes).
+type memAttack struct {
+	offenders, perOffender, echoers, chunk int
+	every                                  time.Duration
+}
+
+func memScale() memAttack {
+	flood := memAttack{offenders: 200, perOffender: 1 << 20, echoers: 20, chunk: 64 << 10, every: 5 * time.Millisecond}
+	if os.Getenv("WSD_MEMORY_SOAK") == "" {
+		return flood
 	}
-	return 200, 1 << 20, 20
+	flood.offenders, flood.echoers = 2000, 100
+	if os.Getenv("WSD_MEMORY_FLOOD") != "" {
+		return flood
+	}
+	return memAttack{offenders: 2000, perOffender: 1 << 20, echoers: 100, chunk: 4 << 10, every: 50 * time.Millisecond}
 }
 
 // echoer sends 1 KiB messages and reads their echoes until stop, keeping
@@ -98,7 +113,7 @@ func offender(addr string) (*wstest.Client, error) {
 
 // trickleMessage sends total bytes of a big message in chunks and records
 // how the server closed the conn.
-func trickleMessage(c *wstest.Client, total int, chunk []byte, code *atomic.Uint32, done *sync.WaitGroup, trickled *atomic.Int64) {
+func trickleMessage(c *wstest.Client, total int, chunk []byte, every time.Duration, code *atomic.Uint32, done *sync.WaitGroup, trickled *atomic.Int64) {
 	done.Add(2)
 	go func() { // the reader: the close, or EOF at cleanup
 		defer done.Done()
@@ -110,7 +125,7 @@ func trickleMessage(c *wstest.Client, total int, chunk []byte, code *atomic.Uint
 	go func() { // the trickle: stops at the first refused write
 		defer done.Done()
 		defer trickled.Add(1)
-		tick := time.NewTicker(5 * time.Millisecond)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for sent := 0; sent < total; sent += len(chunk) {
 			if _, err := c.Conn.Write(chunk); err != nil {
@@ -140,7 +155,8 @@ func rssBytes() int64 {
 // and other connections keep being served.
 func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 	const budget = 64 << 20
-	nOff, perOff, nEcho := memScale()
+	at := memScale()
+	nOff, perOff, nEcho := at.offenders, at.perOffender, at.echoers
 	var extra atomic.Int64
 	srv := New[struct{}](Options{MaxMemory: budget, ExtraMemory: extra.Load})
 	srv.Handle("/echo", echo[struct{}]())
@@ -170,7 +186,7 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 		}
 		clients.Wait()
 	}()
-	chunk := make([]byte, 64<<10)
+	chunk := make([]byte, at.chunk)
 	for i := range nOff {
 		c, err := offender(addr)
 		if err != nil {
@@ -179,7 +195,7 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 		offenders = append(offenders, c)
 	}
 	for i, c := range offenders {
-		trickleMessage(c, perOff, chunk, &codes[i], &clients, &trickled)
+		trickleMessage(c, perOff, chunk, at.every, &codes[i], &clients, &trickled)
 	}
 	// The echoers run through the whole attack: until every offender's
 	// trickle ended (sent it all, or was closed).
@@ -220,8 +236,8 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 		return srv.Stats().Closes["memory_shed"] >= uint64(got1009)
 	})
 	st = srv.Stats()
-	t.Logf("offenders %d × %d B: shed %d (clients saw %d × 1009), peak accounted %.1f MiB of %d MiB, process RSS +%.1f MiB (clients included); echo p99 quiet %v, under attack %v",
-		nOff, perOff, st.Closes["memory_shed"], got1009, float64(st.Memory.Peak)/(1<<20), budget>>20, float64(rss)/(1<<20), quiet, p99(echoers))
+	t.Logf("offenders %d × %d B, %d B every %v: shed %d (clients saw %d × 1009), peak accounted %.1f MiB of %d MiB, process RSS +%.1f MiB (clients included); echo p99 quiet %v, under attack %v",
+		nOff, perOff, at.chunk, at.every, st.Closes["memory_shed"], got1009, float64(st.Memory.Peak)/(1<<20), budget>>20, float64(rss)/(1<<20), quiet, p99(echoers))
 
 	// Near the budget (history at 95% of it), upgrades get 503 with
 	// Retry-After, and the conns already open keep being served.
@@ -255,7 +271,10 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 // message is closed first, not the one whose read crossed the mark, and
 // only as many as bring usage under the low mark.
 func TestMemoryBudgetShedsLargestFirst(t *testing.T) {
-	const budget = 10 << 20 // high mark 9 MiB, low 8 MiB
+	// High mark 14.4 MiB, low 12.8 MiB. A holder is accounted at its
+	// buffer's capacity, the power of two at or above what it sent: 8, 4
+	// and 4 MiB here.
+	const budget = 16 << 20
 	srv := New[struct{}](Options{MaxMemory: budget, Loops: 1})
 	srv.Handle("/echo", echo[struct{}]())
 	addr := start(t, srv)
@@ -276,7 +295,7 @@ func TestMemoryBudgetShedsLargestFirst(t *testing.T) {
 		cut := len(frame) - (announce - send)
 		return &holder{c: c, announce: announce, sent: frame[:cut], tail: frame[cut:]}
 	}
-	big, mid, small := mk(7<<20, 6<<20), mk(3<<20, 2<<20), mk(2<<20, 1536<<10)
+	big, mid, small := mk(8<<20, 7<<20), mk(4<<20, 3<<20), mk(3584<<10, 2560<<10)
 	held := int64(0)
 	for _, h := range []*holder{big, mid} {
 		if err := h.c.WriteRaw(h.sent); err != nil {
@@ -285,7 +304,7 @@ func TestMemoryBudgetShedsLargestFirst(t *testing.T) {
 		held += int64(len(h.sent))
 		waitFor(t, 10*time.Second, "the bytes to be accounted", func() bool { return srv.Stats().Memory.Inbound >= held-64 })
 	}
-	if err := small.c.WriteRaw(small.sent); err != nil { // crosses 9 MiB
+	if err := small.c.WriteRaw(small.sent); err != nil { // crosses 14.4 MiB
 		t.Fatal(err)
 	}
 	code, _, err := big.c.ExpectClose()
@@ -302,4 +321,51 @@ func TestMemoryBudgetShedsLargestFirst(t *testing.T) {
 		}
 	}
 	waitFor(t, 10*time.Second, "the shed to be counted", func() bool { return srv.Stats().Closes["memory_shed"] == 1 })
+}
+
+// Many conns each holding less than the old per-conn floor (64 KiB) add up
+// past the budget: the largest of them are still shed, and the accounted
+// total never passes the budget. Before the fix nobody was shed and the
+// total grew to the sum of what the offenders sent (the soak's trickle
+// attack peaked at 90 MiB of a 64 MiB budget).
+func TestMemoryBudgetShedsManySmallHolders(t *testing.T) {
+	const budget, nOff, perOff = 4 << 20, 200, 48 << 10 // 9.4 MiB sent in all
+	srv := New[struct{}](Options{MaxMemory: budget})
+	srv.Handle("/echo", echo[struct{}]())
+	addr := start(t, srv)
+	codes := make([]atomic.Uint32, nOff)
+	var clients sync.WaitGroup
+	var trickled atomic.Int64
+	offenders := make([]*wstest.Client, 0, nOff)
+	defer func() {
+		for _, c := range offenders {
+			c.Conn.Close()
+		}
+		clients.Wait()
+	}()
+	for i := range nOff {
+		c, err := offender(addr)
+		if err != nil {
+			t.Fatalf("offender %d: %v", i, err)
+		}
+		offenders = append(offenders, c)
+	}
+	chunk := make([]byte, 4<<10)
+	for i, c := range offenders {
+		trickleMessage(c, perOff, chunk, 2*time.Millisecond, &codes[i], &clients, &trickled)
+	}
+	waitFor(t, 60*time.Second, "the trickles to end", func() bool { return trickled.Load() == nOff })
+	// The last writes may still be in the sockets: the server has read
+	// them all when inbound plus what it shed covers what was sent.
+	waitFor(t, 20*time.Second, "the server to shed the largest holders", func() bool {
+		return srv.Stats().Closes["memory_shed"] > 0
+	})
+	if st := srv.Stats(); st.Memory.Peak > budget {
+		t.Errorf("accounted memory peaked at %d bytes, over the %d budget", st.Memory.Peak, budget)
+	}
+	for i := range codes {
+		if c := uint16(codes[i].Load()); c != 0 && c != codec.CloseTooBig {
+			t.Errorf("offender %d closed with %d, want 1009 or still open", i, c)
+		}
+	}
 }

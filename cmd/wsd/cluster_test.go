@@ -81,12 +81,15 @@ type node struct {
 	t    *testing.T
 	addr string
 	args []string
+	env  []string // added to the test's environment
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  *bytes.Buffer
 	mu   sync.Mutex
 }
 
+// startNode starts a wsd process on a free loopback port, on natsURL's
+// NATS, or alone on the memory broker when natsURL is "".
 func startNode(t *testing.T, natsURL string, extraArgs ...string) *node {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,6 +100,9 @@ func startNode(t *testing.T, natsURL string, extraArgs ...string) *node {
 	l.Close()
 	n := &node{t: t, addr: addr, args: []string{"--listen", addr, "--loops", "1", "--workers", "4",
 		"--broker", "nats", "--nats-url", natsURL, "--return-memory=false"}}
+	if natsURL == "" { // one node on the memory broker
+		n.args = []string{"--listen", addr, "--return-memory=false"}
+	}
 	n.args = append(n.args, extraArgs...)
 	n.start()
 	t.Cleanup(func() {
@@ -118,6 +124,7 @@ func (n *node) start() {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, n.args...)
+	cmd.Env = append(os.Environ(), n.env...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -245,6 +246,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		return 2
 	}
 	defer broker.close()
+	goMemLimitSet := debug.SetMemoryLimit(-1) != math.MaxInt64
 	if c.maxMemory == 0 {
 		var rule string
 		c.maxMemory, rule = defaultMaxMemory(os.DirFS("/"), debug.SetMemoryLimit(-1))
@@ -334,6 +336,13 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 	}
 	ctx, stopTicker := context.WithCancel(context.Background())
 	var tickers sync.WaitGroup
+	if c.maxMemory > 0 && !goMemLimitSet {
+		tickers.Add(1)
+		go func() {
+			defer tickers.Done()
+			followBudget(ctx, c.maxMemory, func() int64 { return srv.Stats().Memory.Used() })
+		}()
+	}
 	if c.returnMemory {
 		tickers.Add(1)
 		go func() { defer tickers.Done(); returnMemory(ctx, func() uint64 { return srv.Stats().Accepted }) }()
