@@ -65,8 +65,10 @@ soak: ## churn soak for $(SOAK) at $(SOAK_RATE)/s, slow consumers at full size (
 		$(GO) test -count=1 -timeout 2h -v ./test/soak/
 	SOAK=30s WSD_ARTIFACTS=$(SOAK_OUT)/race $(GO) test -race -count=1 -timeout 30m -v -run TestChurnSoak ./test/soak/
 
-soak-memory: ## the memory-budget and worker-inflation attacks at full size (2,000 offenders; 20 × 16 MiB compressed), p99s logged
+soak-memory: ## the memory-budget and worker-inflation attacks at full size (2,000 offenders trickling, then flooding; 20 × 16 MiB compressed), p99s and wsd's RSS logged
 	WSD_MEMORY_SOAK=1 $(GO) test -count=1 -timeout 10m -v -run 'TestMemoryBudget|TestOffloadKeepsLoopServing' ./server/
+	WSD_MEMORY_SOAK=1 WSD_MEMORY_FLOOD=1 $(GO) test -count=1 -timeout 10m -v -run 'TestMemoryBudgetShedsInboundOffenders' ./server/
+	WSD_MEMORY_SOAK=1 $(GO) test -count=1 -timeout 10m -v -run 'TestMemoryBudgetBoundsProcessRSS' ./cmd/wsd/
 
 test-interop: testreport ## third-party clients (gorilla, coder, python websockets, node ws) against the wsd binary
 	@GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) TEST_LOGS=$(TEST_LOGS) REPORT=$(REPORT) scripts/interop.sh
