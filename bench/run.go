@@ -69,6 +69,16 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioConnect {
 		res.Size, res.Rate, res.Pipeline = 0, 0, 0
 	}
+	// idle: the kernel's socket memory before any connection (best effort:
+	// no figures rather than no run where /proc differs).
+	var kernel kernelSource
+	var kernelBefore, kernelAfter kernelSnapshot
+	if cfg.Scenario == ScenarioIdle {
+		kernel = procKernel("/proc/net/sockstat", "/proc/slabinfo")
+		if kernelBefore, err = kernel(); err != nil {
+			kernel = nil
+		}
+	}
 	if rss != nil {
 		if v, err := rss(); err == nil {
 			res.ServerRSSBefore = v
@@ -187,6 +197,11 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	}
 	measureTo = tl.now()
 	tl.sampleNow() // the last point of the measured window
+	if kernel != nil {
+		if kernelAfter, err = kernel(); err != nil {
+			kernel = nil
+		}
+	}
 	tl.setPhase("drain")
 	send("stop")
 	var results []*workerResult
@@ -233,6 +248,9 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 			v := float64(res.ServerRSSAfter-res.ServerRSSBefore) / float64(res.ConnsUp)
 			res.ServerRSSBytesPerConn = &v
 		}
+	}
+	if kernel != nil {
+		res.Kernel = kernelDelta(kernelBefore, kernelAfter, res.ConnsUp, int64(os.Getpagesize()))
 	}
 	if opt.Progress != nil && opt.TTY {
 		fmt.Fprint(opt.Progress, "\r\033[K")

@@ -90,6 +90,7 @@ func WriteTable(w io.Writer, r *Result) {
 	if r.ServerRSSBytesPerConn != nil {
 		row("server RSS", "%s before, %s with conns: %.0f B/conn", humanBytes(float64(r.ServerRSSBefore)), humanBytes(float64(r.ServerRSSAfter)), *r.ServerRSSBytesPerConn)
 	}
+	writeKernelRows(row, r.Kernel)
 	for _, p := range r.ServerCPU {
 		if p.USPerDelivery > 0 {
 			row("cpu "+p.Label, "%.2f s (%.2f cores), %.3f µs per delivery", p.CPUSeconds, p.Cores, p.USPerDelivery)
@@ -155,4 +156,24 @@ func writeStormRows(row func(k, format string, a ...any), r *Result) {
 	for _, k := range keys {
 		row("", "%8d  %s", s.CloseKinds[k], k)
 	}
+}
+
+// writeKernelRows prints the kernel's share (idle): what each connection
+// added to sockstat and the socket slabs.
+func writeKernelRows(row func(k, format string, a ...any), k *KernelResult) {
+	if k == nil {
+		return
+	}
+	row("kernel TCP sockets", "%.2f per conn (sockstat inuse, this netns); orphan %+d, tw %+d", k.SocketsPerConn, k.OrphanDelta, k.TWDelta)
+	row("kernel TCP mem", "%+d pages = %.0f B/conn (sockstat mem, whole machine)", k.TCPMemBytesDelta/max(k.PageSize, 1), k.TCPMemBytesPerConn)
+	if len(k.Slabs) > 0 {
+		parts := make([]string, 0, len(k.Slabs))
+		for _, s := range k.Slabs {
+			parts = append(parts, fmt.Sprintf("%s %.0f", s.Name, s.BytesPerConn))
+		}
+		row("kernel slabs", "%.0f B/conn: %s (whole machine)", k.SlabBytesPerConn, strings.Join(parts, ", "))
+	} else {
+		row("kernel slabs", "/proc/slabinfo unreadable (needs root)")
+	}
+	row("kernel total", "%.0f B/conn, %.0f B per socket (both ends count when the clients are on this box)", k.BytesPerConn, k.BytesPerSocket)
 }

@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+func readKernelTestdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "kernel", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseSockstat(t *testing.T) {
+	s, err := parseSockstat(readKernelTestdata(t, "sockstat-after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Sockstat{Inuse: 20009, Orphan: 1, TW: 21, Alloc: 20010, MemPages: 545}); s != want {
+		t.Fatalf("got %+v, want %+v", s, want)
+	}
+	for _, bad := range [][]byte{readKernelTestdata(t, "sockstat-short"), []byte("sockets: used 2\n"), []byte("TCP: inuse x orphan 0 tw 0 alloc 0 mem 0\n")} {
+		if _, err := parseSockstat(bad); err == nil {
+			t.Errorf("parseSockstat(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseSlabinfo(t *testing.T) {
+	m, err := parseSlabinfo(readKernelTestdata(t, "slabinfo-after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 9 {
+		t.Fatalf("%d caches, want 9", len(m))
+	}
+	if want := (slabCache{ActiveObjs: 20107, NumObjs: 20150, ObjSize: 2368, PagesPerSlab: 8, NumSlabs: 1550}); m["TCP"] != want {
+		t.Fatalf("TCP: got %+v, want %+v", m["TCP"], want)
+	}
+	if got := m["TCP"].bytes(4096); got != 1550*8*4096 {
+		t.Fatalf("TCP bytes %d", got)
+	}
+	for _, bad := range [][]byte{readKernelTestdata(t, "slabinfo-bad"), []byte("slabinfo - version: 1.1\n"), nil} {
+		if _, err := parseSlabinfo(bad); err == nil {
+			t.Errorf("parseSlabinfo(%q): no error", bad)
+		}
+	}
+}
+
+// TestKernelDelta: 10,000 connections, both ends on the box (20,000
+// sockets). The tracked caches are listed in order, kmalloc-64 (+20,000
+// objects) as a mover, kmalloc-32 (+500 < 10% of the connections) not.
+func TestKernelDelta(t *testing.T) {
+	snap := func(sock, slab string) kernelSnapshot {
+		s, err := parseSockstat(readKernelTestdata(t, sock))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := parseSlabinfo(readKernelTestdata(t, slab))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kernelSnapshot{Sock: s, Slabs: m}
+	}
+	k := kernelDelta(snap("sockstat-before", "slabinfo-before"), snap("sockstat-after", "slabinfo-after"), 10000, 4096)
+	if k.SocketsPerConn != 2 || k.OrphanDelta != 1 || k.TWDelta != 2 || k.TCPMemBytesDelta != 500*4096 {
+		t.Fatalf("sockstat deltas: %+v", k)
+	}
+	var names []string
+	for _, s := range k.Slabs {
+		names = append(names, s.Name)
+	}
+	want := []string{"TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "kmalloc-64"}
+	if len(names) != len(want) {
+		t.Fatalf("slabs %v, want %v", names, want)
+	}
+	for i := range want {
+		if names[i] != want[i] {
+			t.Fatalf("slabs %v, want %v", names, want)
+		}
+	}
+	if s := k.Slabs[0]; s.ObjsDelta != 20000 || s.BytesDelta != 1538*8*4096 || s.ObjSize != 2368 {
+		t.Fatalf("TCP delta %+v", s)
+	}
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-6 }
+	if !near(k.TCPMemBytesPerConn, 204.8) || !near(k.SlabBytesPerConn, 7950.336) ||
+		!near(k.BytesPerConn, 8155.136) || !near(k.BytesPerSocket, 4077.568) {
+		t.Fatalf("per conn: tcp mem %v slabs %v total %v per socket %v", k.TCPMemBytesPerConn, k.SlabBytesPerConn, k.BytesPerConn, k.BytesPerSocket)
+	}
+	// Without slabinfo (not root) the sockstat part still counts.
+	noSlab := kernelDelta(kernelSnapshot{Sock: k.Before}, kernelSnapshot{Sock: k.After}, 10000, 4096)
+	if noSlab.Slabs != nil || !near(noSlab.BytesPerConn, 204.8) {
+		t.Fatalf("without slabinfo: %+v", noSlab)
+	}
+	if kernelDelta(kernelSnapshot{}, kernelSnapshot{}, 0, 4096) != nil {
+		t.Fatal("0 connections: want nil")
+	}
+}
+
+// TestProcKernelLive reads this machine's files: sockstat always parses on
+// Linux; slabinfo parses when readable (root).
+func TestProcKernelLive(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		return
+	}
+	k, err := procKernel("/proc/net/sockstat", "/proc/slabinfo")()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.ReadFile("/proc/slabinfo"); err == nil && k.Slabs["TCP"].ObjSize == 0 {
+		t.Fatalf("slabinfo readable but no TCP cache: %d caches", len(k.Slabs))
+	}
+}
