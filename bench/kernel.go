@@ -28,7 +28,9 @@ import (
 // trackedSlabs are the caches a TCP connection allocates from: the socket
 // (TCP), its inode (sock_inode_cache), the dentry and struct file behind
 // the descriptor, and the epoll item and wait-queue hook of the loop that
-// watches it. They are always listed; other caches only when they move.
+// watches it. They are always listed and make SlabBytesPerConn; other
+// caches are listed apart (OtherSlabs) when they move, and not summed:
+// on a shared box most of what moves there is other processes' churn.
 var trackedSlabs = []string{"TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "eventpoll_pwq"}
 
 // moverFraction: a cache not in trackedSlabs is listed when its active
@@ -180,9 +182,14 @@ type KernelResult struct {
 	// machine-wide.
 	TCPMemBytesDelta   int64   `json:"tcp_mem_bytes_delta"`
 	TCPMemBytesPerConn float64 `json:"tcp_mem_bytes_per_conn"`
-	// Slabs: the tracked caches plus any that moved; machine-wide. Empty
-	// when /proc/slabinfo was unreadable.
+	// Slabs: the socket caches (trackedSlabs), machine-wide, summed in
+	// SlabBytesPerConn. OtherSlabs: any other cache whose active objects
+	// grew by moverFraction of the connections, not summed (judge them:
+	// a kmalloc-* cache growing by one object per socket is the
+	// connections', a proc_inode_cache is someone else's). Both empty when
+	// /proc/slabinfo was unreadable.
 	Slabs            []SlabDelta `json:"slabs,omitempty"`
+	OtherSlabs       []SlabDelta `json:"other_slabs_moved,omitempty"`
 	SlabBytesPerConn float64     `json:"slab_bytes_per_conn"`
 	// BytesPerConn = TCPMemBytesPerConn + SlabBytesPerConn: both ends when
 	// the clients are on this box. BytesPerSocket divides it by
@@ -204,7 +211,7 @@ func kernelDelta(before, after kernelSnapshot, conns, page int64) *KernelResult 
 	k.TCPMemBytesDelta = (after.Sock.MemPages - before.Sock.MemPages) * page
 	k.TCPMemBytesPerConn = float64(k.TCPMemBytesDelta) / n
 	if before.Slabs != nil && after.Slabs != nil {
-		k.Slabs = slabDeltas(before.Slabs, after.Slabs, conns, page)
+		k.Slabs, k.OtherSlabs = slabDeltas(before.Slabs, after.Slabs, conns, page)
 		for _, s := range k.Slabs {
 			k.SlabBytesPerConn += s.BytesPerConn
 		}
@@ -216,26 +223,25 @@ func kernelDelta(before, after kernelSnapshot, conns, page int64) *KernelResult 
 	return k
 }
 
-// slabDeltas lists trackedSlabs (those present) in order, then every other
-// cache whose active objects grew by moverFraction of conns, biggest first.
-func slabDeltas(before, after map[string]slabCache, conns, page int64) []SlabDelta {
+// slabDeltas lists trackedSlabs (those present) in order, and apart every
+// other cache whose active objects grew by moverFraction of conns, biggest
+// first.
+func slabDeltas(before, after map[string]slabCache, conns, page int64) (tracked, movers []SlabDelta) {
 	delta := func(name string) SlabDelta {
 		a, b := after[name], before[name]
 		d := SlabDelta{Name: name, ObjSize: a.ObjSize, ObjsDelta: a.ActiveObjs - b.ActiveObjs, BytesDelta: a.bytes(page) - b.bytes(page)}
 		d.BytesPerConn = float64(d.BytesDelta) / float64(conns)
 		return d
 	}
-	var out []SlabDelta
-	tracked := map[string]bool{}
+	isTracked := map[string]bool{}
 	for _, name := range trackedSlabs {
-		tracked[name] = true
+		isTracked[name] = true
 		if _, ok := after[name]; ok {
-			out = append(out, delta(name))
+			tracked = append(tracked, delta(name))
 		}
 	}
-	var movers []SlabDelta
 	for name, a := range after {
-		if tracked[name] {
+		if isTracked[name] {
 			continue
 		}
 		if float64(a.ActiveObjs-before[name].ActiveObjs) >= moverFraction*float64(conns) {
@@ -248,5 +254,5 @@ func slabDeltas(before, after map[string]slabCache, conns, page int64) []SlabDel
 		}
 		return movers[i].Name < movers[j].Name
 	})
-	return append(out, movers...)
+	return tracked, movers
 }

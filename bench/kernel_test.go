@@ -54,8 +54,9 @@ func TestParseSlabinfo(t *testing.T) {
 }
 
 // TestKernelDelta: 10,000 connections, both ends on the box (20,000
-// sockets). The tracked caches are listed in order, kmalloc-64 (+20,000
-// objects) as a mover, kmalloc-32 (+500 < 10% of the connections) not.
+// sockets). The tracked caches are listed in order and summed, kmalloc-64
+// (+20,000 objects) apart as a mover, not summed, kmalloc-32 (+500 < 10%
+// of the connections) not at all.
 func TestKernelDelta(t *testing.T) {
 	snap := func(sock, slab string) kernelSnapshot {
 		s, err := parseSockstat(readKernelTestdata(t, sock))
@@ -76,7 +77,7 @@ func TestKernelDelta(t *testing.T) {
 	for _, s := range k.Slabs {
 		names = append(names, s.Name)
 	}
-	want := []string{"TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "kmalloc-64"}
+	want := []string{"TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi"}
 	if len(names) != len(want) {
 		t.Fatalf("slabs %v, want %v", names, want)
 	}
@@ -88,9 +89,12 @@ func TestKernelDelta(t *testing.T) {
 	if s := k.Slabs[0]; s.ObjsDelta != 20000 || s.BytesDelta != 1538*8*4096 || s.ObjSize != 2368 {
 		t.Fatalf("TCP delta %+v", s)
 	}
+	if len(k.OtherSlabs) != 1 || k.OtherSlabs[0].Name != "kmalloc-64" || k.OtherSlabs[0].ObjsDelta != 20000 || k.OtherSlabs[0].BytesDelta != 313*4096 {
+		t.Fatalf("other slabs %+v", k.OtherSlabs)
+	}
 	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-6 }
-	if !near(k.TCPMemBytesPerConn, 204.8) || !near(k.SlabBytesPerConn, 7950.336) ||
-		!near(k.BytesPerConn, 8155.136) || !near(k.BytesPerSocket, 4077.568) {
+	if !near(k.TCPMemBytesPerConn, 204.8) || !near(k.SlabBytesPerConn, 7822.1312) ||
+		!near(k.BytesPerConn, 8026.9312) || !near(k.BytesPerSocket, 4013.4656) {
 		t.Fatalf("per conn: tcp mem %v slabs %v total %v per socket %v", k.TCPMemBytesPerConn, k.SlabBytesPerConn, k.BytesPerConn, k.BytesPerSocket)
 	}
 	// Without slabinfo (not root) the sockstat part still counts.

@@ -172,6 +172,13 @@ func writeKernelRows(row func(k, format string, a ...any), k *KernelResult) {
 			parts = append(parts, fmt.Sprintf("%s %.0f", s.Name, s.BytesPerConn))
 		}
 		row("kernel slabs", "%.0f B/conn: %s (whole machine)", k.SlabBytesPerConn, strings.Join(parts, ", "))
+		if len(k.OtherSlabs) > 0 {
+			parts = parts[:0]
+			for _, s := range k.OtherSlabs {
+				parts = append(parts, fmt.Sprintf("%s %+d objs %.0f B/conn", s.Name, s.ObjsDelta, s.BytesPerConn))
+			}
+			row("  other caches moved", "%s (not counted: may be other processes)", strings.Join(parts, ", "))
+		}
 	} else {
 		row("kernel slabs", "/proc/slabinfo unreadable (needs root)")
 	}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# kmem-idle.sh N PROCS LABEL [SCENARIO [extra wsbench args...]]
+# Runs wsd and `wsbench SCENARIO` (default idle) inside the network namespace
+# $NS (default kmem; create it with `ip netns add kmem; ip netns exec kmem
+# ip link set lo up`), so /proc/net/sockstat's per-namespace counters see
+# only this run. While the connections are held it sums ss's skmem of the
+# server's sockets and of the clients' separately. Writes $OUT/LABEL.{json,txt,ss}.
+# wsd's environment: WSD_ENV (e.g. "GOGC=50"); its flags: WSD_FLAGS.
+set -euo pipefail
+N=$1 PROCS=$2 LABEL=$3 SCEN=${4:-idle}
+shift $(( $# >= 4 ? 4 : 3 ))
+NS=${NS:-kmem} PORT=${PORT:-9101} OUT=${OUT:-.kmem}
+mkdir -p "$OUT"
+nsx() { ip netns exec "$NS" "$@"; }
+nsx env ${WSD_ENV:-} bin/wsd --listen 127.0.0.1:$PORT ${WSD_FLAGS:-} >"$OUT/$LABEL.wsd.log" 2>&1 &
+WSD=$!
+trap 'kill $WSD 2>/dev/null; wait $WSD 2>/dev/null || true' EXIT
+for _ in $(seq 100); do nsx ss -ltnH "sport = :$PORT" | grep -q . && break; sleep 0.1; done
+SERVERPID=$(pgrep -P $WSD -x wsd || echo $WSD)
+# skmem sampler: once every connection is established, sum r/f/t/w per side (bounded: 120 s).
+(
+  for _ in $(seq 1200); do
+    up=$(nsx ss -tnH state established "sport = :$PORT" | wc -l)
+    if [ "$up" -ge "$N" ]; then sleep 4; break; fi
+    sleep 0.1
+  done
+  side() { nsx ss -tmnH state established "$1" | tr -s ' ' '\n' | grep -o 'skmem:([^)]*)' |
+    awk -F'[(),]' '{for(i=2;i<=NF;i++){k=$i; gsub(/[0-9]+/,"",k); v=$i; gsub(/[^0-9]/,"",v); s[k]+=v}; n++} END{printf "sockets %d", n; for(k in s) printf " %s=%.0f", k, s[k]; print ""}'; }
+  echo "server: $(side "sport = :$PORT")"
+  echo "client: $(side "dport = :$PORT")"
+  nsx cat /proc/net/sockstat | grep TCP
+) >"$OUT/$LABEL.ss" &
+SS=$!
+nsx bin/wsbench "$SCEN" --url ws://127.0.0.1:$PORT/echo --conns "$N" --procs "$PROCS" \
+  --source-ips 127.0.0.2-127.0.0.60 --server-pid "$SERVERPID" --json "$OUT/$LABEL.json" "$@" >"$OUT/$LABEL.txt" 2>&1 || { cat "$OUT/$LABEL.txt"; exit 1; }
+wait $SS || true
+cat "$OUT/$LABEL.txt" "$OUT/$LABEL.ss"
