@@ -28,10 +28,12 @@ import (
 // trackedSlabs are the caches a TCP connection allocates from: the socket
 // (TCP), its inode (sock_inode_cache), the dentry and struct file behind
 // the descriptor, and the epoll item and wait-queue hook of the loop that
-// watches it. They are always listed and make SlabBytesPerConn; other
+// watches it (eventpoll_epi; ep_head, the list head every watched file gets
+// since Linux 5.11), and the security modules' blobs for the inode and file
+// (lsm_inode_cache, lsm_file_cache, Linux 6.x). They are always listed and make SlabBytesPerConn; other
 // caches are listed apart (OtherSlabs) when they move, and not summed:
 // on a shared box most of what moves there is other processes' churn.
-var trackedSlabs = []string{"TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "eventpoll_pwq"}
+var trackedSlabs = []string{"TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "eventpoll_pwq", "ep_head", "lsm_inode_cache", "lsm_file_cache"}
 
 // moverFraction: a cache not in trackedSlabs is listed when its active
 // objects grew by at least this fraction of the connections (e.g. a

@@ -69,11 +69,12 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioConnect {
 		res.Size, res.Rate, res.Pipeline = 0, 0, 0
 	}
-	// idle: the kernel's socket memory before any connection (best effort:
-	// no figures rather than no run where /proc differs).
+	// idle and echo: the kernel's socket memory before any connection (best
+	// effort: no figures rather than no run where /proc differs). Echo at a
+	// low --rate shows what sockets keep after some traffic.
 	var kernel kernelSource
 	var kernelBefore, kernelAfter kernelSnapshot
-	if cfg.Scenario == ScenarioIdle {
+	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioEcho {
 		kernel = procKernel("/proc/net/sockstat", "/proc/slabinfo")
 		if kernelBefore, err = kernel(); err != nil {
 			kernel = nil

@@ -12,11 +12,11 @@ shift $(( $# >= 4 ? 4 : 3 ))
 NS=${NS:-kmem} PORT=${PORT:-9101} OUT=${OUT:-.kmem}
 mkdir -p "$OUT"
 nsx() { ip netns exec "$NS" "$@"; }
-nsx env ${WSD_ENV:-} bin/wsd --listen 127.0.0.1:$PORT ${WSD_FLAGS:-} >"$OUT/$LABEL.wsd.log" 2>&1 &
+ip netns exec "$NS" env ${WSD_ENV:-} bin/wsd --listen 127.0.0.1:$PORT ${WSD_FLAGS:-} >"$OUT/$LABEL.wsd.log" 2>&1 &
 WSD=$!
 trap 'kill $WSD 2>/dev/null; wait $WSD 2>/dev/null || true' EXIT
 for _ in $(seq 100); do nsx ss -ltnH "sport = :$PORT" | grep -q . && break; sleep 0.1; done
-SERVERPID=$(pgrep -P $WSD -x wsd || echo $WSD)
+SERVERPID=$WSD  # ip netns exec and env exec, so $! is wsd itself
 # skmem sampler: once every connection is established, sum r/f/t/w per side (bounded: 120 s).
 (
   for _ in $(seq 1200); do
