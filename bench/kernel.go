@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,16 +133,51 @@ func parseSlabinfo(b []byte) (map[string]slabCache, error) {
 }
 
 // kernelSnapshot is sockstat and slabinfo at one moment. Slabs is nil when
-// /proc/slabinfo is unreadable (it needs root).
+// /proc/slabinfo is unreadable (it needs root). Merged maps a tracked cache
+// SLUB merged into another to the name slabinfo shows for both.
 type kernelSnapshot struct {
-	Sock  Sockstat
-	Slabs map[string]slabCache
+	Sock   Sockstat
+	Slabs  map[string]slabCache
+	Merged map[string]string
+}
+
+// mergedSlabs finds, for each tracked cache slabinfo does not list, the
+// listed cache it shares a slab with: SLUB merges caches of like size and
+// flags, and /sys/kernel/slab/NAME of each is a link to the same ":A-..."
+// directory (e.g. eventpoll_pwq into anon_vma_chain).
+func mergedSlabs(sysSlab string, listed map[string]slabCache) map[string]string {
+	out := map[string]string{}
+	var entries []os.DirEntry
+	for _, name := range trackedSlabs {
+		if _, ok := listed[name]; ok {
+			continue
+		}
+		target, err := os.Readlink(filepath.Join(sysSlab, name))
+		if err != nil {
+			continue
+		}
+		if entries == nil {
+			if entries, err = os.ReadDir(sysSlab); err != nil {
+				return out
+			}
+		}
+		for _, e := range entries {
+			if _, ok := listed[e.Name()]; !ok {
+				continue
+			}
+			if t, err := os.Readlink(filepath.Join(sysSlab, e.Name())); err == nil && filepath.Base(t) == filepath.Base(target) {
+				out[name] = e.Name()
+				break
+			}
+		}
+	}
+	return out
 }
 
 // kernelSource reads a snapshot; procKernel reads the live files.
 type kernelSource func() (kernelSnapshot, error)
 
-func procKernel(sockstat, slabinfo string) kernelSource {
+func procKernel(sockstat, slabinfo, sysSlab string) kernelSource {
 	return func() (kernelSnapshot, error) {
 		b, err := os.ReadFile(sockstat)
 		if err != nil {
@@ -155,6 +191,7 @@ func procKernel(sockstat, slabinfo string) kernelSource {
 			if k.Slabs, err = parseSlabinfo(b); err != nil {
 				return kernelSnapshot{}, err
 			}
+			k.Merged = mergedSlabs(sysSlab, k.Slabs)
 		}
 		return k, nil
 	}
@@ -162,7 +199,10 @@ func procKernel(sockstat, slabinfo string) kernelSource {
 
 // SlabDelta is one slab cache's growth while the connections were held.
 type SlabDelta struct {
-	Name         string  `json:"name"`
+	Name string `json:"name"`
+	// MergedInto: the cache slabinfo lists in Name's place (SLUB merged
+	// them); its figures include the other caches merged there.
+	MergedInto   string  `json:"merged_into,omitempty"`
 	ObjSize      int64   `json:"obj_size"`
 	ObjsDelta    int64   `json:"objs_delta"`     // active objects
 	BytesDelta   int64   `json:"bytes_delta"`    // slab pages × page size
@@ -213,7 +253,7 @@ func kernelDelta(before, after kernelSnapshot, conns, page int64) *KernelResult 
 	k.TCPMemBytesDelta = (after.Sock.MemPages - before.Sock.MemPages) * page
 	k.TCPMemBytesPerConn = float64(k.TCPMemBytesDelta) / n
 	if before.Slabs != nil && after.Slabs != nil {
-		k.Slabs, k.OtherSlabs = slabDeltas(before.Slabs, after.Slabs, conns, page)
+		k.Slabs, k.OtherSlabs = slabDeltas(before.Slabs, after.Slabs, after.Merged, conns, page)
 		for _, s := range k.Slabs {
 			k.SlabBytesPerConn += s.BytesPerConn
 		}
@@ -227,19 +267,30 @@ func kernelDelta(before, after kernelSnapshot, conns, page int64) *KernelResult 
 
 // slabDeltas lists trackedSlabs (those present) in order, and apart every
 // other cache whose active objects grew by moverFraction of conns, biggest
-// first.
-func slabDeltas(before, after map[string]slabCache, conns, page int64) (tracked, movers []SlabDelta) {
-	delta := func(name string) SlabDelta {
-		a, b := after[name], before[name]
+// first. A tracked cache merged into another (merged) is read from that
+// one, which then is not listed apart.
+func slabDeltas(before, after map[string]slabCache, merged map[string]string, conns, page int64) (tracked, movers []SlabDelta) {
+	delta := func(name, listed string) SlabDelta {
+		a, b := after[listed], before[listed]
 		d := SlabDelta{Name: name, ObjSize: a.ObjSize, ObjsDelta: a.ActiveObjs - b.ActiveObjs, BytesDelta: a.bytes(page) - b.bytes(page)}
+		if listed != name {
+			d.MergedInto = listed
+		}
 		d.BytesPerConn = float64(d.BytesDelta) / float64(conns)
 		return d
 	}
 	isTracked := map[string]bool{}
 	for _, name := range trackedSlabs {
-		isTracked[name] = true
-		if _, ok := after[name]; ok {
-			tracked = append(tracked, delta(name))
+		listed := name
+		if m, ok := merged[name]; ok {
+			listed = m
+		}
+		if isTracked[listed] {
+			continue // two tracked caches merged together: count the slab once
+		}
+		isTracked[name], isTracked[listed] = true, true
+		if _, ok := after[listed]; ok {
+			tracked = append(tracked, delta(name, listed))
 		}
 	}
 	for name, a := range after {
@@ -247,7 +298,7 @@ func slabDeltas(before, after map[string]slabCache, conns, page int64) (tracked,
 			continue
 		}
 		if float64(a.ActiveObjs-before[name].ActiveObjs) >= moverFraction*float64(conns) {
-			movers = append(movers, delta(name))
+			movers = append(movers, delta(name, name))
 		}
 	}
 	sort.Slice(movers, func(i, j int) bool {

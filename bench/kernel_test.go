@@ -113,11 +113,47 @@ func TestProcKernelLive(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		return
 	}
-	k, err := procKernel("/proc/net/sockstat", "/proc/slabinfo")()
+	k, err := procKernel("/proc/net/sockstat", "/proc/slabinfo", "/sys/kernel/slab")()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.ReadFile("/proc/slabinfo"); err == nil && k.Slabs["TCP"].ObjSize == 0 {
 		t.Fatalf("slabinfo readable but no TCP cache: %d caches", len(k.Slabs))
+	}
+}
+
+// TestMergedSlabs: eventpoll_pwq shares a slab with anon_vma_chain (both
+// link to :A-0000064); slabinfo lists only anon_vma_chain, whose growth then
+// counts as eventpoll_pwq's and is not listed again among the movers.
+func TestMergedSlabs(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{":A-0000064", "TCP"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range []string{"eventpoll_pwq", "anon_vma_chain", "fs_cache"} {
+		if err := os.Symlink(":A-0000064", filepath.Join(dir, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := map[string]slabCache{"TCP": {ActiveObjs: 10, ObjSize: 2368, PagesPerSlab: 8, NumSlabs: 1},
+		"anon_vma_chain": {ActiveObjs: 640, ObjSize: 64, PagesPerSlab: 1, NumSlabs: 10}}
+	after := map[string]slabCache{"TCP": {ActiveObjs: 2010, ObjSize: 2368, PagesPerSlab: 8, NumSlabs: 155},
+		"anon_vma_chain": {ActiveObjs: 2640, ObjSize: 64, PagesPerSlab: 1, NumSlabs: 42}}
+	merged := mergedSlabs(dir, after)
+	if len(merged) != 1 || merged["eventpoll_pwq"] != "anon_vma_chain" {
+		t.Fatalf("merged %v", merged)
+	}
+	tracked, movers := slabDeltas(before, after, merged, 1000, 4096)
+	if len(tracked) != 2 || tracked[1].Name != "eventpoll_pwq" || tracked[1].MergedInto != "anon_vma_chain" ||
+		tracked[1].ObjsDelta != 2000 || tracked[1].BytesDelta != 32*4096 {
+		t.Fatalf("tracked %+v", tracked)
+	}
+	if len(movers) != 0 {
+		t.Fatalf("movers %+v", movers)
+	}
+	if m := mergedSlabs(filepath.Join(dir, "missing"), after); len(m) != 0 {
+		t.Fatalf("no /sys/kernel/slab: %v", m)
 	}
 }

@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	var kernel kernelSource
 	var kernelBefore, kernelAfter kernelSnapshot
 	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioEcho {
-		kernel = procKernel("/proc/net/sockstat", "/proc/slabinfo")
+		kernel = procKernel("/proc/net/sockstat", "/proc/slabinfo", "/sys/kernel/slab")
 		if kernelBefore, err = kernel(); err != nil {
 			kernel = nil
 		}

@@ -169,7 +169,11 @@ func writeKernelRows(row func(k, format string, a ...any), k *KernelResult) {
 	if len(k.Slabs) > 0 {
 		parts := make([]string, 0, len(k.Slabs))
 		for _, s := range k.Slabs {
-			parts = append(parts, fmt.Sprintf("%s %.0f", s.Name, s.BytesPerConn))
+			if s.MergedInto != "" {
+				parts = append(parts, fmt.Sprintf("%s (in %s) %.0f", s.Name, s.MergedInto, s.BytesPerConn))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s %.0f", s.Name, s.BytesPerConn))
+			}
 		}
 		row("kernel slabs", "%.0f B/conn: %s (whole machine)", k.SlabBytesPerConn, strings.Join(parts, ", "))
 		if len(k.OtherSlabs) > 0 {

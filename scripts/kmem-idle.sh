@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kmem-idle.sh N PROCS LABEL [SCENARIO [extra wsbench args...]]
+# kmem-idle.sh N PROCS LABEL [extra wsbench args...]   (SCEN=echo for echo)
 # Runs wsd and `wsbench SCENARIO` (default idle) inside the network namespace
 # $NS (default kmem; create it with `ip netns add kmem; ip netns exec kmem
 # ip link set lo up`), so /proc/net/sockstat's per-namespace counters see
@@ -7,16 +7,18 @@
 # server's sockets and of the clients' separately. Writes $OUT/LABEL.{json,txt,ss}.
 # wsd's environment: WSD_ENV (e.g. "GOGC=50"); its flags: WSD_FLAGS.
 set -euo pipefail
-N=$1 PROCS=$2 LABEL=$3 SCEN=${4:-idle}
-shift $(( $# >= 4 ? 4 : 3 ))
+N=$1 PROCS=$2 LABEL=$3 SCEN=${SCEN:-idle}
+shift 3
 NS=${NS:-kmem} PORT=${PORT:-9101} OUT=${OUT:-.kmem}
 mkdir -p "$OUT"
 nsx() { ip netns exec "$NS" "$@"; }
 ip netns exec "$NS" env ${WSD_ENV:-} bin/wsd --listen 127.0.0.1:$PORT ${WSD_FLAGS:-} >"$OUT/$LABEL.wsd.log" 2>&1 &
 WSD=$!
-trap 'kill $WSD 2>/dev/null; wait $WSD 2>/dev/null || true' EXIT
 for _ in $(seq 100); do nsx ss -ltnH "sport = :$PORT" | grep -q . && break; sleep 0.1; done
-SERVERPID=$WSD  # ip netns exec and env exec, so $! is wsd itself
+# The listener's owner is wsd (ip netns exec may fork, so $! need not be).
+SERVERPID=$(nsx ss -ltnpH "sport = :$PORT" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+[ "$(cat /proc/$SERVERPID/comm)" = wsd ] || { echo "no wsd on :$PORT"; kill $WSD; exit 1; }
+trap 'kill $SERVERPID $WSD 2>/dev/null; wait $WSD 2>/dev/null || true' EXIT
 # skmem sampler: once every connection is established, sum r/f/t/w per side (bounded: 120 s).
 (
   for _ in $(seq 1200); do
