@@ -17,10 +17,11 @@ import (
 // connections are opened and one while they are all held.
 //
 // Two things make these figures coarser than the server's RSS:
-//   - /proc/net/sockstat's TCP inuse/orphan/tw/alloc are per network
-//     namespace, but its TCP mem (pages charged to socket buffers) and all
-//     of /proc/slabinfo are for the whole machine, so anything else running
-//     shows up in them;
+//   - /proc/net/sockstat's TCP inuse and tw are per network namespace, but
+//     its orphan, alloc and mem (pages charged to socket buffers) and all of
+//     /proc/slabinfo are for the whole machine, so anything else running
+//     shows up in them (on a shared box, run in a network namespace of
+//     your own and repeat: scripts/kmem-idle.sh);
 //   - the clients' sockets usually live on the same box, so every
 //     connection is two TCP sockets. KernelResult.SocketsPerConn says how
 //     many sockets each connection added (TCP inuse delta / connections),
@@ -43,10 +44,10 @@ const moverFraction = 0.1
 
 // Sockstat is the TCP line of /proc/net/sockstat.
 type Sockstat struct {
-	Inuse    int64 `json:"inuse"`     // TCP sockets in use (not listening ones in TIME_WAIT), this netns
-	Orphan   int64 `json:"orphan"`    // sockets no descriptor refers to any more, this netns
+	Inuse    int64 `json:"inuse"`     // TCP sockets in use (listeners too, TIME_WAIT not), this netns
+	Orphan   int64 `json:"orphan"`    // closed sockets still finishing, whole machine
 	TW       int64 `json:"tw"`        // TIME_WAIT sockets, this netns
-	Alloc    int64 `json:"alloc"`     // allocated sockets, this netns
+	Alloc    int64 `json:"alloc"`     // allocated sockets, whole machine
 	MemPages int64 `json:"mem_pages"` // pages charged to TCP socket buffers, whole machine
 }
 

@@ -164,7 +164,7 @@ func writeKernelRows(row func(k, format string, a ...any), k *KernelResult) {
 	if k == nil {
 		return
 	}
-	row("kernel TCP sockets", "%.2f per conn (sockstat inuse, this netns); orphan %+d, tw %+d", k.SocketsPerConn, k.OrphanDelta, k.TWDelta)
+	row("kernel TCP sockets", "%.2f per conn (sockstat inuse, this netns); tw %+d (this netns), orphan %+d (whole machine)", k.SocketsPerConn, k.TWDelta, k.OrphanDelta)
 	row("kernel TCP mem", "%+d pages = %.0f B/conn (sockstat mem, whole machine)", k.TCPMemBytesDelta/max(k.PageSize, 1), k.TCPMemBytesPerConn)
 	if len(k.Slabs) > 0 {
 		parts := make([]string, 0, len(k.Slabs))
