@@ -239,6 +239,16 @@ type KernelResult struct {
 	// SocketsPerConn: one end's share, assuming both ends cost the same.
 	BytesPerConn   float64 `json:"kernel_bytes_per_conn"`
 	BytesPerSocket float64 `json:"kernel_bytes_per_socket"`
+
+	// With --server-pid: the kernel memory charged to the server's memory
+	// cgroup (v1 memory.kmem.usage_in_bytes, v2 memory.stat kernel + sock)
+	// per connection, the server's own when it is alone in that cgroup.
+	// The accepted sockets' TCP objects are not charged there (allocated
+	// at the handshake); everything else per socket is. Shared: wsbench is
+	// in the same cgroup, so its client sockets are in the figure too.
+	ServerCgroup                   string   `json:"server_cgroup,omitempty"`
+	ServerCgroupShared             bool     `json:"server_cgroup_shared_with_wsbench,omitempty"`
+	ServerCgroupKernelBytesPerConn *float64 `json:"server_cgroup_kernel_bytes_per_conn,omitempty"`
 }
 
 // kernelDelta compares two snapshots over conns connections.

@@ -157,3 +157,77 @@ func TestMergedSlabs(t *testing.T) {
 		t.Fatalf("no /sys/kernel/slab: %v", m)
 	}
 }
+
+// fakeCgroupTree lays out procRoot/PID/cgroup and the cgroup's files under
+// sysRoot from testdata/cgroup.
+func fakeCgroupTree(t *testing.T, cgroupFile string, files map[string]string) (procRoot, sysRoot string) {
+	t.Helper()
+	root := t.TempDir()
+	procRoot, sysRoot = filepath.Join(root, "proc"), filepath.Join(root, "sys")
+	write := func(path string, b []byte) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(procRoot, "42", "cgroup"), readCgroupTestdata(t, cgroupFile))
+	for path, content := range files {
+		write(filepath.Join(sysRoot, path), []byte(content))
+	}
+	return procRoot, sysRoot
+}
+
+func readCgroupTestdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "cgroup", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestMemoryCgroupV1(t *testing.T) {
+	proc, sys := fakeCgroupTree(t, "v1-cgroup", map[string]string{"memory/svc/wsd/memory.kmem.usage_in_bytes": "15400960\n"})
+	c, err := memoryCgroup(proc, sys, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.V2 || c.Path != filepath.Join(sys, "memory/svc/wsd") {
+		t.Fatalf("%+v", c)
+	}
+	if v, err := c.read(); err != nil || v != 15400960 {
+		t.Fatalf("read %d, %v", v, err)
+	}
+}
+
+// TestMemoryCgroupV2: the hybrid layout (v2 under sysRoot/unified); kernel
+// + sock, and before Linux 5.18 (no kernel line) slab + stacks + page
+// tables + percpu + sock.
+func TestMemoryCgroupV2(t *testing.T) {
+	stat := string(readCgroupTestdata(t, "v2-memory.stat"))
+	proc, sys := fakeCgroupTree(t, "v2-cgroup", map[string]string{"unified/system.slice/wsd.service/memory.stat": stat})
+	c, err := memoryCgroup(proc, sys, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.V2 || c.Path != filepath.Join(sys, "unified/system.slice/wsd.service") {
+		t.Fatalf("%+v", c)
+	}
+	if v, err := c.read(); err != nil || v != 16113664+8192 {
+		t.Fatalf("read %d, %v", v, err)
+	}
+	old, err := parseV2Kernel(readCgroupTestdata(t, "v2-memory.stat-old"))
+	if err != nil || old != 15663104+65536+204800+1440+8192 {
+		t.Fatalf("old layout: %d, %v", old, err)
+	}
+	for _, bad := range []string{"anon 1\n", "kernel 5\n", "sock x\n"} {
+		if _, err := parseV2Kernel([]byte(bad)); err == nil {
+			t.Errorf("parseV2Kernel(%q): no error", bad)
+		}
+	}
+	if _, err := memoryCgroup(proc, sys, 43); err == nil {
+		t.Fatal("no such pid: no error")
+	}
+}

@@ -80,6 +80,17 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 			kernel = nil
 		}
 	}
+	// ... and what the server's memory cgroup is charged (its own, unlike the
+	// machine-wide figures above).
+	var srvCg *serverCgroup
+	var cgBefore int64
+	if kernel != nil && cfg.ServerPID > 0 {
+		if srvCg = newServerCgroup("/proc", "/sys/fs/cgroup", cfg.ServerPID); srvCg != nil {
+			if cgBefore, err = srvCg.read(); err != nil {
+				srvCg = nil
+			}
+		}
+	}
 	if rss != nil {
 		if v, err := rss(); err == nil {
 			res.ServerRSSBefore = v
@@ -202,6 +213,13 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 		if kernelAfter, err = kernel(); err != nil {
 			kernel = nil
 		}
+		if srvCg != nil {
+			if v, err := srvCg.read(); err == nil {
+				srvCg.delta = v - cgBefore
+			} else {
+				srvCg = nil
+			}
+		}
 	}
 	tl.setPhase("drain")
 	send("stop")
@@ -252,6 +270,10 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	}
 	if kernel != nil {
 		res.Kernel = kernelDelta(kernelBefore, kernelAfter, res.ConnsUp, int64(os.Getpagesize()))
+		if res.Kernel != nil && srvCg != nil {
+			v := float64(srvCg.delta) / float64(res.ConnsUp)
+			res.Kernel.ServerCgroup, res.Kernel.ServerCgroupShared, res.Kernel.ServerCgroupKernelBytesPerConn = srvCg.Path, srvCg.shared, &v
+		}
 	}
 	if opt.Progress != nil && opt.TTY {
 		fmt.Fprint(opt.Progress, "\r\033[K")

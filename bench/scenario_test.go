@@ -127,6 +127,11 @@ func TestIdlePingsSample(t *testing.T) {
 	if runtime.GOOS == "linux" && (res.Kernel == nil || res.Kernel.SocketsPerConn <= 0) {
 		t.Fatalf("kernel figures missing: %+v", res.Kernel)
 	}
+	// The "server" is this process: where its memory cgroup is readable,
+	// it is wsbench's own, and must be said to be.
+	if k := res.Kernel; k != nil && k.ServerCgroupKernelBytesPerConn != nil && !k.ServerCgroupShared {
+		t.Fatalf("server cgroup %s not marked shared with wsbench", k.ServerCgroup)
+	}
 }
 
 func TestConnectCountsRefusals(t *testing.T) {

@@ -187,4 +187,11 @@ func writeKernelRows(row func(k, format string, a ...any), k *KernelResult) {
 		row("kernel slabs", "/proc/slabinfo unreadable (needs root)")
 	}
 	row("kernel total", "%.0f B/conn, %.0f B per socket (both ends count when the clients are on this box)", k.BytesPerConn, k.BytesPerSocket)
+	if v := k.ServerCgroupKernelBytesPerConn; v != nil {
+		note := "the server's own; its accepted sockets' TCP objects are not charged there"
+		if k.ServerCgroupShared {
+			note = "SHARED with wsbench: the clients' sockets count too"
+		}
+		row("kernel, server cgroup", "%.0f B/conn charged to %s (%s)", *v, k.ServerCgroup, note)
+	}
 }

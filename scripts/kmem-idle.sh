@@ -9,8 +9,10 @@
 # With CG=DIR (a cgroup v1 memory directory, e.g. a child of your own), wsd runs
 # in DIR/kmem-srv and wsbench in DIR/kmem-cli, and the .ss file gets each
 # one's memory.kmem.usage_in_bytes before and while the connections are held:
-# the kernel memory charged to the server alone (accepted sockets are charged
-# to the accepting process's cgroup).
+# the kernel memory charged to the server alone (the accepted sockets' TCP
+# objects are not charged to it). wsbench enters the namespace with nsenter,
+# which (unlike ip netns exec) keeps /sys/fs/cgroup visible, so it reports
+# the server cgroup's figure itself too.
 set -euo pipefail
 N=$1 PROCS=$2 LABEL=$3 SCEN=${SCEN:-idle}
 shift 3
@@ -45,7 +47,7 @@ K0=$(kmem)
   echo "cgroup kmem: server $s0 -> $s1 = $(( (s1-s0)/N )) B/conn; client (incl. its process) -> $c1 = $(( c1/N )) B/conn; server memory.usage $u0 -> $u1 = $(( (u1-u0)/N )) B/conn"
 ) >"$OUT/$LABEL.ss" &
 SS=$!
-into kmem-cli ip netns exec "$NS" bin/wsbench "$SCEN" --url ws://127.0.0.1:$PORT/echo --conns "$N" --procs "$PROCS" \
+into kmem-cli nsenter --net=/var/run/netns/"$NS" bin/wsbench "$SCEN" --url ws://127.0.0.1:$PORT/echo --conns "$N" --procs "$PROCS" \
   --source-ips 127.0.0.2-127.0.0.60 --server-pid "$SERVERPID" --json "$OUT/$LABEL.json" "$@" >"$OUT/$LABEL.txt" 2>&1 || { cat "$OUT/$LABEL.txt"; exit 1; }
 wait $SS || true
 cat "$OUT/$LABEL.txt" "$OUT/$LABEL.ss"
