@@ -5,6 +5,7 @@
 # ip link set lo up`), so /proc/net/sockstat's per-namespace counters see
 # only this run. While the connections are held it sums ss's skmem of the
 # server's sockets and of the clients' separately. Writes $OUT/LABEL.{json,txt,ss}.
+# (OUT defaults to .kmem, which git ignores.)
 # wsd's environment: WSD_ENV (e.g. "GOGC=50"); its flags: WSD_FLAGS.
 # With CG=DIR (a cgroup v1 memory directory, e.g. a child of your own), wsd runs
 # in DIR/kmem-srv and wsbench in DIR/kmem-cli, and the .ss file gets each
