@@ -91,6 +91,8 @@ type Result struct {
 	ServerRSSBefore       int64    `json:"server_rss_before_bytes,omitempty"`
 	ServerRSSAfter        int64    `json:"server_rss_after_bytes,omitempty"`
 	ServerRSSBytesPerConn *float64 `json:"server_rss_bytes_per_conn"` // null when not sampled
+	// idle: the kernel's socket memory (sockstat, slabinfo) per connection.
+	Kernel *KernelResult `json:"kernel,omitempty"`
 
 	// Broadcast over several URLs (--url A,B): each node's share.
 	Nodes []NodeResult `json:"nodes,omitempty"`

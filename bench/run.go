@@ -69,6 +69,28 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioConnect {
 		res.Size, res.Rate, res.Pipeline = 0, 0, 0
 	}
+	// idle and echo: the kernel's socket memory before any connection (best
+	// effort: no figures rather than no run where /proc differs). Echo at a
+	// low --rate shows what sockets keep after some traffic.
+	var kernel kernelSource
+	var kernelBefore, kernelAfter kernelSnapshot
+	if cfg.Scenario == ScenarioIdle || cfg.Scenario == ScenarioEcho {
+		kernel = procKernel("/proc/net/sockstat", "/proc/slabinfo", "/sys/kernel/slab")
+		if kernelBefore, err = kernel(); err != nil {
+			kernel = nil
+		}
+	}
+	// ... and what the server's memory cgroup is charged (its own, unlike the
+	// machine-wide figures above).
+	var srvCg *serverCgroup
+	var cgBefore int64
+	if kernel != nil && cfg.ServerPID > 0 {
+		if srvCg = newServerCgroup("/proc", "/sys/fs/cgroup", cfg.ServerPID); srvCg != nil {
+			if cgBefore, err = srvCg.read(); err != nil {
+				srvCg = nil
+			}
+		}
+	}
 	if rss != nil {
 		if v, err := rss(); err == nil {
 			res.ServerRSSBefore = v
@@ -187,6 +209,18 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	}
 	measureTo = tl.now()
 	tl.sampleNow() // the last point of the measured window
+	if kernel != nil {
+		if kernelAfter, err = kernel(); err != nil {
+			kernel = nil
+		}
+		if srvCg != nil {
+			if v, err := srvCg.read(); err == nil {
+				srvCg.delta = v - cgBefore
+			} else {
+				srvCg = nil
+			}
+		}
+	}
 	tl.setPhase("drain")
 	send("stop")
 	var results []*workerResult
@@ -232,6 +266,13 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 		if res.ServerRSSAfter > 0 && res.ConnsUp > 0 {
 			v := float64(res.ServerRSSAfter-res.ServerRSSBefore) / float64(res.ConnsUp)
 			res.ServerRSSBytesPerConn = &v
+		}
+	}
+	if kernel != nil {
+		res.Kernel = kernelDelta(kernelBefore, kernelAfter, res.ConnsUp, int64(os.Getpagesize()))
+		if res.Kernel != nil && srvCg != nil {
+			v := float64(srvCg.delta) / float64(res.ConnsUp)
+			res.Kernel.ServerCgroup, res.Kernel.ServerCgroupShared, res.Kernel.ServerCgroupKernelBytesPerConn = srvCg.Path, srvCg.shared, &v
 		}
 	}
 	if opt.Progress != nil && opt.TTY {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,16 @@ func TestIdlePingsSample(t *testing.T) {
 		if s.RSS <= 0 {
 			t.Fatal("timeline sample without RSS")
 		}
+	}
+	// Both ends are in this process: each connection adds TCP sockets to
+	// this netns's sockstat (other tests may add or close some meanwhile).
+	if runtime.GOOS == "linux" && (res.Kernel == nil || res.Kernel.SocketsPerConn <= 0) {
+		t.Fatalf("kernel figures missing: %+v", res.Kernel)
+	}
+	// The "server" is this process: where its memory cgroup is readable,
+	// it is wsbench's own, and must be said to be.
+	if k := res.Kernel; k != nil && k.ServerCgroupKernelBytesPerConn != nil && !k.ServerCgroupShared {
+		t.Fatalf("server cgroup %s not marked shared with wsbench", k.ServerCgroup)
 	}
 }
 

@@ -90,6 +90,7 @@ func WriteTable(w io.Writer, r *Result) {
 	if r.ServerRSSBytesPerConn != nil {
 		row("server RSS", "%s before, %s with conns: %.0f B/conn", humanBytes(float64(r.ServerRSSBefore)), humanBytes(float64(r.ServerRSSAfter)), *r.ServerRSSBytesPerConn)
 	}
+	writeKernelRows(row, r.Kernel)
 	for _, p := range r.ServerCPU {
 		if p.USPerDelivery > 0 {
 			row("cpu "+p.Label, "%.2f s (%.2f cores), %.3f µs per delivery", p.CPUSeconds, p.Cores, p.USPerDelivery)
@@ -154,5 +155,43 @@ func writeStormRows(row func(k, format string, a ...any), r *Result) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		row("", "%8d  %s", s.CloseKinds[k], k)
+	}
+}
+
+// writeKernelRows prints the kernel's share (idle): what each connection
+// added to sockstat and the socket slabs.
+func writeKernelRows(row func(k, format string, a ...any), k *KernelResult) {
+	if k == nil {
+		return
+	}
+	row("kernel TCP sockets", "%.2f per conn (sockstat inuse, this netns); tw %+d (this netns), orphan %+d (whole machine)", k.SocketsPerConn, k.TWDelta, k.OrphanDelta)
+	row("kernel TCP mem", "%+d pages = %.0f B/conn (sockstat mem, whole machine)", k.TCPMemBytesDelta/max(k.PageSize, 1), k.TCPMemBytesPerConn)
+	if len(k.Slabs) > 0 {
+		parts := make([]string, 0, len(k.Slabs))
+		for _, s := range k.Slabs {
+			if s.MergedInto != "" {
+				parts = append(parts, fmt.Sprintf("%s (in %s) %.0f", s.Name, s.MergedInto, s.BytesPerConn))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s %.0f", s.Name, s.BytesPerConn))
+			}
+		}
+		row("kernel slabs", "%.0f B/conn: %s (whole machine)", k.SlabBytesPerConn, strings.Join(parts, ", "))
+		if len(k.OtherSlabs) > 0 {
+			parts = parts[:0]
+			for _, s := range k.OtherSlabs {
+				parts = append(parts, fmt.Sprintf("%s %+d objs %.0f B/conn", s.Name, s.ObjsDelta, s.BytesPerConn))
+			}
+			row("  other caches moved", "%s (not counted: may be other processes)", strings.Join(parts, ", "))
+		}
+	} else {
+		row("kernel slabs", "/proc/slabinfo unreadable (needs root)")
+	}
+	row("kernel total", "%.0f B/conn, %.0f B per socket (both ends count when the clients are on this box)", k.BytesPerConn, k.BytesPerSocket)
+	if v := k.ServerCgroupKernelBytesPerConn; v != nil {
+		note := "the server's own; its accepted sockets' TCP objects are not charged there"
+		if k.ServerCgroupShared {
+			note = "SHARED with wsbench: the clients' sockets count too"
+		}
+		row("kernel, server cgroup", "%.0f B/conn charged to %s (%s)", *v, k.ServerCgroup, note)
 	}
 }

@@ -49,7 +49,9 @@ Scenarios:
   connect    open --conns connections at --connect-rate; upgrade latency, upgrades/s, failures
   idle       open --conns and hold them --duration, pinging a sample; with --server-pid
              (or --prometheus) report the server's RSS per connection; --subscribe PATTERN
-             subscribes each to its own channel of wsd's /ws and counts the pushes
+             subscribes each to its own channel of wsd's /ws and counts the pushes;
+             always: the kernel's TCP sockets, socket-buffer pages (/proc/net/sockstat)
+             and socket slab caches (/proc/slabinfo, as root) added per connection
   echo       --conns connections echo --size byte messages, closed loop or --rate per conn
   broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate);
              --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http;

@@ -30,11 +30,15 @@ const (
 	// --server-pid` (README "Numbers", docs/bench/results.md idle-10k). The
 	// larger of the two: fewer connections amortise the fixed part less.
 	userBytesPerConn = 840
-	// kernelBytesPerConn is an ESTIMATE, not a measurement: the kernel's
-	// slab memory per idle TCP socket (the socket, its inode, file, dentry
-	// and epoll item), the middle of the 2–4 KiB tuning.md quotes, until
-	// it is measured on a real box from /proc/net/sockstat and slabinfo.
-	kernelBytesPerConn = 3 << 10
+	// kernelBytesPerConn is the kernel's memory per idle TCP socket,
+	// measured with `wsbench idle` at 10k and 19k connections (tuning.md §3,
+	// docs/bench/results.md "Kernel memory per connection"): 1,500 B charged
+	// to wsd's memory cgroup (inode, file, dentry, epoll item, LSM blobs)
+	// plus the 2,368 B TCP socket object (2,521 B of slab as packed), which
+	// the accepting cgroup is not charged for: 4,021 B; a client's socket,
+	// all charged to its cgroup, 4,147 B. Rounded to 4 KiB. An idle socket
+	// holds no buffer pages at any tcp_rmem/tcp_wmem (ss -m: 0 on all).
+	kernelBytesPerConn = 4 << 10
 	// queuedPagesPerConn is what tcp_mem is charged per connection when
 	// every connection has a frame queued (a broadcast to everyone): an idle
 	// socket holds no buffer pages, but socket memory is charged in whole
@@ -135,7 +139,7 @@ func doctor(args []string, stdout, stderr io.Writer, env doctorEnv) int {
 	checks := gather(env)
 	capacity, limiting := capacityOf(checks)
 	printTable(stdout, checks, limiting)
-	fmt.Fprintf(stdout, "\nper connection: %d B wsd (measured) + %d B kernel (estimate, not measured) = %d B of memory,\n"+
+	fmt.Fprintf(stdout, "\nper connection: %d B wsd + %d B kernel (both measured) = %d B of memory,\n"+
 		"  %d page of tcp_mem with a frame queued, 1 descriptor (wsd keeps a reserve for its %d event loops and the rest)\n",
 		userBytesPerConn, kernelBytesPerConn, userBytesPerConn+kernelBytesPerConn, queuedPagesPerConn, max(env.loops, 1))
 	if limiting < 0 {

@@ -75,7 +75,7 @@ func TestDoctorFakeBoxes(t *testing.T) {
 			// 1024 − max(1024/50, 32) − 2 loops × 5
 			capacity: 982, limiting: "RLIMIT_NOFILE (hard)", exit: 1,
 			want: []string{"OUT OF REACH", "\n  LimitNOFILE=5120\n", "ulimit -n 5120",
-				"\n  net.core.somaxconn = 65535   # reconnect bursts", "MemAvailable                    1.5 GiB of 2.0 GiB              370,539"},
+				"\n  net.core.somaxconn = 65535   # reconnect bursts", "MemAvailable                    1.5 GiB of 2.0 GiB               293,669"},
 			notWant: []string{"fs.nr_open =", "fs.file-max =", "tcp_mem =", "MemoryMax="}},
 		{name: "at the fd capacity exactly", env: fakeEnv(td+"tiny", 1024), args: []string{"--conns", "982"},
 			capacity: 982, limiting: "RLIMIT_NOFILE (hard)", exit: 0,
@@ -87,18 +87,18 @@ func TestDoctorFakeBoxes(t *testing.T) {
 		{name: "one past the fd capacity", env: fakeEnv(td+"tiny", 1024), args: []string{"--conns", "983"},
 			capacity: 982, limiting: "RLIMIT_NOFILE (hard)", exit: 1, want: []string{"LimitNOFILE=2048"}},
 		{name: "memory limits", env: fakeEnv(td+"memory", 1<<20), args: []string{"--conns", "300000"},
-			// (1 GiB − 10%) / (840 + 3072) B
-			capacity: 247026, limiting: "MemAvailable", exit: 1,
-			want:    []string{"300,000 connections need 1.2 GiB of available memory", "cgroup memory limit             none"},
+			// (1 GiB − 10%) / (840 + 4096) B
+			capacity: 195779, limiting: "MemAvailable", exit: 1,
+			want:    []string{"300,000 connections need 1.5 GiB of available memory", "cgroup memory limit             none"},
 			notWant: []string{"LimitNOFILE=", "MemoryMax=", "nf_conntrack_max ="}},
 		{name: "cgroup v2 memory.max limits", env: fakeEnv(td+"cgroup2", 1<<20), args: []string{"--conns", "200000"},
-			// (512 MiB − 64 MiB) / 3912 B
-			capacity: 120082, limiting: "cgroup memory limit", exit: 1,
-			want: []string{"/sys/fs/cgroup/system.slice/wsd.service/memory.max", "\n  MemoryMax=869333334\n",
+			// (512 MiB − 64 MiB) / 4936 B
+			capacity: 95170, limiting: "cgroup memory limit", exit: 1,
+			want: []string{"/sys/fs/cgroup/system.slice/wsd.service/memory.max", "\n  MemoryMax=1096888889\n",
 				"cgroup pids limit               4915"},
 			notWant: []string{"LimitNOFILE=", "of available memory"}},
 		{name: "cgroup v1: a parent's limit binds", env: fakeEnv(td+"cgroup1", 1<<20),
-			capacity: 51463, limiting: "cgroup memory limit", exit: 0,
+			capacity: 40787, limiting: "cgroup memory limit", exit: 0,
 			want: []string{"256.0 MiB", "/sys/fs/cgroup/memory/a/memory.limit_in_bytes"}},
 		{name: "conntrack limits", env: fakeEnv(td+"conntrack", 1<<20), args: []string{"--conns", "100000"},
 			capacity: 65536, limiting: "net.netfilter.nf_conntrack_max", exit: 1,
