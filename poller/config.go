@@ -79,6 +79,17 @@ type Config struct {
 	StreamPing         []byte
 	StreamPingInterval time.Duration
 
+	// SocketSendBuffer and SocketRecvBuffer set SO_SNDBUF / SO_RCVBUF on
+	// the listeners, which accepted sockets inherit. The kernel doubles
+	// the value (bookkeeping overhead) and stops autotuning that buffer.
+	// A capped send buffer makes a peer that stops reading reach
+	// MaxOutboundBytes after about this much more data, instead of after
+	// tcp_wmem's maximum (often 4 MiB of kernel memory per conn). It also
+	// bounds the bytes in flight, so one conn's throughput is at most about
+	// this much per round trip. 0: the kernel's default (autotuned).
+	SocketSendBuffer int
+	SocketRecvBuffer int
+
 	Loops         int // 0: one per core
 	ReadBufferCap int // 0: 64 KiB per loop
 	TCPKeepAlive  time.Duration
