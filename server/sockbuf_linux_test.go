@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,40 +13,6 @@ import (
 	"github.com/wsdhq/wsd/codec"
 	"github.com/wsdhq/wsd/internal/wstest"
 )
-
-// serverSideFD finds, among this process's descriptors, the server's end
-// of c (the test runs the server in-process): the socket whose local
-// address is c's remote one and whose peer is c's local one.
-func serverSideFD(t *testing.T, c net.Conn) int {
-	t.Helper()
-	local := c.RemoteAddr().(*net.TCPAddr)
-	peer := c.LocalAddr().(*net.TCPAddr)
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ent := range ents {
-		fd, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		if link, _ := os.Readlink("/proc/self/fd/" + ent.Name()); !strings.HasPrefix(link, "socket:") {
-			continue
-		}
-		if sameAddr(unix.Getsockname(fd))(local) && sameAddr(unix.Getpeername(fd))(peer) {
-			return fd
-		}
-	}
-	t.Fatalf("no descriptor of this process is the server side of %v", local)
-	return -1
-}
-
-func sameAddr(sa unix.Sockaddr, err error) func(*net.TCPAddr) bool {
-	return func(a *net.TCPAddr) bool {
-		in, ok := sa.(*unix.SockaddrInet4)
-		return err == nil && ok && in.Port == a.Port && net.IP(in.Addr[:]).Equal(a.IP)
-	}
-}
 
 // The socket buffer options are set on gnet's listeners; they must reach
 // the sockets accepted from them (the kernel reports twice the value set).
@@ -63,7 +26,10 @@ func TestSocketBuffersApplyToAcceptedConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fd := serverSideFD(t, c.Conn)
+	fd, err := wstest.ServerSideFD(c.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range []struct {
 		name      string
 		opt, want int
