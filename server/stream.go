@@ -57,6 +57,9 @@ func (h *loopHandler[T]) serveStream(pc *poller.Conn, r *route[T], req *codec.Re
 			Header: []codec.HeaderField{{Name: "Allow", Value: "GET"}}}), false)
 		return
 	}
+	if !pc.AdmitStream() { // MaxAcceptRate: 503 with Retry-After, before the Acceptor's work
+		return
+	}
 	c := &Conn[T]{pc: pc, route: r, req: req}
 	if req.RawQuery != "" {
 		c.info = &connInfo{query: strings.Clone(req.RawQuery)}

@@ -48,17 +48,35 @@ func TestSlowConsumersAtScale(t *testing.T) {
 	// 64 KiB queued per connection = ~230 publications (2.3 s of feed) of
 	// slack for a healthy reader, while a stopped one is over it within
 	// seconds.
-	d := startWSD(t, "--max-outbound", "64KiB")
+	args := []string{"--max-outbound", "64KiB"}
+	// For comparisons (docs/bench/slow-consumers.md): WSD_SLOW_SNDBUF is
+	// wsd's --socket-send-buffer (0: the kernel's autotuning; unset: wsd's
+	// default), WSD_SLOW_BULK=0 leaves out the bulk channel (the 100 Hz
+	// feed alone must fill the slow ones' buffers) and WSD_SLOW_DETECT is
+	// how long after the phase wsd may take to count them (90 s).
+	if v, ok := os.LookupEnv("WSD_SLOW_SNDBUF"); ok {
+		args = append(args, "--socket-send-buffer", v)
+	}
+	d := startWSD(t, args...)
 	dl := &dialer{}
+	run := feedRun{phase: size.phase, bulk: os.Getenv("WSD_SLOW_BULK") != "0",
+		detect: envDuration(t, "WSD_SLOW_DETECT", 90*time.Second)}
 
-	quiet := runFeed(t, d, dl, "feed-quiet", size.healthy, 0, size.phase)
-	loaded := runFeed(t, d, dl, "feed-slow", size.healthy, size.slow, size.phase)
-	t.Logf("healthy %d, slow %d, 100 Hz, ~280-byte publications", size.healthy, size.slow)
+	quiet := runFeed(t, d, dl, "feed-quiet", size.healthy, 0, run)
+	loaded := runFeed(t, d, dl, "feed-slow", size.healthy, size.slow, run)
+	t.Logf("healthy %d, slow %d, 100 Hz, ~280-byte publications; wsd %v, bulk channel %v", size.healthy, size.slow, args, run.bulk)
 	t.Logf("without slow consumers: %s", quiet)
 	t.Logf("with %d slow consumers:   %s", size.slow, loaded)
 	if quiet.p99 > 0 {
 		t.Logf("p99 ratio loaded/quiet: %.2f", float64(loaded.p99)/float64(quiet.p99))
 	}
+}
+
+// feedRun is how a phase runs.
+type feedRun struct {
+	phase  time.Duration // the feed runs at least this long
+	bulk   bool          // the slow ones also take 48 KiB × 20 Hz
+	detect time.Duration // then on until wsd counted every slow one, at most this long
 }
 
 // feedResult is one phase's outcome.
@@ -72,11 +90,16 @@ type feedResult struct {
 	slowMetric      float64 // wsd_slow_consumers_total delta
 	slowCauseMetric float64 // wsd_closes_total{cause="slow_consumer"} delta
 	detectAfter     time.Duration
+	// TCP kernel memory (/proc/net/sockstat "mem", pages, box-wide)
+	// before the phase and its highest sample (every 200 ms) while the
+	// feed ran.
+	memBefore, memPeak int64
 }
 
 func (r feedResult) String() string {
-	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start)",
-		r.published, r.rate, r.delivered, r.p50, r.p99, r.slowClosed1008, r.slowCut, r.slowMetric, r.slowCauseMetric, r.detectAfter.Round(100*time.Millisecond))
+	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start); TCP kernel memory %d pages before, peak %d (+%.1f MiB)",
+		r.published, r.rate, r.delivered, r.p50, r.p99, r.slowClosed1008, r.slowCut, r.slowMetric, r.slowCauseMetric, r.detectAfter.Round(100*time.Millisecond),
+		r.memBefore, r.memPeak, float64(r.memPeak-r.memBefore)*float64(os.Getpagesize())/(1<<20))
 }
 
 // feedSub is a healthy subscriber's count of what it received.
@@ -197,12 +220,12 @@ func parallel(n int, f func(i int)) {
 }
 
 // runFeed subscribes healthy + slow clients to channel, publishes at
-// 100 Hz through the API for at least phase (and until every slow one is
-// counted, at most 90 s more), then checks that every healthy subscriber
+// 100 Hz through the API for at least run.phase (and until every slow one
+// is counted, at most run.detect more), then checks that every healthy subscriber
 // got every publication once, and that the slow ones were closed with 1008.
-func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow int, phase time.Duration) feedResult {
+func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow int, run feedRun) feedResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+run.detect)
 	defer cancel()
 	subs := make([]*feedSub, healthy)
 	slows := make([]*wsConn, slow)
@@ -214,7 +237,7 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 			rcvbuf = 4096
 		}
 		c, off, err := subscribe(ctx, dl, d.addr, channel, rcvbuf)
-		if err == nil && i >= healthy {
+		if err == nil && i >= healthy && run.bulk {
 			err = subscribeMore(c, channel+"-bulk")
 		}
 		if err != nil {
@@ -261,22 +284,33 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 		t.Fatal(err)
 	}
 	var res feedResult
+	res.memBefore = tcpMemPages(t)
 	var published atomic.Int64
 	var lastOff atomic.Uint64
 	stop := make(chan struct{})
 	pubDone := make(chan error, 1)
 	start := time.Now()
 	bulk := ""
-	if slow > 0 {
+	if slow > 0 && run.bulk {
 		bulk = channel + "-bulk"
 	}
 	go func() { pubDone <- feed(ctx, d, channel, bulk, 10*time.Millisecond, stop, &published, &lastOff) }()
 
 	// The feed runs for the phase, and on until wsd has counted every slow one.
-	phaseEnd := time.After(phase)
-	<-phaseEnd
-	deadline := time.Now().Add(90 * time.Second)
+	phaseEnd := time.After(run.phase)
+	sample := time.NewTicker(200 * time.Millisecond)
+	defer sample.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-phaseEnd:
+			waiting = false
+		case <-sample.C:
+			res.memPeak = max(res.memPeak, tcpMemPages(t))
+		}
+	}
+	deadline := time.Now().Add(run.detect)
 	for {
+		res.memPeak = max(res.memPeak, tcpMemPages(t))
 		m, err := d.metrics()
 		if err != nil {
 			t.Fatal(err)
@@ -335,6 +369,32 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 			channel, slow, res.slowClosed1008, res.slowCut)
 	}
 	return res
+}
+
+// tcpMemPages is the kernel's TCP memory in pages (/proc/net/sockstat,
+// line "TCP: ... mem N"): what socket buffers hold, box-wide.
+func tcpMemPages(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "TCP:") {
+			continue
+		}
+		f := strings.Fields(line)
+		for i := 1; i+1 < len(f); i++ {
+			if f[i] == "mem" {
+				n, err := strconv.ParseInt(f[i+1], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("no TCP mem in /proc/net/sockstat:\n%s", b)
+	return 0
 }
 
 // feed publishes {"t":now,"p":pad} every tick (100 Hz: 10 ms) until stop,
