@@ -40,7 +40,7 @@ type Config struct {
 
 	MaxConns         int           // 0, or more than RLIMIT_NOFILE (raised by Serve) holds: DefaultMaxConns, a lowering is logged; over it: 503
 	MaxConnsPerIP    int           // 0: no per-address limit; over it: 429 before the upgrade
-	MaxAcceptRate    float64       // upgrades per second, bursts of one second's worth; 0: no limit; over it: 503 with Retry-After
+	MaxAcceptRate    float64       // upgrades (and streams: Conn.AdmitStream) per second, bursts of one second's worth; 0: no limit; over it: 503 with Retry-After
 	HandshakeTimeout time.Duration // 0: 10 s, counted from accept
 	// MaxPendingHandshakes bounds the conns accepted whose first request
 	// is not complete yet (slow or silent clients); over it: 503 at accept,

@@ -21,7 +21,7 @@ const (
 type Options struct {
 	MaxConns          int           // default and ceiling: the file limit minus a reserve (a higher value is lowered, with a log line); excess gets 503 before the upgrade
 	MaxConnsPerIP     int           // default: no limit; excess from one address gets 429 before the upgrade
-	MaxAcceptRate     float64       // upgrades per second, in bursts of up to one second's worth; default: no limit; excess gets 503 with a Retry-After that spreads the refused clients at this rate
+	MaxAcceptRate     float64       // upgrades and streams (HandleStream) per second, in bursts of up to one second's worth; default: no limit; excess gets 503 with a Retry-After that spreads the refused clients at this rate
 	MaxMessageBytes   int64         // default 16 MiB (after decompression); over it: close 1009
 	MaxFrameBytes     int64         // default MaxMessageBytes
 	MaxHandshakeBytes int           // default 8 KiB of request head; over it: 431

@@ -17,8 +17,10 @@ import (
 // slow-consumer policy, Close and shutdown; input after the request is
 // discarded. h's Acceptor (if any) vets the request on the loop, as for an
 // upgrade; OnOpen and OnClose are called as for a WebSocket conn, OnMessage
-// never. Silent streams get Options.StreamPing every
-// Options.StreamPingInterval. Call before ListenAndServe.
+// never. Streams take a MaxAcceptRate token as upgrades do (past it: 503
+// with Retry-After, before the Acceptor). Silent streams get
+// Options.StreamPing every Options.StreamPingInterval. Call before
+// ListenAndServe.
 func (s *Server[T]) HandleStream(path, contentType string, h Handler[T], opts ...RouteOption) {
 	var o routeOpts
 	for _, f := range opts {

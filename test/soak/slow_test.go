@@ -2,9 +2,12 @@ package soak
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -94,12 +97,16 @@ type feedResult struct {
 	// before the phase and its highest sample (every 200 ms) while the
 	// feed ran.
 	memBefore, memPeak int64
+	// slowQueuedPeak is the highest sum, over the slow consumers, of what
+	// wsd's side of their connections had queued in the kernel (not yet
+	// acknowledged: /proc/net/tcp tx_queue), sampled like memPeak.
+	slowQueuedPeak int64
 }
 
 func (r feedResult) String() string {
-	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start); TCP kernel memory %d pages before, peak %d (+%.1f MiB)",
+	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start); TCP kernel memory %d pages before, peak %d (+%.1f MiB); slow ones' kernel send queues at wsd: peak %.1f MiB in all",
 		r.published, r.rate, r.delivered, r.p50, r.p99, r.slowClosed1008, r.slowCut, r.slowMetric, r.slowCauseMetric, r.detectAfter.Round(100*time.Millisecond),
-		r.memBefore, r.memPeak, float64(r.memPeak-r.memBefore)*float64(os.Getpagesize())/(1<<20))
+		r.memBefore, r.memPeak, float64(r.memPeak-r.memBefore)*float64(os.Getpagesize())/(1<<20), float64(r.slowQueuedPeak)/(1<<20))
 }
 
 // feedSub is a healthy subscriber's count of what it received.
@@ -273,6 +280,7 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	if n := dialErrs.Load(); n > 0 {
 		t.Fatalf("%s: %d of %d subscribers could not subscribe; first error: %v", channel, n, healthy+slow, *firstErr.Load())
 	}
+	slowKeys := procTCPKeys(t, d.addr, slows)
 	h := new(hist)
 	for _, s := range subs {
 		s.started = true
@@ -285,6 +293,12 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	}
 	var res feedResult
 	res.memBefore = tcpMemPages(t)
+	sampleMem := func() {
+		res.memPeak = max(res.memPeak, tcpMemPages(t))
+		if slow > 0 {
+			res.slowQueuedPeak = max(res.slowQueuedPeak, txQueued(t, slowKeys))
+		}
+	}
 	var published atomic.Int64
 	var lastOff atomic.Uint64
 	stop := make(chan struct{})
@@ -305,12 +319,12 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 		case <-phaseEnd:
 			waiting = false
 		case <-sample.C:
-			res.memPeak = max(res.memPeak, tcpMemPages(t))
+			sampleMem()
 		}
 	}
 	deadline := time.Now().Add(run.detect)
 	for {
-		res.memPeak = max(res.memPeak, tcpMemPages(t))
+		sampleMem()
 		m, err := d.metrics()
 		if err != nil {
 			t.Fatal(err)
@@ -395,6 +409,52 @@ func tcpMemPages(t *testing.T) int64 {
 	}
 	t.Fatalf("no TCP mem in /proc/net/sockstat:\n%s", b)
 	return 0
+}
+
+// procTCPKeys names, as /proc/net/tcp writes them, wsd's side of each of
+// conns: local address wsdAddr, remote address the conn's local one.
+func procTCPKeys(t *testing.T, wsdAddr string, conns []*wsConn) map[[2]string]bool {
+	ap, err := netip.ParseAddrPort(wsdAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make(map[[2]string]bool, len(conns))
+	for _, c := range conns {
+		if c != nil {
+			keys[[2]string{procTCPAddr(ap), procTCPAddr(c.LocalAddr().(*net.TCPAddr).AddrPort())}] = true
+		}
+	}
+	return keys
+}
+
+// procTCPAddr is an IPv4 address and port as /proc/net/tcp prints them:
+// the address's 32 bits as the host reads them, in hex, then the port.
+func procTCPAddr(ap netip.AddrPort) string {
+	a4 := ap.Addr().Unmap().As4()
+	return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(a4[:]), ap.Port())
+}
+
+// txQueued sums /proc/net/tcp's tx_queue (bytes sent and not yet
+// acknowledged, plus those not sent yet) over the sockets in keys.
+func txQueued(t *testing.T, keys map[[2]string]bool) int64 {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !keys[[2]string{f[1], f[2]}] {
+			continue
+		}
+		tx, _, _ := strings.Cut(f[4], ":")
+		n, err := strconv.ParseInt(tx, 16, 64)
+		if err != nil {
+			t.Fatalf("/proc/net/tcp: tx_queue %q", f[4])
+		}
+		sum += n
+	}
+	return sum
 }
 
 // feed publishes {"t":now,"p":pad} every tick (100 Hz: 10 ms) until stop,
