@@ -378,7 +378,10 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 			channel, res.slowMetric, res.slowCauseMetric, res.detectAfter, slow)
 	}
 	res.slowClosed1008, res.slowCut = drainSlow(t, slows)
-	if res.slowClosed1008+res.slowCut != slow || res.slowClosed1008 == 0 {
+	// Without the bulk channel the slow ones are found over tens of
+	// seconds, spread wider than wsd's 5 s close timeout, so by the time
+	// the last is counted and they are read, wsd has cut them all.
+	if res.slowClosed1008+res.slowCut != slow || (res.slowClosed1008 == 0 && run.bulk) {
 		t.Errorf("%s: of %d slow consumers %d saw a 1008 close and %d were cut; want all ended, some with 1008",
 			channel, slow, res.slowClosed1008, res.slowCut)
 	}
