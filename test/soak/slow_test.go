@@ -101,12 +101,13 @@ type feedResult struct {
 	// wsd's side of their connections had queued in the kernel (not yet
 	// acknowledged: /proc/net/tcp tx_queue), sampled like memPeak.
 	slowQueuedPeak int64
+	slowQueuedMax  int64 // the most one of them held
 }
 
 func (r feedResult) String() string {
-	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start); TCP kernel memory %d pages before, peak %d (+%.1f MiB); slow ones' kernel send queues at wsd: peak %.1f MiB in all",
+	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start); TCP kernel memory %d pages before, peak %d (+%.1f MiB); slow ones' kernel send queues at wsd: peak %.1f MiB in all, %.0f KiB the most in one",
 		r.published, r.rate, r.delivered, r.p50, r.p99, r.slowClosed1008, r.slowCut, r.slowMetric, r.slowCauseMetric, r.detectAfter.Round(100*time.Millisecond),
-		r.memBefore, r.memPeak, float64(r.memPeak-r.memBefore)*float64(os.Getpagesize())/(1<<20), float64(r.slowQueuedPeak)/(1<<20))
+		r.memBefore, r.memPeak, float64(r.memPeak-r.memBefore)*float64(os.Getpagesize())/(1<<20), float64(r.slowQueuedPeak)/(1<<20), float64(r.slowQueuedMax)/(1<<10))
 }
 
 // feedSub is a healthy subscriber's count of what it received.
@@ -296,7 +297,9 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	sampleMem := func() {
 		res.memPeak = max(res.memPeak, tcpMemPages(t))
 		if slow > 0 {
-			res.slowQueuedPeak = max(res.slowQueuedPeak, txQueued(t, slowKeys))
+			sum, one := txQueued(t, slowKeys)
+			res.slowQueuedPeak = max(res.slowQueuedPeak, sum)
+			res.slowQueuedMax = max(res.slowQueuedMax, one)
 		}
 	}
 	var published atomic.Int64
@@ -438,26 +441,32 @@ func procTCPAddr(ap netip.AddrPort) string {
 }
 
 // txQueued sums /proc/net/tcp's tx_queue (bytes sent and not yet
-// acknowledged, plus those not sent yet) over the sockets in keys.
-func txQueued(t *testing.T, keys map[[2]string]bool) int64 {
+// acknowledged, plus those not sent yet) over the sockets in keys, and
+// returns the largest one too. The
+// file is read in pieces and the kernel resumes its walk of the socket
+// table between them, so a socket can be listed twice while other
+// connections come and go: each is counted once, by inode.
+func txQueued(t *testing.T, keys map[[2]string]bool) (sum int64, max1 int64) {
 	b, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum int64
+	seen := map[string]bool{}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 5 || !keys[[2]string{f[1], f[2]}] {
+		if len(f) < 10 || !keys[[2]string{f[1], f[2]}] || seen[f[9]] {
 			continue
 		}
+		seen[f[9]] = true
 		tx, _, _ := strings.Cut(f[4], ":")
 		n, err := strconv.ParseInt(tx, 16, 64)
 		if err != nil {
 			t.Fatalf("/proc/net/tcp: tx_queue %q", f[4])
 		}
 		sum += n
+		max1 = max(max1, n)
 	}
-	return sum
+	return sum, max1
 }
 
 // feed publishes {"t":now,"p":pad} every tick (100 Hz: 10 ms) until stop,
