@@ -314,6 +314,33 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	go func() { pubDone <- feed(ctx, d, channel, bulk, 10*time.Millisecond, stop, &published, &lastOff) }()
 
 	// The feed runs for the phase, and on until wsd has counted every slow one.
+	// wsd is polled every 200 ms from the start: the slow ones are read
+	// (drainSlow) as soon as all are counted, even within the phase,
+	// because wsd cuts a closed conn whose peer has not read its close
+	// frame within its close timeout (5 s).
+	var drained chan struct{} // nil until the slow ones are being read; closed once read
+	var n1008, ncut int         // drainSlow's result, once drained is closed
+	defer func() { // on a Fatal too: drainSlow logs, which must end before the test
+		if drained != nil {
+			<-drained
+		}
+	}()
+	poll := func() (counted bool) {
+		sampleMem()
+		m, err := d.metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.slowMetric = m["wsd_slow_consumers_total"] - m0["wsd_slow_consumers_total"]
+		res.slowCauseMetric = closes(m)["slow_consumer"] - closes(m0)["slow_consumer"]
+		counted = res.slowCauseMetric >= float64(slow)
+		if counted && slow > 0 && drained == nil {
+			res.detectAfter = time.Since(start)
+			drained = make(chan struct{})
+			go func() { defer close(drained); n1008, ncut = drainSlow(t, slows) }()
+		}
+		return counted
+	}
 	phaseEnd := time.After(run.phase)
 	sample := time.NewTicker(200 * time.Millisecond)
 	defer sample.Stop()
@@ -322,24 +349,16 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 		case <-phaseEnd:
 			waiting = false
 		case <-sample.C:
-			sampleMem()
+			poll()
 		}
 	}
 	deadline := time.Now().Add(run.detect)
-	for {
-		sampleMem()
-		m, err := d.metrics()
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.slowMetric = m["wsd_slow_consumers_total"] - m0["wsd_slow_consumers_total"]
-		res.slowCauseMetric = closes(m)["slow_consumer"] - closes(m0)["slow_consumer"]
-		if res.slowCauseMetric >= float64(slow) || time.Now().After(deadline) {
-			break
-		}
+	for !poll() && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond) // polling /metrics, the only signal
 	}
-	res.detectAfter = time.Since(start)
+	if res.detectAfter == 0 {
+		res.detectAfter = time.Since(start)
+	}
 	close(stop)
 	if err := <-pubDone; err != nil {
 		t.Fatalf("%s: publisher: %v", channel, err)
@@ -380,7 +399,12 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 		t.Errorf("%s: wsd counted slow_consumers +%.0f, closes{slow_consumer} +%.0f within %v; want ≥ %d",
 			channel, res.slowMetric, res.slowCauseMetric, res.detectAfter, slow)
 	}
-	res.slowClosed1008, res.slowCut = drainSlow(t, slows)
+	if drained == nil {
+		res.slowClosed1008, res.slowCut = drainSlow(t, slows)
+	} else {
+		<-drained
+		res.slowClosed1008, res.slowCut = n1008, ncut
+	}
 	// Without the bulk channel the slow ones are found over tens of
 	// seconds, spread wider than wsd's 5 s close timeout, so by the time
 	// the last is counted and they are read, wsd has cut them all.
