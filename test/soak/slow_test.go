@@ -319,8 +319,8 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	// because wsd cuts a closed conn whose peer has not read its close
 	// frame within its close timeout (5 s).
 	var drained chan struct{} // nil until the slow ones are being read; closed once read
-	var n1008, ncut int         // drainSlow's result, once drained is closed
-	defer func() { // on a Fatal too: drainSlow logs, which must end before the test
+	var n1008, ncut int       // drainSlow's result, once drained is closed
+	defer func() {            // on a Fatal too: drainSlow logs, which must end before the test
 		if drained != nil {
 			<-drained
 		}
