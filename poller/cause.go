@@ -21,7 +21,7 @@ const (
 	CauseOverCapacity                   // over MaxConns: 503 before the upgrade
 	CauseHTTPDone                       // a plain HTTP request was answered
 	CausePerIPLimit                     // over MaxConnsPerIP: 429 before the upgrade
-	CauseAcceptRate                     // over MaxAcceptRate: 503 with Retry-After before the upgrade
+	CauseAcceptRate                     // over MaxAcceptRate: 503 with Retry-After before the upgrade or stream
 	CauseMemoryRefused                  // memory budget near full: 503 with Retry-After before the upgrade
 	CauseMemoryShed                     // memory budget near full: among the largest inbound holders (1009)
 	CauseHandshakeCap                   // over MaxPendingHandshakes: 503 at accept

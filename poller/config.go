@@ -40,7 +40,7 @@ type Config struct {
 
 	MaxConns         int           // 0, or more than RLIMIT_NOFILE (raised by Serve) holds: DefaultMaxConns, a lowering is logged; over it: 503
 	MaxConnsPerIP    int           // 0: no per-address limit; over it: 429 before the upgrade
-	MaxAcceptRate    float64       // upgrades per second, bursts of one second's worth; 0: no limit; over it: 503 with Retry-After
+	MaxAcceptRate    float64       // upgrades (and streams: Conn.AdmitStream) per second, bursts of one second's worth; 0: no limit; over it: 503 with Retry-After
 	HandshakeTimeout time.Duration // 0: 10 s, counted from accept
 	// MaxPendingHandshakes bounds the conns accepted whose first request
 	// is not complete yet (slow or silent clients); over it: 503 at accept,
@@ -78,6 +78,17 @@ type Config struct {
 	// comment, ": ping\n\n"). Either zero: none.
 	StreamPing         []byte
 	StreamPingInterval time.Duration
+
+	// SocketSendBuffer and SocketRecvBuffer set SO_SNDBUF / SO_RCVBUF on
+	// the listeners, which accepted sockets inherit. The kernel doubles
+	// the value (bookkeeping overhead) and stops autotuning that buffer.
+	// A capped send buffer makes a peer that stops reading reach
+	// MaxOutboundBytes after about this much more data, instead of after
+	// tcp_wmem's maximum (often 4 MiB of kernel memory per conn). It also
+	// bounds the bytes in flight, so one conn's throughput is at most about
+	// this much per round trip. 0: the kernel's default (autotuned).
+	SocketSendBuffer int
+	SocketRecvBuffer int
 
 	Loops         int // 0: one per core
 	ReadBufferCap int // 0: 64 KiB per loop

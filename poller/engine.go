@@ -183,6 +183,14 @@ func (e *Engine) Serve(addr string) error {
 	if e.cfg.TCPKeepAlive > 0 {
 		opts = append(opts, gnet.WithTCPKeepAlive(e.cfg.TCPKeepAlive))
 	}
+	// gnet sets these on the listeners only; accepted sockets inherit
+	// them (and the lock that stops autotuning) from their listener.
+	if e.cfg.SocketSendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(e.cfg.SocketSendBuffer))
+	}
+	if e.cfg.SocketRecvBuffer > 0 {
+		opts = append(opts, gnet.WithSocketRecvBuffer(e.cfg.SocketRecvBuffer))
+	}
 	return gnet.Run(e, "tcp://"+addr, opts...)
 }
 

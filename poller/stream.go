@@ -2,6 +2,7 @@ package poller
 
 import (
 	"errors"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +21,25 @@ var (
 	ErrNotStream  = errors.New("poller: not a streaming response")
 	ErrStreamConn = errors.New("poller: a streaming response takes raw bytes (WriteStream), not frames")
 )
+
+// AdmitStream takes a MaxAcceptRate token for a streaming response about
+// to start: a stream is held like a WebSocket conn, so it is paced like an
+// upgrade, from the same bucket. Without a token it answers 503 with the
+// Retry-After of the client's slot (counted under CauseAcceptRate), closes
+// and returns false. Call it on the loop from HTTPHandler.ServeHTTP, once
+// the request is known valid and before vetting it (tokens) or
+// StartStream; without MaxAcceptRate it returns true.
+func (c *Conn) AdmitStream() bool {
+	e := c.loop.eng
+	if e.pacer == nil || c.state != stateHTTP {
+		return true
+	}
+	if ok, wait := e.pacer.admit(time.Since(e.start)); !ok {
+		e.refuseRate(c, wait)
+		return false
+	}
+	return true
+}
 
 // StartStream answers the plain request being served with head (the whole
 // response head, ending in an empty line) and turns the conn into a

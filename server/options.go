@@ -21,7 +21,7 @@ const (
 type Options struct {
 	MaxConns          int           // default and ceiling: the file limit minus a reserve (a higher value is lowered, with a log line); excess gets 503 before the upgrade
 	MaxConnsPerIP     int           // default: no limit; excess from one address gets 429 before the upgrade
-	MaxAcceptRate     float64       // upgrades per second, in bursts of up to one second's worth; default: no limit; excess gets 503 with a Retry-After that spreads the refused clients at this rate
+	MaxAcceptRate     float64       // upgrades and streams (HandleStream) per second, in bursts of up to one second's worth; default: no limit; excess gets 503 with a Retry-After that spreads the refused clients at this rate
 	MaxMessageBytes   int64         // default 16 MiB (after decompression); over it: close 1009
 	MaxFrameBytes     int64         // default MaxMessageBytes
 	MaxHandshakeBytes int           // default 8 KiB of request head; over it: 431
@@ -43,6 +43,17 @@ type Options struct {
 	CloseTimeout     time.Duration // default 5 s to wait for the peer's close reply
 	DrainSpread      time.Duration // default 0: Shutdown sends 1001; >0: 1012 with a retry hint drawn per conn from [0, DrainSpread) (see Shutdown)
 	MaxOutboundBytes int           // default 4 MiB queued per conn
+	// SocketSendBuffer caps each conn's kernel send buffer (SO_SNDBUF;
+	// the kernel doubles it and stops autotuning it). A peer that stops
+	// reading is then a slow consumer after MaxOutboundBytes plus about
+	// this much, not after the kernel's autotuned maximum (tcp_wmem, often
+	// 4 MiB of kernel memory per conn); it also bounds one conn's
+	// throughput to about this much per round trip. Default 0: the
+	// kernel's autotuning.
+	SocketSendBuffer int
+	// SocketRecvBuffer sets SO_RCVBUF the same way (inbound throughput per
+	// round trip). Default 0: the kernel's autotuning.
+	SocketRecvBuffer int
 
 	// MaxMemory is the process-wide budget, in bytes, for what clients make
 	// the server hold: incomplete inbound messages, outbound queues and

@@ -1,10 +1,15 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,3 +165,89 @@ func TestMaxAcceptRate(t *testing.T) {
 		t.Fatalf("refusals counted elsewhere: %v", st.Closes)
 	}
 }
+
+// SSE-style streams take a token of MaxAcceptRate like upgrades (one
+// bucket for both): past it a stream request gets 503 with Retry-After,
+// counted under accept_rate, before the route's Acceptor runs.
+func TestMaxAcceptRateCountsStreams(t *testing.T) {
+	const rate, tries = 2, 8
+	var accepted atomic.Int64
+	srv := New[struct{}](Options{MaxAcceptRate: rate})
+	srv.Handle("/x", Funcs[struct{}]{})
+	srv.HandleStream("/s", "text/event-stream", acceptCounter{n: &accepted})
+	addr := start(t, srv)
+	begin := time.Now()
+	ok, refused := 0, 0
+	for i := range tries {
+		if i == tries/2 {
+			// An upgrade in the middle draws on the same bucket.
+			if c, err := wstest.Dial(addr, "/x"); err == nil {
+				ok++
+				c.Close()
+			} else if he := (*wstest.HTTPStatusError)(nil); errors.As(err, &he) && he.Status == 503 {
+				refused++
+			} else {
+				t.Fatal(err)
+			}
+		}
+		nc, _, status := streamClient(t, addr, getReq("/s"))
+		switch status {
+		case 200:
+			ok++
+		case 503:
+			refused++
+		default:
+			t.Fatalf("stream %d: status %d", i, status)
+		}
+		nc.Close()
+	}
+	elapsed := time.Since(begin)
+	// A slow box may earn a token or two back during the loop.
+	extra := int(elapsed.Seconds()*rate) + 1
+	if ok < rate || ok > rate+extra || refused == 0 {
+		t.Fatalf("%d streams and upgrades admitted, %d refused in %v at %d/s", ok, refused, elapsed, rate)
+	}
+	if got := accepted.Load(); got > int64(ok) {
+		t.Fatalf("the stream Acceptor ran %d times for %d admitted", got, ok)
+	}
+	waitFor(t, 10*time.Second, "the refusals counted", func() bool {
+		return srv.Stats().Closes["accept_rate"] == uint64(refused)
+	})
+}
+
+// A 503 for a stream carries a whole-seconds Retry-After.
+func TestStreamOverAcceptRateRetryAfter(t *testing.T) {
+	srv := New[struct{}](Options{MaxAcceptRate: 1})
+	srv.HandleStream("/s", "text/event-stream", Funcs[struct{}]{})
+	addr := start(t, srv)
+	first, _, status := streamClient(t, addr, getReq("/s"))
+	if status != 200 {
+		t.Fatalf("first stream: status %d", status)
+	}
+	defer first.Close()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(nc, getReq("/s")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 503 || err != nil || ra < 1 {
+		t.Fatalf("second stream within a second at 1/s: %d, Retry-After %q; want 503 with whole seconds", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// acceptCounter is a stream handler whose Acceptor counts its calls.
+type acceptCounter struct {
+	Funcs[struct{}]
+	n *atomic.Int64
+}
+
+func (h acceptCounter) Accept(*Conn[struct{}], *Request) error { h.n.Add(1); return nil }

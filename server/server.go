@@ -154,6 +154,8 @@ func engineConfig(opts Options) poller.Config {
 		StreamPingInterval: opts.StreamPingInterval,
 		CloseTimeout:       opts.CloseTimeout,
 		MaxOutboundBytes:   opts.MaxOutboundBytes,
+		SocketSendBuffer:   opts.SocketSendBuffer,
+		SocketRecvBuffer:   opts.SocketRecvBuffer,
 		MaxMemory:          opts.MaxMemory,
 		OffloadBytes:       opts.OffloadBytes,
 		ExtraMemory:        opts.ExtraMemory,

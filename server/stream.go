@@ -17,8 +17,10 @@ import (
 // slow-consumer policy, Close and shutdown; input after the request is
 // discarded. h's Acceptor (if any) vets the request on the loop, as for an
 // upgrade; OnOpen and OnClose are called as for a WebSocket conn, OnMessage
-// never. Silent streams get Options.StreamPing every
-// Options.StreamPingInterval. Call before ListenAndServe.
+// never. Streams take a MaxAcceptRate token as upgrades do (past it: 503
+// with Retry-After, before the Acceptor). Silent streams get
+// Options.StreamPing every Options.StreamPingInterval. Call before
+// ListenAndServe.
 func (s *Server[T]) HandleStream(path, contentType string, h Handler[T], opts ...RouteOption) {
 	var o routeOpts
 	for _, f := range opts {
@@ -55,6 +57,9 @@ func (h *loopHandler[T]) serveStream(pc *poller.Conn, r *route[T], req *codec.Re
 	if req.Method != "GET" {
 		pc.ReplyHTTP(codec.AppendHTTPError(nil, &codec.HTTPError{Status: 405, Reason: "a stream is read with GET",
 			Header: []codec.HeaderField{{Name: "Allow", Value: "GET"}}}), false)
+		return
+	}
+	if !pc.AdmitStream() { // MaxAcceptRate: 503 with Retry-After, before the Acceptor's work
 		return
 	}
 	c := &Conn[T]{pc: pc, route: r, req: req}

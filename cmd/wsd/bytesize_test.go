@@ -32,23 +32,24 @@ func TestParseByteSize(t *testing.T) {
 
 // Sizes with units in flags and in the config file, as people type them.
 func TestByteSizeFlagsAndConfig(t *testing.T) {
-	c, err := parseConfig([]string{"--max-message", "256MiB", "--max-outbound", "8MiB"}, io.Discard)
+	c, err := parseConfig([]string{"--max-message", "256MiB", "--max-outbound", "8MiB",
+		"--socket-send-buffer", "64KiB", "--socket-recv-buffer", "128KiB"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.maxMessage != 256<<20 || c.maxOutbound != 8<<20 {
-		t.Fatalf("max-message %d, max-outbound %d", c.maxMessage, c.maxOutbound)
+	if c.maxMessage != 256<<20 || c.maxOutbound != 8<<20 || c.sockSendBuf != 64<<10 || c.sockRecvBuf != 128<<10 {
+		t.Fatalf("max-message %d, max-outbound %d, socket buffers %d %d", c.maxMessage, c.maxOutbound, c.sockSendBuf, c.sockRecvBuf)
 	}
 	path := filepath.Join(t.TempDir(), "wsd.toml")
-	if err := os.WriteFile(path, []byte("max_message = \"1GiB\"\nmax_data_bytes = 131072\nmax_outbound = \"64 KiB\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("max_message = \"1GiB\"\nmax_data_bytes = 131072\nmax_outbound = \"64 KiB\"\nsocket_send_buffer = \"32KiB\"\nsocket_recv_buffer = 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err = parseConfig([]string{"--config", path}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.maxMessage != 1<<30 || c.maxDataBytes != 128<<10 || c.maxOutbound != 64<<10 {
-		t.Fatalf("from the file: %d %d %d", c.maxMessage, c.maxDataBytes, c.maxOutbound)
+	if c.maxMessage != 1<<30 || c.maxDataBytes != 128<<10 || c.maxOutbound != 64<<10 || c.sockSendBuf != 32<<10 || c.sockRecvBuf != 0 {
+		t.Fatalf("from the file: %d %d %d, socket buffers %d %d", c.maxMessage, c.maxDataBytes, c.maxOutbound, c.sockSendBuf, c.sockRecvBuf)
 	}
 	if _, err := parseConfig([]string{"--max-message", "16MB!"}, io.Discard); err == nil {
 		t.Fatal("a bad size was accepted")

@@ -19,7 +19,7 @@ type pacing struct {
 
 func (p *pacing) addFlags(fs *flag.FlagSet) {
 	fs.Var(&p.drainSpread, "drain-spread", "on SIGTERM/SIGINT, close every connection with 1012 and a retry hint drawn per client from [0, this), so clients come back spread over it (0 = 1001 to all, no hint)")
-	fs.Var(&p.maxAcceptRate, "max-accept-rate", "most upgrades per second, in bursts of one second's worth (0 = no limit); excess gets 503 with a Retry-After that spreads the refused clients at this rate")
+	fs.Var(&p.maxAcceptRate, "max-accept-rate", "most upgrades and /sse streams per second, in bursts of one second's worth (0 = no limit); excess gets 503 with a Retry-After that spreads the refused clients at this rate")
 }
 
 // apply sets the server options the flags stand for.

@@ -53,6 +53,8 @@ type config struct {
 	handshakeTimeout time.Duration
 	shutdownTimeout  time.Duration
 	maxOutbound      int
+	sockSendBuf      int
+	sockRecvBuf      int
 	maxMemory        int64
 	workers          int
 	loops            int
@@ -114,7 +116,7 @@ Flags:
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most connections at once; 0 = the file limit minus a reserve (also the ceiling: a higher value is lowered, with a log line); excess gets 503")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (0 = no limit); excess gets 429")
 	fs.Var(&c.trustedProxies, "trusted-proxies", "comma-separated `CIDRs` of reverse proxies whose X-Forwarded-For / X-Real-IP name the client (for --max-conns-per-ip and logs); other peers' headers are ignored")
-	fs.IntVar(&c.maxPendingHS, "max-pending-handshakes", 0, "most connections still sending their upgrade request (slow or silent clients); excess gets 503 at accept (0 = no bound but --max-conns)")
+	fs.IntVar(&c.maxPendingHS, "max-pending-handshakes", defaultMaxPendingHandshakes, "most connections still sending their upgrade request (slow or silent clients); excess gets 503 at accept. The default admits 4096 handshakes in flight: ≈ 15,000 upgrades/s (what 2 cores accept) that take 270 ms each; 0 = no bound but --max-conns")
 	fs.DurationVar(&c.messageTimeout, "message-timeout", time.Minute, "longest time from a frame's or fragmented message's first byte to its end; past it: close 1008")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate (without context takeover)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close connections silent this long (0 = never)")
@@ -124,6 +126,8 @@ Flags:
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long to drain before closing what is left")
 	bytesVar(fs, &c.maxMemory, "max-memory", 0, "process-wide budget in `bytes` for incomplete inbound messages, outbound queues and history; above 90% upgrades get 503 and the largest inbound holders are closed (1009); 0: 3/4 of GOMEMLIMIT, else 1/2 of MemTotal or the cgroup limit")
 	bytesVar(fs, &c.maxOutbound, "max-outbound", 4<<20, "`bytes` queued per connection before it counts as a slow consumer (closed with 1008)")
+	bytesVar(fs, &c.sockSendBuf, "socket-send-buffer", defaultSocketSendBuffer, "kernel send buffer per connection in `bytes` (SO_SNDBUF; the kernel doubles it and stops autotuning it): a client that stops reading is found slow after --max-outbound plus about twice this, and one connection sends at most about twice this per round trip; 0 = the kernel's autotuning (up to tcp_wmem's maximum, often 4 MiB)")
+	bytesVar(fs, &c.sockRecvBuf, "socket-recv-buffer", 0, "kernel receive buffer per connection in `bytes` (SO_RCVBUF, doubled by the kernel): bounds one connection's inbound bytes per round trip; 0 = the kernel's autotuning")
 	fs.IntVar(&c.workers, "workers", 0, "handler goroutines (0 = 4 per core)")
 	fs.IntVar(&c.loops, "loops", 0, "event loops (0 = one per core)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -186,6 +190,24 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	return c, nil
 }
+
+// defaultSocketSendBuffer caps each connection's kernel send buffer (the
+// kernel makes it 512 KiB). Without a cap Linux autotunes it up to
+// tcp_wmem's maximum (4 MiB on common hosts, at once on loopback), which a
+// client that stops reading fills before --max-outbound counts anything:
+// detection then takes minutes on a small feed and pins that much kernel
+// memory per stopped client. 256 KiB still carries ≈ 40 Mbit/s per
+// connection at 100 ms round trip (docs/bench/slow-consumers.md).
+const defaultSocketSendBuffer = 256 << 10
+
+// defaultMaxPendingHandshakes bounds the conns accepted whose request is
+// not complete yet, so that clients trickling (or never sending) their
+// request cannot take every --max-conns slot for --handshake-timeout
+// each. A real client sends its request as soon as TCP connects, so its
+// handshake lasts about one round trip: 4096 in flight is ≈ 15,000
+// upgrades/s (what wsd accepts on 2 cores) at 270 ms each, and what they
+// hold stays small (≤ 4096 × the 8 KiB request cap).
+const defaultMaxPendingHandshakes = 4096
 
 // exampleAPIKey is deploy/wsd.toml's placeholder, refused so that a copied
 // example never serves an API anyone can guess.
@@ -269,6 +291,8 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		StreamPingInterval: c.ssePing,
 
 		MaxOutboundBytes: c.maxOutbound,
+		SocketSendBuffer: c.sockSendBuf,
+		SocketRecvBuffer: c.sockRecvBuf,
 		MaxMemory:        c.maxMemory,
 		ExtraMemory:      broker.historyBytes,
 		Workers:          c.workers,

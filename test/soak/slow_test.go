@@ -2,9 +2,12 @@ package soak
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -48,17 +51,35 @@ func TestSlowConsumersAtScale(t *testing.T) {
 	// 64 KiB queued per connection = ~230 publications (2.3 s of feed) of
 	// slack for a healthy reader, while a stopped one is over it within
 	// seconds.
-	d := startWSD(t, "--max-outbound", "64KiB")
+	args := []string{"--max-outbound", "64KiB"}
+	// For comparisons (docs/bench/slow-consumers.md): WSD_SLOW_SNDBUF is
+	// wsd's --socket-send-buffer (0: the kernel's autotuning; unset: wsd's
+	// default), WSD_SLOW_BULK=0 leaves out the bulk channel (the 100 Hz
+	// feed alone must fill the slow ones' buffers) and WSD_SLOW_DETECT is
+	// how long after the phase wsd may take to count them (90 s).
+	if v, ok := os.LookupEnv("WSD_SLOW_SNDBUF"); ok {
+		args = append(args, "--socket-send-buffer", v)
+	}
+	d := startWSD(t, args...)
 	dl := &dialer{}
+	run := feedRun{phase: size.phase, bulk: os.Getenv("WSD_SLOW_BULK") != "0",
+		detect: envDuration(t, "WSD_SLOW_DETECT", 90*time.Second)}
 
-	quiet := runFeed(t, d, dl, "feed-quiet", size.healthy, 0, size.phase)
-	loaded := runFeed(t, d, dl, "feed-slow", size.healthy, size.slow, size.phase)
-	t.Logf("healthy %d, slow %d, 100 Hz, ~280-byte publications", size.healthy, size.slow)
+	quiet := runFeed(t, d, dl, "feed-quiet", size.healthy, 0, run)
+	loaded := runFeed(t, d, dl, "feed-slow", size.healthy, size.slow, run)
+	t.Logf("healthy %d, slow %d, 100 Hz, ~280-byte publications; wsd %v, bulk channel %v", size.healthy, size.slow, args, run.bulk)
 	t.Logf("without slow consumers: %s", quiet)
 	t.Logf("with %d slow consumers:   %s", size.slow, loaded)
 	if quiet.p99 > 0 {
 		t.Logf("p99 ratio loaded/quiet: %.2f", float64(loaded.p99)/float64(quiet.p99))
 	}
+}
+
+// feedRun is how a phase runs.
+type feedRun struct {
+	phase  time.Duration // the feed runs at least this long
+	bulk   bool          // the slow ones also take 48 KiB × 20 Hz
+	detect time.Duration // then on until wsd counted every slow one, at most this long
 }
 
 // feedResult is one phase's outcome.
@@ -72,11 +93,21 @@ type feedResult struct {
 	slowMetric      float64 // wsd_slow_consumers_total delta
 	slowCauseMetric float64 // wsd_closes_total{cause="slow_consumer"} delta
 	detectAfter     time.Duration
+	// TCP kernel memory (/proc/net/sockstat "mem", pages, box-wide)
+	// before the phase and its highest sample (every 200 ms) while the
+	// feed ran.
+	memBefore, memPeak int64
+	// slowQueuedPeak is the highest sum, over the slow consumers, of what
+	// wsd's side of their connections had queued in the kernel (not yet
+	// acknowledged: /proc/net/tcp tx_queue), sampled like memPeak.
+	slowQueuedPeak int64
+	slowQueuedMax  int64 // the most one of them held
 }
 
 func (r feedResult) String() string {
-	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start)",
-		r.published, r.rate, r.delivered, r.p50, r.p99, r.slowClosed1008, r.slowCut, r.slowMetric, r.slowCauseMetric, r.detectAfter.Round(100*time.Millisecond))
+	return fmt.Sprintf("%d publications (%.0f/s), %d deliveries, p50 %v, p99 %v; slow: %d read the 1008, %d cut after the close timeout (metrics: slow_consumers +%.0f, closes{slow_consumer} +%.0f, all within %v of the feed's start); TCP kernel memory %d pages before, peak %d (+%.1f MiB); slow ones' kernel send queues at wsd: peak %.1f MiB in all, %.0f KiB the most in one",
+		r.published, r.rate, r.delivered, r.p50, r.p99, r.slowClosed1008, r.slowCut, r.slowMetric, r.slowCauseMetric, r.detectAfter.Round(100*time.Millisecond),
+		r.memBefore, r.memPeak, float64(r.memPeak-r.memBefore)*float64(os.Getpagesize())/(1<<20), float64(r.slowQueuedPeak)/(1<<20), float64(r.slowQueuedMax)/(1<<10))
 }
 
 // feedSub is a healthy subscriber's count of what it received.
@@ -197,12 +228,12 @@ func parallel(n int, f func(i int)) {
 }
 
 // runFeed subscribes healthy + slow clients to channel, publishes at
-// 100 Hz through the API for at least phase (and until every slow one is
-// counted, at most 90 s more), then checks that every healthy subscriber
+// 100 Hz through the API for at least run.phase (and until every slow one
+// is counted, at most run.detect more), then checks that every healthy subscriber
 // got every publication once, and that the slow ones were closed with 1008.
-func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow int, phase time.Duration) feedResult {
+func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow int, run feedRun) feedResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+run.detect)
 	defer cancel()
 	subs := make([]*feedSub, healthy)
 	slows := make([]*wsConn, slow)
@@ -214,7 +245,7 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 			rcvbuf = 4096
 		}
 		c, off, err := subscribe(ctx, dl, d.addr, channel, rcvbuf)
-		if err == nil && i >= healthy {
+		if err == nil && i >= healthy && run.bulk {
 			err = subscribeMore(c, channel+"-bulk")
 		}
 		if err != nil {
@@ -250,6 +281,7 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 	if n := dialErrs.Load(); n > 0 {
 		t.Fatalf("%s: %d of %d subscribers could not subscribe; first error: %v", channel, n, healthy+slow, *firstErr.Load())
 	}
+	slowKeys := procTCPKeys(t, d.addr, slows)
 	h := new(hist)
 	for _, s := range subs {
 		s.started = true
@@ -261,34 +293,72 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 		t.Fatal(err)
 	}
 	var res feedResult
+	res.memBefore = tcpMemPages(t)
+	sampleMem := func() {
+		res.memPeak = max(res.memPeak, tcpMemPages(t))
+		if slow > 0 {
+			sum, one := txQueued(t, slowKeys)
+			res.slowQueuedPeak = max(res.slowQueuedPeak, sum)
+			res.slowQueuedMax = max(res.slowQueuedMax, one)
+		}
+	}
 	var published atomic.Int64
 	var lastOff atomic.Uint64
 	stop := make(chan struct{})
 	pubDone := make(chan error, 1)
 	start := time.Now()
 	bulk := ""
-	if slow > 0 {
+	if slow > 0 && run.bulk {
 		bulk = channel + "-bulk"
 	}
 	go func() { pubDone <- feed(ctx, d, channel, bulk, 10*time.Millisecond, stop, &published, &lastOff) }()
 
 	// The feed runs for the phase, and on until wsd has counted every slow one.
-	phaseEnd := time.After(phase)
-	<-phaseEnd
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	// wsd is polled every 200 ms from the start: the slow ones are read
+	// (drainSlow) as soon as all are counted, even within the phase,
+	// because wsd cuts a closed conn whose peer has not read its close
+	// frame within its close timeout (5 s).
+	var drained chan struct{} // nil until the slow ones are being read; closed once read
+	var n1008, ncut int       // drainSlow's result, once drained is closed
+	defer func() {            // on a Fatal too: drainSlow logs, which must end before the test
+		if drained != nil {
+			<-drained
+		}
+	}()
+	poll := func() (counted bool) {
+		sampleMem()
 		m, err := d.metrics()
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.slowMetric = m["wsd_slow_consumers_total"] - m0["wsd_slow_consumers_total"]
 		res.slowCauseMetric = closes(m)["slow_consumer"] - closes(m0)["slow_consumer"]
-		if res.slowCauseMetric >= float64(slow) || time.Now().After(deadline) {
-			break
+		counted = res.slowCauseMetric >= float64(slow)
+		if counted && slow > 0 && drained == nil {
+			res.detectAfter = time.Since(start)
+			drained = make(chan struct{})
+			go func() { defer close(drained); n1008, ncut = drainSlow(t, slows) }()
 		}
+		return counted
+	}
+	phaseEnd := time.After(run.phase)
+	sample := time.NewTicker(200 * time.Millisecond)
+	defer sample.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-phaseEnd:
+			waiting = false
+		case <-sample.C:
+			poll()
+		}
+	}
+	deadline := time.Now().Add(run.detect)
+	for !poll() && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond) // polling /metrics, the only signal
 	}
-	res.detectAfter = time.Since(start)
+	if res.detectAfter == 0 {
+		res.detectAfter = time.Since(start)
+	}
 	close(stop)
 	if err := <-pubDone; err != nil {
 		t.Fatalf("%s: publisher: %v", channel, err)
@@ -329,12 +399,98 @@ func runFeed(t *testing.T, d *daemon, dl *dialer, channel string, healthy, slow 
 		t.Errorf("%s: wsd counted slow_consumers +%.0f, closes{slow_consumer} +%.0f within %v; want ≥ %d",
 			channel, res.slowMetric, res.slowCauseMetric, res.detectAfter, slow)
 	}
-	res.slowClosed1008, res.slowCut = drainSlow(t, slows)
-	if res.slowClosed1008+res.slowCut != slow || res.slowClosed1008 == 0 {
+	if drained == nil {
+		res.slowClosed1008, res.slowCut = drainSlow(t, slows)
+	} else {
+		<-drained
+		res.slowClosed1008, res.slowCut = n1008, ncut
+	}
+	// Without the bulk channel the slow ones are found over tens of
+	// seconds, spread wider than wsd's 5 s close timeout, so by the time
+	// the last is counted and they are read, wsd has cut them all.
+	if res.slowClosed1008+res.slowCut != slow || (res.slowClosed1008 == 0 && run.bulk) {
 		t.Errorf("%s: of %d slow consumers %d saw a 1008 close and %d were cut; want all ended, some with 1008",
 			channel, slow, res.slowClosed1008, res.slowCut)
 	}
 	return res
+}
+
+// tcpMemPages is the kernel's TCP memory in pages (/proc/net/sockstat,
+// line "TCP: ... mem N"): what socket buffers hold, box-wide.
+func tcpMemPages(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "TCP:") {
+			continue
+		}
+		f := strings.Fields(line)
+		for i := 1; i+1 < len(f); i++ {
+			if f[i] == "mem" {
+				n, err := strconv.ParseInt(f[i+1], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("no TCP mem in /proc/net/sockstat:\n%s", b)
+	return 0
+}
+
+// procTCPKeys names, as /proc/net/tcp writes them, wsd's side of each of
+// conns: local address wsdAddr, remote address the conn's local one.
+func procTCPKeys(t *testing.T, wsdAddr string, conns []*wsConn) map[[2]string]bool {
+	ap, err := netip.ParseAddrPort(wsdAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make(map[[2]string]bool, len(conns))
+	for _, c := range conns {
+		if c != nil {
+			keys[[2]string{procTCPAddr(ap), procTCPAddr(c.LocalAddr().(*net.TCPAddr).AddrPort())}] = true
+		}
+	}
+	return keys
+}
+
+// procTCPAddr is an IPv4 address and port as /proc/net/tcp prints them:
+// the address's 32 bits as the host reads them, in hex, then the port.
+func procTCPAddr(ap netip.AddrPort) string {
+	a4 := ap.Addr().Unmap().As4()
+	return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(a4[:]), ap.Port())
+}
+
+// txQueued sums /proc/net/tcp's tx_queue (bytes sent and not yet
+// acknowledged, plus those not sent yet) over the sockets in keys, and
+// returns the largest one too. The
+// file is read in pieces and the kernel resumes its walk of the socket
+// table between them, so a socket can be listed twice while other
+// connections come and go: each is counted once, by inode.
+func txQueued(t *testing.T, keys map[[2]string]bool) (sum int64, max1 int64) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || !keys[[2]string{f[1], f[2]}] || seen[f[9]] {
+			continue
+		}
+		seen[f[9]] = true
+		tx, _, _ := strings.Cut(f[4], ":")
+		n, err := strconv.ParseInt(tx, 16, 64)
+		if err != nil {
+			t.Fatalf("/proc/net/tcp: tx_queue %q", f[4])
+		}
+		sum += n
+		max1 = max(max1, n)
+	}
+	return sum, max1
 }
 
 // feed publishes {"t":now,"p":pad} every tick (100 Hz: 10 ms) until stop,
