@@ -91,6 +91,14 @@ type Result struct {
 	ServerRSSBefore       int64    `json:"server_rss_before_bytes,omitempty"`
 	ServerRSSAfter        int64    `json:"server_rss_after_bytes,omitempty"`
 	ServerRSSBytesPerConn *float64 `json:"server_rss_bytes_per_conn"` // null when not sampled
+	// --server-pid: the server's CPU time (user + system, /proc/PID/stat)
+	// over the measured window only (not the warm-up), in seconds and
+	// cores, and per unit of work: µs per delivery (broadcast) or per
+	// echoed message (echo). Absent without --server-pid or without work.
+	ServerCPUSeconds       *float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUCores         *float64 `json:"server_cpu_cores,omitempty"`
+	ServerCPUUSPerDelivery *float64 `json:"server_cpu_us_per_delivery,omitempty"`
+	ServerCPUUSPerMsg      *float64 `json:"server_cpu_us_per_msg,omitempty"`
 
 	// Broadcast over several URLs (--url A,B): each node's share.
 	Nodes []NodeResult `json:"nodes,omitempty"`

@@ -297,3 +297,21 @@ func TestBroadcastWSConfig(t *testing.T) {
 		t.Fatalf("%+v %v", cfg, err)
 	}
 }
+
+// --server-pid meters the server's CPU over the measured window: the run
+// reports it per delivery (broadcast) and per message (echo), and does not
+// list the server among --cpu-pid's processes.
+func TestServerPIDReportsCPUPerUnit(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	b := quickRun(t, Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 20, Pipeline: 4, ServerPID: os.Getpid()})
+	if b.ServerCPUCores == nil || b.ServerCPUUSPerDelivery == nil || b.ServerCPUUSPerMsg != nil || len(b.ServerCPU) != 0 {
+		t.Fatalf("broadcast: cores %v, µs/delivery %v, µs/msg %v, cpu list %+v", b.ServerCPUCores, b.ServerCPUUSPerDelivery, b.ServerCPUUSPerMsg, b.ServerCPU)
+	}
+	if want := usPer(*b.ServerCPUCores, b.DeliveriesPerSec); *b.ServerCPUUSPerDelivery != want {
+		t.Fatalf("µs per delivery %v, want %v", *b.ServerCPUUSPerDelivery, want)
+	}
+	e := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 10, ServerPID: os.Getpid()})
+	if e.ServerCPUUSPerMsg == nil || e.ServerCPUUSPerDelivery != nil || *e.ServerCPUUSPerMsg != usPer(*e.ServerCPUCores, e.MsgsPerSec) {
+		t.Fatalf("echo: µs/msg %v, µs/delivery %v", e.ServerCPUUSPerMsg, e.ServerCPUUSPerDelivery)
+	}
+}
