@@ -106,7 +106,7 @@ func (m *cpuMeter) begin() error {
 	for _, p := range m.procs {
 		v, err := procCPUTicks(p.PID)
 		if err != nil {
-			return fmt.Errorf("--cpu-pid %s (%d): %w", p.Label, p.PID, err)
+			return fmt.Errorf("CPU time of %s (pid %d): %w", p.Label, p.PID, err)
 		}
 		m.start = append(m.start, v)
 	}
@@ -164,7 +164,7 @@ func withServer(procs []CPUProc, serverPID int) ([]CPUProc, int) {
 			return procs, i
 		}
 	}
-	all := append(append(make([]CPUProc, 0, len(procs)+1), procs...), CPUProc{Label: "server", PID: serverPID})
+	all := append(append(make([]CPUProc, 0, len(procs)+1), procs...), CPUProc{Label: "server (--server-pid)", PID: serverPID})
 	return all, len(procs)
 }
 

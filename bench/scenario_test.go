@@ -315,3 +315,31 @@ func TestServerPIDReportsCPUPerUnit(t *testing.T) {
 		t.Fatalf("echo: µs/msg %v, µs/delivery %v", e.ServerCPUUSPerMsg, e.ServerCPUUSPerDelivery)
 	}
 }
+
+// A sweep runs each rate on fresh connections and judges it; an
+// unreachable p99 bound fails the first step, and the sweep stops there.
+func TestBroadcastSweep(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	cfg := Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 20, Label: "tiny",
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, Timeout: time.Minute, ServerPID: os.Getpid()}
+	opt := RunOptions{Exe: workerExe()}
+	sr, err := RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, MaxP99: time.Minute, Pause: time.Millisecond}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Steps) != 2 || len(sr.Runs) != 2 || sr.MaxSustainedRate != 100 || sr.Runs[1].Rate != 100 {
+		t.Fatalf("steps %+v, max sustained %v", sr.Steps, sr.MaxSustainedRate)
+	}
+	for _, st := range sr.Steps {
+		if !st.Sustained || st.OfferedDeliveriesPerSec != st.Rate*20 || st.ServerCPUUSPerDelivery == nil {
+			t.Fatalf("step %+v", st)
+		}
+	}
+	sr, err = RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, MaxP99: time.Nanosecond}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Steps) != 1 || sr.Steps[0].Sustained || !strings.Contains(sr.Steps[0].Why, "p99") || sr.MaxSustainedRate != 0 {
+		t.Fatalf("steps %+v, max sustained %v", sr.Steps, sr.MaxSustainedRate)
+	}
+}

@@ -8,6 +8,7 @@
 //	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8080/ws --channel bench --conns 10000 [--publish http --api-key KEY]
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws --publish-url ws://127.0.0.1:8081/ws --conns 18000 --procs 2 --cpu-pid a=PID --cpu-pid b=PID
+//	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000 --rates 10:40:5 --max-p99 100ms --duration 5s --server-pid $(pidof wsd)
 //	wsbench storm --url ws://127.0.0.1:8080/ws --fallback ws://127.0.0.1:8081/ws --conns 2000 --kill-pid $(pidof wsd) --signal KILL
 //	wsbench suite --server wsd=bin/wsd --server gorilla=bin/peer-gorilla --out docs/bench
 //	wsbench report --html out.html results.json
@@ -54,7 +55,9 @@ Scenarios:
   broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate);
              --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http;
              --url A,B spreads the subscribers over the nodes of a cluster, --publish-url picks the
-             publisher's node; --cpu-pid reports each server process's CPU per delivery
+             publisher's node; --cpu-pid reports each server process's CPU per delivery;
+             --rates R1,R2,FROM:TO:STEP sweeps publish rates for the highest one sustained
+             with p99 ≤ --max-p99 and nothing lost
   storm      --conns clients on --url; when that node goes (--kill-pid, or kill it yourself) each
              reconnects to the next of --fallback, at once or as the server's hints say
              (--honor-hints); the reconnect curve, connect times, refused upgrades
@@ -135,6 +138,8 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	}
 	var fallback string
 	honor := true
+	var rates string
+	sweep := bench.Sweep{MaxP99: bench.DefaultSweepMaxP99, StopAfter: 1}
 	fs := flag.NewFlagSet("wsbench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.URL, "url", defaultURL, "target ws:// URL (broadcast --mode ws: default ws://127.0.0.1:8080/ws; broadcast: several, comma-separated, get the subscribers round robin)")
@@ -163,6 +168,10 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 			fs.StringVar(&c.APIKey, "api-key", "", "ws mode, --publish http: wsd's --api-key (or $WSBENCH_API_KEY)")
 			fs.StringVar(&c.APIURL, "api-url", "", "ws mode, --publish http: the publish endpoint (default http://HOST:PORT/api/publish of --publish-url)")
 			fs.StringVar(&c.PublishURL, "publish-url", "", "where the publisher connects (--publish http: whose /api/publish it posts to); default the first --url")
+			fs.StringVar(&rates, "rates", "", "sweep: run the broadcast at each of these publishes/s in turn (list and FROM:TO:STEP ranges, e.g. 5,10:30:5), each a whole run of --duration on fresh connections, "+
+				"and report the highest rate sustained (nothing lost, no errors, p99 ≤ --max-p99, every lower rate sustained too); --json gets the sweep")
+			fs.DurationVar(&sweep.MaxP99, "max-p99", bench.DefaultSweepMaxP99, "with --rates: the p99 publish→receive latency a sustained step stays within")
+			fs.IntVar(&sweep.StopAfter, "stop-after", 1, "with --rates: stop after this many failing steps in a row")
 		}
 	case bench.ScenarioStorm:
 		fs.StringVar(&fallback, "fallback", "", "comma-separated ws:// URLs a client moves on to, in turn, when its node closes or cannot be reached (default: --url again)")
@@ -240,6 +249,9 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	opt := bench.RunOptions{}
 	if !quiet {
 		opt.Progress, opt.TTY = stderr, isTTY(os.Stderr)
+	}
+	if rates != "" {
+		return runSweep(ctx, c, rates, sweep, opt, jsonPath, htmlPath, stdout, stderr)
 	}
 	res, err := bench.Run(ctx, c, opt)
 	if err != nil {
@@ -354,4 +366,43 @@ func splitURLs(c *bench.Config) error {
 	}
 	c.URL, c.Nodes = us[0], us[1:]
 	return nil
+}
+
+// runSweep runs broadcast --rates: each rate a whole run, then the sweep's
+// table (stdout, or stderr when the JSON goes to stdout), its JSON and an
+// HTML report of every step's run.
+func runSweep(ctx context.Context, c bench.Config, rates string, sw bench.Sweep, opt bench.RunOptions, jsonPath, htmlPath string, stdout, stderr io.Writer) error {
+	if c.Rate != 0 {
+		return errors.New("--rates and --rate: give one")
+	}
+	var err error
+	if sw.Rates, err = bench.ParseRates(rates); err != nil {
+		return err
+	}
+	sw.Progress = stderr
+	opt.TTY = false // one line per step, not a live line that the step lines would cut
+	sr, err := bench.RunSweep(ctx, c, sw, opt)
+	if err != nil {
+		return err
+	}
+	tableOut := stdout
+	if jsonPath == "-" {
+		tableOut = stderr
+	}
+	bench.WriteSweepTable(tableOut, sr)
+	if jsonPath != "" {
+		if err := bench.WriteJSON(jsonPath, sr); err != nil {
+			return err
+		}
+	}
+	if htmlPath != "" {
+		title := "wsbench broadcast sweep"
+		if c.Label != "" {
+			title += " — " + c.Label
+		}
+		if err := bench.WriteHTMLFile(htmlPath, bench.Report{Title: title, Machine: bench.DescribeMachine(), Results: sr.Runs}); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }

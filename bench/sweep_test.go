@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseRates(t *testing.T) {
+	for in, want := range map[string][]float64{
+		"30":            {30},
+		"5,10:30:5,40":  {5, 10, 15, 20, 25, 30, 40},
+		"40, 10, 10":    {10, 40},
+		"0.1:0.3:0.1":   {0.1, 0.2, 0.30000000000000004},
+		"1:1:5":         {1},
+		"2:7:2":         {2, 4, 6},
+		"10:20:5,15,12": {10, 12, 15, 20},
+	} {
+		got, err := ParseRates(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ParseRates(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", ",", "0", "-5", "x", "10:5:1", "1:2", "1:2:3:4", "1:2:0", "1:1000:1", "NaN", "+Inf"} {
+		if got, err := ParseRates(bad); err == nil {
+			t.Errorf("ParseRates(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
+func TestJudgeStep(t *testing.T) {
+	cores, us := 0.9, 3.0
+	ok := &Result{Subscribers: 10000, MsgsPerSec: 29.8, DeliveriesPerSec: 298000,
+		LatencyMs: Percentiles{P50: 5, P99: 99.9, Max: 150, Count: 1000}, ServerCPUCores: &cores, ServerCPUUSPerDelivery: &us}
+	st := judgeStep(30, ok, 100)
+	if !st.Sustained || st.Why != "" || st.OfferedDeliveriesPerSec != 300000 || st.P99Ms != 99.9 || *st.ServerCPUUSPerDelivery != 3 {
+		t.Fatalf("%+v", st)
+	}
+	for name, c := range map[string]struct {
+		mod  func(r *Result)
+		want string
+	}{
+		"slow":      {func(r *Result) { r.LatencyMs.P99 = 267 }, "p99 267 ms > 100 ms"},
+		"lost":      {func(r *Result) { r.Lost, r.Errors = 7, 7 }, "7 lost"},
+		"errors":    {func(r *Result) { r.Lost, r.Errors = 7, 9 }, "2 errors"},
+		"client":    {func(r *Result) { r.MsgsPerSec = 28 }, "publisher reached 28.0/s of 30/s"},
+		"no sample": {func(r *Result) { r.LatencyMs = Percentiles{} }, "no deliveries measured"},
+	} {
+		r := *ok
+		c.mod(&r)
+		if st := judgeStep(30, &r, 100); st.Sustained || !strings.Contains(st.Why, c.want) {
+			t.Errorf("%s: sustained %v, why %q; want %q", name, st.Sustained, st.Why, c.want)
+		}
+	}
+}
+
+func TestMaxSustainedNeedsEveryLowerStep(t *testing.T) {
+	sr := &SweepResult{Steps: []SweepStep{
+		{Rate: 10, Sustained: true, DeliveriesPerSec: 1e5},
+		{Rate: 20, Sustained: true, DeliveriesPerSec: 2e5},
+		{Rate: 30, Why: "p99"},
+		{Rate: 40, Sustained: true, DeliveriesPerSec: 4e5}, // a lucky step above a failure does not count
+	}}
+	sr.maxSustained()
+	if sr.MaxSustainedRate != 20 || sr.MaxSustainedDeliveriesPerSec != 2e5 {
+		t.Fatalf("max sustained %v (%v/s), want 20 (200000/s)", sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec)
+	}
+	sr.Steps[0].Sustained = false
+	sr.maxSustained()
+	if sr.MaxSustainedRate != 0 {
+		t.Fatalf("first step failed, max sustained %v", sr.MaxSustainedRate)
+	}
+	var b strings.Builder
+	WriteSweepTable(&b, sr)
+	if !strings.Contains(b.String(), "none of the rates") || !strings.Contains(b.String(), "| 30 | 0 | 0 |") {
+		t.Fatalf("table:\n%s", b.String())
+	}
+}
