@@ -317,7 +317,8 @@ func TestServerPIDReportsCPUPerUnit(t *testing.T) {
 }
 
 // A sweep runs each rate on fresh connections and judges it; an
-// unreachable p99 bound fails the first step, and the sweep stops there.
+// unreachable p99 bound fails every step but the sweep goes on (the server
+// keeps up), and a step with deliveries lost stops it.
 func TestBroadcastSweep(t *testing.T) {
 	_, addr := startTiny(t, nil)
 	cfg := Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 20, Label: "tiny",
@@ -335,11 +336,21 @@ func TestBroadcastSweep(t *testing.T) {
 			t.Fatalf("step %+v", st)
 		}
 	}
-	sr, err = RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, MaxP99: time.Nanosecond}, opt)
+	sr, err = RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, MaxP99: time.Nanosecond, Pause: time.Millisecond}, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sr.Steps) != 1 || sr.Steps[0].Sustained || !strings.Contains(sr.Steps[0].Why, "p99") || sr.MaxSustainedRate != 0 {
-		t.Fatalf("steps %+v, max sustained %v", sr.Steps, sr.MaxSustainedRate)
+	if len(sr.Steps) != 2 || sr.Steps[0].Sustained || !strings.Contains(sr.Steps[0].Why, "p99") || sr.MaxSustainedRate != 0 || sr.MaxKeptUpRate != 100 {
+		t.Fatalf("steps %+v, max sustained %v, kept up %v", sr.Steps, sr.MaxSustainedRate, sr.MaxKeptUpRate)
+	}
+	// A server that drops deliveries does not keep up: the sweep stops at once.
+	_, lossy := startTiny(t, func(s *tinyServer) { s.dropNth = 7 })
+	cfg.URL = "ws://" + lossy + "/broadcast"
+	sr, err = RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, Pause: time.Millisecond}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Steps) != 1 || sr.Steps[0].KeptUp || !strings.Contains(sr.Steps[0].Why, "lost") || sr.MaxKeptUpRate != 0 {
+		t.Fatalf("steps %+v", sr.Steps)
 	}
 }

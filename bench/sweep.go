@@ -87,8 +87,10 @@ func ParseRates(s string) ([]float64, error) {
 type Sweep struct {
 	Rates  []float64     // offered publishes/s, ascending (ParseRates)
 	MaxP99 time.Duration // a sustained step's p99 stays within it; default DefaultSweepMaxP99
-	// StopAfter is how many failing steps in a row end the sweep (the
-	// rates above would only overload the server longer); default 1.
+	// StopAfter is how many steps in a row not kept up with (something
+	// lost) end the sweep: the rates above would only overload the server
+	// longer. Steps over the latency bound go on: their throughput and CPU
+	// per delivery are figures too. Default 1.
 	StopAfter int
 	// Pause between steps, for the server to close the last step's
 	// connections; default 1 s.
@@ -112,6 +114,10 @@ type SweepStep struct {
 	ServerCPUUSPerDelivery  *float64 `json:"server_cpu_us_per_delivery,omitempty"`
 	Sustained               bool     `json:"sustained"`
 	Why                     string   `json:"why,omitempty"` // why not sustained
+	// KeptUp: every publication reached every subscriber at the offered
+	// rate (nothing lost, no errors, the publisher reached the rate),
+	// whatever the latency.
+	KeptUp bool `json:"kept_up"`
 }
 
 // SweepResult is a whole sweep; its JSON form is wsbench's --json output
@@ -133,6 +139,10 @@ type SweepResult struct {
 	// first); MaxSustainedDeliveriesPerSec is what it delivered there.
 	MaxSustainedRate             float64 `json:"max_sustained_rate"`
 	MaxSustainedDeliveriesPerSec float64 `json:"max_sustained_deliveries_per_sec"`
+	// MaxKeptUpRate is the same without the latency bound: the highest
+	// offered publishes/s delivered in full, every lower step too.
+	MaxKeptUpRate             float64 `json:"max_kept_up_rate"`
+	MaxKeptUpDeliveriesPerSec float64 `json:"max_kept_up_deliveries_per_sec"`
 	// Runs are the steps' whole results (for the HTML report).
 	Runs []*Result `json:"-"`
 }
@@ -158,11 +168,12 @@ func judgeStep(rate float64, res *Result, maxP99Ms float64) SweepStep {
 	if other := res.Errors - min(res.Errors, res.Lost); other > 0 {
 		why = append(why, fmt.Sprintf("%d errors", other))
 	}
-	if res.LatencyMs.Count > 0 && res.LatencyMs.P99 > maxP99Ms {
-		why = append(why, fmt.Sprintf("p99 %.0f ms > %.0f ms", res.LatencyMs.P99, maxP99Ms))
-	}
 	if res.MsgsPerSec < sweepMinPublished*rate {
 		why = append(why, fmt.Sprintf("publisher reached %.1f/s of %.4g/s", res.MsgsPerSec, rate))
+	}
+	st.KeptUp = len(why) == 0
+	if res.LatencyMs.Count > 0 && res.LatencyMs.P99 > maxP99Ms {
+		why = append(why, fmt.Sprintf("p99 %.0f ms > %.0f ms", res.LatencyMs.P99, maxP99Ms))
 	}
 	st.Sustained, st.Why = len(why) == 0, strings.Join(why, "; ")
 	return st
@@ -170,20 +181,26 @@ func judgeStep(rate float64, res *Result, maxP99Ms float64) SweepStep {
 
 // maxSustained fills the highest rate sustained with every lower step
 // sustained too. Steps are ascending.
+// The same for the highest rate kept up with.
 func (sr *SweepResult) maxSustained() {
 	sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec = 0, 0
+	sr.MaxKeptUpRate, sr.MaxKeptUpDeliveriesPerSec = 0, 0
+	sustained, kept := true, true
 	for _, st := range sr.Steps {
-		if !st.Sustained {
-			return
+		if sustained = sustained && st.Sustained; sustained {
+			sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec = st.Rate, st.DeliveriesPerSec
 		}
-		sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec = st.Rate, st.DeliveriesPerSec
+		if kept = kept && st.KeptUp; kept {
+			sr.MaxKeptUpRate, sr.MaxKeptUpDeliveriesPerSec = st.Rate, st.DeliveriesPerSec
+		}
 	}
 }
 
 // RunSweep runs a broadcast at each of sw.Rates in turn (cfg.Rate is
 // replaced), each a whole run of cfg.Duration after cfg.Warmup on fresh
-// connections, and stops after sw.StopAfter failing steps in a row. A step
-// whose run fails is a failing step with the error as its reason; ctx
+// connections, and stops after sw.StopAfter steps in a row that were not
+// kept up with. A step whose run fails is one, with the error as its
+// reason; ctx
 // ending stops the sweep with what it has.
 func RunSweep(ctx context.Context, cfg Config, sw Sweep, opt RunOptions) (*SweepResult, error) {
 	if cfg.Scenario != ScenarioBroadcast {
@@ -236,7 +253,7 @@ func RunSweep(ctx context.Context, cfg Config, sw Sweep, opt RunOptions) (*Sweep
 			fmt.Fprintf(sw.Progress, "sweep %s: %.4g publishes/s offered: %s deliveries/s, p99 %.1f ms, %s\n",
 				sweepName(sr), rate, human(st.DeliveriesPerSec), st.P99Ms, verdict(st))
 		}
-		if st.Sustained {
+		if st.KeptUp {
 			fails = 0
 		} else {
 			fails++
@@ -286,9 +303,14 @@ func WriteSweepTable(w io.Writer, sr *SweepResult) {
 			st.Rate, st.OfferedDeliveriesPerSec, st.DeliveriesPerSec, st.P50Ms, st.P99Ms, st.MaxMs, st.Lost,
 			opt(st.ServerCPUCores, "%.2f"), opt(st.ServerCPUUSPerDelivery, "%.2f"), v)
 	}
-	if sr.MaxSustainedRate > 0 {
-		fmt.Fprintf(w, "\nhighest sustained: %.4g publishes/s (%.0f deliveries/s)\n", sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec)
-	} else {
-		fmt.Fprintln(w, "\nhighest sustained: none of the rates")
+	best := func(what string, rate, perSec float64) {
+		if rate > 0 {
+			fmt.Fprintf(w, "%s: %.4g publishes/s (%.0f deliveries/s)\n", what, rate, perSec)
+		} else {
+			fmt.Fprintf(w, "%s: none of the rates\n", what)
+		}
 	}
+	fmt.Fprintln(w)
+	best(fmt.Sprintf("highest sustained (p99 ≤ %.0f ms)", sr.MaxP99Ms), sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec)
+	best("highest kept up with (all delivered, any latency)", sr.MaxKeptUpRate, sr.MaxKeptUpDeliveriesPerSec)
 }

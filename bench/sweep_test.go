@@ -33,14 +33,14 @@ func TestJudgeStep(t *testing.T) {
 	ok := &Result{Subscribers: 10000, MsgsPerSec: 29.8, DeliveriesPerSec: 298000,
 		LatencyMs: Percentiles{P50: 5, P99: 99.9, Max: 150, Count: 1000}, ServerCPUCores: &cores, ServerCPUUSPerDelivery: &us}
 	st := judgeStep(30, ok, 100)
-	if !st.Sustained || st.Why != "" || st.OfferedDeliveriesPerSec != 300000 || st.P99Ms != 99.9 || *st.ServerCPUUSPerDelivery != 3 {
+	if !st.Sustained || !st.KeptUp || st.Why != "" || st.OfferedDeliveriesPerSec != 300000 || st.P99Ms != 99.9 || *st.ServerCPUUSPerDelivery != 3 {
 		t.Fatalf("%+v", st)
 	}
 	for name, c := range map[string]struct {
 		mod  func(r *Result)
 		want string
 	}{
-		"slow":      {func(r *Result) { r.LatencyMs.P99 = 267 }, "p99 267 ms > 100 ms"},
+		"slow":      {func(r *Result) { r.LatencyMs.P99 = 267 }, "p99 267 ms > 100 ms"}, // kept up, though
 		"lost":      {func(r *Result) { r.Lost, r.Errors = 7, 7 }, "7 lost"},
 		"errors":    {func(r *Result) { r.Lost, r.Errors = 7, 9 }, "2 errors"},
 		"client":    {func(r *Result) { r.MsgsPerSec = 28 }, "publisher reached 28.0/s of 30/s"},
@@ -48,22 +48,30 @@ func TestJudgeStep(t *testing.T) {
 	} {
 		r := *ok
 		c.mod(&r)
-		if st := judgeStep(30, &r, 100); st.Sustained || !strings.Contains(st.Why, c.want) {
+		st := judgeStep(30, &r, 100)
+		if st.Sustained || !strings.Contains(st.Why, c.want) {
 			t.Errorf("%s: sustained %v, why %q; want %q", name, st.Sustained, st.Why, c.want)
+		}
+		if st.KeptUp != (name == "slow") {
+			t.Errorf("%s: kept up %v", name, st.KeptUp)
 		}
 	}
 }
 
 func TestMaxSustainedNeedsEveryLowerStep(t *testing.T) {
 	sr := &SweepResult{Steps: []SweepStep{
-		{Rate: 10, Sustained: true, DeliveriesPerSec: 1e5},
-		{Rate: 20, Sustained: true, DeliveriesPerSec: 2e5},
-		{Rate: 30, Why: "p99"},
+		{Rate: 10, Sustained: true, KeptUp: true, DeliveriesPerSec: 1e5},
+		{Rate: 20, Sustained: true, KeptUp: true, DeliveriesPerSec: 2e5},
+		{Rate: 30, KeptUp: true, DeliveriesPerSec: 3e5, Why: "p99"},
 		{Rate: 40, Sustained: true, DeliveriesPerSec: 4e5}, // a lucky step above a failure does not count
+		{Rate: 50, KeptUp: true, DeliveriesPerSec: 5e5},
 	}}
 	sr.maxSustained()
 	if sr.MaxSustainedRate != 20 || sr.MaxSustainedDeliveriesPerSec != 2e5 {
 		t.Fatalf("max sustained %v (%v/s), want 20 (200000/s)", sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec)
+	}
+	if sr.MaxKeptUpRate != 30 || sr.MaxKeptUpDeliveriesPerSec != 3e5 {
+		t.Fatalf("max kept up %v (%v/s), want 30 (300000/s)", sr.MaxKeptUpRate, sr.MaxKeptUpDeliveriesPerSec)
 	}
 	sr.Steps[0].Sustained = false
 	sr.maxSustained()

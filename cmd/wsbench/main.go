@@ -171,7 +171,7 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 			fs.StringVar(&rates, "rates", "", "sweep: run the broadcast at each of these publishes/s in turn (list and FROM:TO:STEP ranges, e.g. 5,10:30:5), each a whole run of --duration on fresh connections, "+
 				"and report the highest rate sustained (nothing lost, no errors, p99 ≤ --max-p99, every lower rate sustained too); --json gets the sweep")
 			fs.DurationVar(&sweep.MaxP99, "max-p99", bench.DefaultSweepMaxP99, "with --rates: the p99 publish→receive latency a sustained step stays within")
-			fs.IntVar(&sweep.StopAfter, "stop-after", 1, "with --rates: stop after this many failing steps in a row")
+			fs.IntVar(&sweep.StopAfter, "stop-after", 1, "with --rates: stop after this many steps in a row not kept up with (something lost; steps over --max-p99 alone go on)")
 		}
 	case bench.ScenarioStorm:
 		fs.StringVar(&fallback, "fallback", "", "comma-separated ws:// URLs a client moves on to, in turn, when its node closes or cannot be reached (default: --url again)")
