@@ -80,7 +80,8 @@ func TestMaxSustainedNeedsEveryLowerStep(t *testing.T) {
 	}
 	var b strings.Builder
 	WriteSweepTable(&b, sr)
-	if !strings.Contains(b.String(), "none of the rates") || !strings.Contains(b.String(), "| 30 | 0 | 0 |") {
+	if !strings.Contains(b.String(), "): none of the rates") || !strings.Contains(b.String(), "| 30 | 0 | 300000 |") ||
+		!strings.Contains(b.String(), "any latency): 30 publishes/s (300000 deliveries/s)") {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }
