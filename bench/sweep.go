@@ -20,8 +20,9 @@ const (
 	// DefaultSweepMaxP99 is the latency a sustained step stays within.
 	DefaultSweepMaxP99 = 100 * time.Millisecond
 	// sweepMinPublished is the share of the offered publishes/s the
-	// publisher must reach for a step to count: below it the client, not
-	// the server, set the rate.
+	// publisher must reach for a step to count (below it the client, not
+	// the server, set the rate), and of the offered deliveries/s the
+	// subscribers must get within the window.
 	sweepMinPublished = 0.95
 )
 
@@ -115,8 +116,8 @@ type SweepStep struct {
 	Sustained               bool     `json:"sustained"`
 	Why                     string   `json:"why,omitempty"` // why not sustained
 	// KeptUp: every publication reached every subscriber at the offered
-	// rate (nothing lost, no errors, the publisher reached the rate),
-	// whatever the latency.
+	// rate (nothing lost, no errors, the publisher reached the rate and
+	// the window's deliveries/s the offered), whatever the latency.
 	KeptUp bool `json:"kept_up"`
 }
 
@@ -170,6 +171,10 @@ func judgeStep(rate float64, res *Result, maxP99Ms float64) SweepStep {
 	}
 	if res.MsgsPerSec < sweepMinPublished*rate {
 		why = append(why, fmt.Sprintf("publisher reached %.1f/s of %.4g/s", res.MsgsPerSec, rate))
+	} else if res.DeliveriesPerSec < sweepMinPublished*st.OfferedDeliveriesPerSec {
+		// Everything arrived by the end of the drain, but the window's
+		// rate fell short: a backlog grew while it lasted.
+		why = append(why, fmt.Sprintf("delivered %.0f/s of %.0f/s offered", res.DeliveriesPerSec, st.OfferedDeliveriesPerSec))
 	}
 	st.KeptUp = len(why) == 0
 	if res.LatencyMs.Count > 0 && res.LatencyMs.P99 > maxP99Ms {

@@ -45,6 +45,7 @@ func TestJudgeStep(t *testing.T) {
 		"errors":    {func(r *Result) { r.Lost, r.Errors = 7, 9 }, "2 errors"},
 		"client":    {func(r *Result) { r.MsgsPerSec = 28 }, "publisher reached 28.0/s of 30/s"},
 		"no sample": {func(r *Result) { r.LatencyMs = Percentiles{} }, "no deliveries measured"},
+		"backlog":   {func(r *Result) { r.DeliveriesPerSec = 250000 }, "delivered 250000/s of 300000/s offered"},
 	} {
 		r := *ok
 		c.mod(&r)
