@@ -171,7 +171,7 @@ func judgeStep(rate float64, res *Result, maxP99Ms float64) SweepStep {
 	}
 	if res.MsgsPerSec < sweepMinPublished*rate {
 		why = append(why, fmt.Sprintf("publisher reached %.1f/s of %.4g/s", res.MsgsPerSec, rate))
-	} else if res.DeliveriesPerSec < sweepMinPublished*st.OfferedDeliveriesPerSec {
+	} else if res.DeliveriesPerSec < st.OfferedDeliveriesPerSec-deliveryShortfall(rate, res) {
 		// Everything arrived by the end of the drain, but the window's
 		// rate fell short: a backlog grew while it lasted.
 		why = append(why, fmt.Sprintf("delivered %.0f/s of %.0f/s offered", res.DeliveriesPerSec, st.OfferedDeliveriesPerSec))
@@ -182,6 +182,20 @@ func judgeStep(rate float64, res *Result, maxP99Ms float64) SweepStep {
 	}
 	st.Sustained, st.Why = len(why) == 0, strings.Join(why, "; ")
 	return st
+}
+
+// deliveryShortfall is how far under the offered deliveries/s a step's
+// window may fall and still count as kept up: 5%, or two publications'
+// worth of deliveries over the window, whichever is more. A window holds
+// whole fan-outs only approximately: at 2 publishes/s one publication is a
+// tenth of a 5 s window, and a fan-out in flight at either edge is counted
+// in part.
+func deliveryShortfall(rate float64, res *Result) float64 {
+	d := (1 - sweepMinPublished) * rate * float64(res.Subscribers)
+	if res.DurationS > 0 {
+		d = max(d, 2*float64(res.Subscribers)/res.DurationS)
+	}
+	return d
 }
 
 // maxSustained fills the highest rate sustained with every lower step

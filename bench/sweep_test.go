@@ -30,11 +30,23 @@ func TestParseRates(t *testing.T) {
 
 func TestJudgeStep(t *testing.T) {
 	cores, us := 0.9, 3.0
-	ok := &Result{Subscribers: 10000, MsgsPerSec: 29.8, DeliveriesPerSec: 298000,
+	ok := &Result{Subscribers: 10000, MsgsPerSec: 29.8, DeliveriesPerSec: 298000, DurationS: 5,
 		LatencyMs: Percentiles{P50: 5, P99: 99.9, Max: 150, Count: 1000}, ServerCPUCores: &cores, ServerCPUUSPerDelivery: &us}
 	st := judgeStep(30, ok, 100)
 	if !st.Sustained || !st.KeptUp || st.Why != "" || st.OfferedDeliveriesPerSec != 300000 || st.P99Ms != 99.9 || *st.ServerCPUUSPerDelivery != 3 {
 		t.Fatalf("%+v", st)
+	}
+	// At 2 publishes/s over 5 s, two publications of 10,000 deliveries
+	// are 4,000/s of the 20,000/s offered: within what a window's edges
+	// cut; more is a backlog.
+	low := *ok
+	low.MsgsPerSec, low.DeliveriesPerSec = 2, 16001
+	if st := judgeStep(2, &low, 100); !st.KeptUp {
+		t.Fatalf("2/s, 16001 of 20000 delivered: %+v", st)
+	}
+	low.DeliveriesPerSec = 15999
+	if st := judgeStep(2, &low, 100); st.KeptUp || !strings.Contains(st.Why, "delivered 15999/s of 20000/s offered") {
+		t.Fatalf("2/s, 15999 of 20000 delivered: %+v", st)
 	}
 	for name, c := range map[string]struct {
 		mod  func(r *Result)
