@@ -2,10 +2,12 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,4 +334,78 @@ func WriteSweepTable(w io.Writer, sr *SweepResult) {
 	fmt.Fprintln(w)
 	best(fmt.Sprintf("highest sustained (p99 ≤ %.0f ms)", sr.MaxP99Ms), sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec)
 	best("highest kept up with (all delivered, any latency)", sr.MaxKeptUpRate, sr.MaxKeptUpDeliveriesPerSec)
+}
+
+// ReadSweep reads a sweep's JSON (wsbench broadcast --rates --json).
+func ReadSweep(path string) (*SweepResult, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var sr SweepResult
+	if err := json.Unmarshal(b, &sr); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(sr.Steps) == 0 {
+		return nil, fmt.Errorf("%s: not a sweep (no steps)", path)
+	}
+	return &sr, nil
+}
+
+// WriteSweepCompare prints several servers' sweeps side by side as one
+// Markdown table: a row per offered rate, for each server delivered/s,
+// p99 and server CPU µs per delivery ("–" where its sweep had stopped),
+// then each server's highest sustained and kept-up rates.
+func WriteSweepCompare(w io.Writer, srs []*SweepResult) {
+	var rates []float64
+	for _, sr := range srs {
+		for _, st := range sr.Steps {
+			rates = append(rates, st.Rate)
+		}
+	}
+	slices.Sort(rates)
+	rates = slices.Compact(rates)
+	head, rule := "| offered publishes/s | offered deliveries/s |", "|---:|---:|"
+	for _, sr := range srs {
+		n := sweepName(sr)
+		head += fmt.Sprintf(" %s delivered/s | %s p99 ms | %s µs/delivery |", n, n, n)
+		rule += "---:|---:|---:|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
+	for _, r := range rates {
+		offered := 0.0
+		cells := ""
+		for _, sr := range srs {
+			i := slices.IndexFunc(sr.Steps, func(st SweepStep) bool { return st.Rate == r })
+			if i < 0 {
+				cells += " – | – | – |"
+				continue
+			}
+			st := sr.Steps[i]
+			offered = max(offered, st.OfferedDeliveriesPerSec)
+			mark := ""
+			if !st.KeptUp {
+				mark = " ✗" // not kept up with: something lost, or a backlog
+			}
+			us := "–"
+			if st.ServerCPUUSPerDelivery != nil {
+				us = fmt.Sprintf("%.2f", *st.ServerCPUUSPerDelivery)
+			}
+			cells += fmt.Sprintf(" %.0f%s | %.0f | %s |", st.DeliveriesPerSec, mark, st.P99Ms, us)
+		}
+		fmt.Fprintf(w, "| %.4g | %.0f |%s\n", r, offered, cells)
+	}
+	fmt.Fprintln(w)
+	for _, sr := range srs {
+		fmt.Fprintf(w, "- **%s** (%d subscribers, %d client procs, %.0f s per step): highest sustained with p99 ≤ %.0f ms: %s; highest kept up with: %s\n",
+			sweepName(sr), sr.Conns, sr.Procs, sr.StepDurationS, sr.MaxP99Ms, rateOrNone(sr.MaxSustainedRate, sr.MaxSustainedDeliveriesPerSec), rateOrNone(sr.MaxKeptUpRate, sr.MaxKeptUpDeliveriesPerSec))
+	}
+}
+
+func rateOrNone(rate, perSec float64) string {
+	if rate <= 0 {
+		return "none of the rates"
+	}
+	return fmt.Sprintf("%.4g publishes/s (%.0f deliveries/s)", rate, perSec)
 }

@@ -98,3 +98,25 @@ func TestMaxSustainedNeedsEveryLowerStep(t *testing.T) {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }
+
+func TestWriteSweepCompare(t *testing.T) {
+	us := 3.5
+	a := &SweepResult{Label: "wsd", Conns: 10, Procs: 1, StepDurationS: 5, MaxP99Ms: 100, MaxKeptUpRate: 20, MaxKeptUpDeliveriesPerSec: 200,
+		Steps: []SweepStep{{Rate: 10, OfferedDeliveriesPerSec: 100, DeliveriesPerSec: 100, P99Ms: 50, KeptUp: true, Sustained: true, ServerCPUUSPerDelivery: &us},
+			{Rate: 20, OfferedDeliveriesPerSec: 200, DeliveriesPerSec: 200, P99Ms: 150, KeptUp: true}}}
+	b := &SweepResult{Label: "peer", Conns: 10, Procs: 1, StepDurationS: 5, MaxP99Ms: 100,
+		Steps: []SweepStep{{Rate: 10, OfferedDeliveriesPerSec: 100, DeliveriesPerSec: 60, P99Ms: 900}}}
+	var out strings.Builder
+	WriteSweepCompare(&out, []*SweepResult{a, b})
+	for _, want := range []string{
+		"| offered publishes/s | offered deliveries/s | wsd delivered/s | wsd p99 ms | wsd µs/delivery | peer delivered/s |",
+		"| 10 | 100 | 100 | 50 | 3.50 | 60 ✗ | 900 | – |",
+		"| 20 | 200 | 200 | 150 | – | – | – | – |",
+		"highest kept up with: 20 publishes/s (200 deliveries/s)",
+		"**peer** (10 subscribers, 1 client procs, 5 s per step): highest sustained with p99 ≤ 100 ms: none of the rates",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, out.String())
+		}
+	}
+}

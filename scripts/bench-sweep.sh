@@ -5,8 +5,9 @@
 # message sent is relayed to every connection) with CONNS subscribers over
 # PROCS client processes, stop it. Each step offers one publish rate for
 # STEP seconds on fresh connections; the sweep stops after STOP_AFTER
-# failing steps in a row. Per server: OUT/NAME-CONNS.json (the sweep) and
-# the Markdown table on stdout; the load average before and after each.
+# steps in a row not kept up with. Per server: OUT/NAME-Nk.json (the sweep)
+# and its Markdown table on stdout, with the load average before and after;
+# then all of them side by side in OUT/table-Nk.md.
 #
 # Knobs: SERVERS (wsd gws nbio), CONNS (10000), PROCS (CONNS/10000 rounded
 # up), RATES (publishes/s: list and FROM:TO:STEP ranges), STEP (5s),
@@ -70,3 +71,6 @@ for name in $SERVERS; do
 	stop
 	port=$((port + 1))
 done
+files=()
+for name in $SERVERS; do files+=("$OUT/$name-$k.json"); done
+"$WSBENCH" report --sweep "${files[@]}" | tee "$OUT/table-$k.md"

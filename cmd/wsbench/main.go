@@ -64,7 +64,7 @@ Scenarios:
 
 Other commands:
   suite      run the standard scenarios against several servers, write results.md/json/html
-  report     turn result JSON files into an HTML report (--html) or tables
+  report     turn result JSON files into an HTML report (--html) or tables; --sweep: sweeps side by side
   apipub     POST /api/publish over --conns keep-alive connections for --duration; publishes/s;
              --channels N spreads them over the N channels of a --channel pattern
 
@@ -279,13 +279,27 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wsbench report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var htmlPath, title string
+	var sweeps bool
 	fs.StringVar(&htmlPath, "html", "", "write a self-contained HTML report to `file`")
 	fs.StringVar(&title, "title", "wsbench report", "report title")
+	fs.BoolVar(&sweeps, "sweep", false, "the files are broadcast --rates sweeps (one per server): print them side by side as one Markdown table")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return errors.New("report: give one or more result JSON files")
+	}
+	if sweeps {
+		var srs []*bench.SweepResult
+		for _, p := range fs.Args() {
+			sr, err := bench.ReadSweep(p)
+			if err != nil {
+				return err
+			}
+			srs = append(srs, sr)
+		}
+		bench.WriteSweepCompare(stdout, srs)
+		return nil
 	}
 	var all []*bench.Result
 	for _, p := range fs.Args() {
