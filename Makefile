@@ -190,7 +190,7 @@ SWEEP_RATES   ?= 2:10:2,15:40:5,50
 SWEEP_STEP    ?= 5s
 SWEEP_MAX_P99 ?= 100ms
 
-bench-sweep: ## broadcast --rates sweep of wsd, gws and nbio at $(SWEEP_CONNS) subscribers: docs/bench/sweep/*.json and the tables (~15 min)
+bench-sweep: ## broadcast --rates sweep of wsd, gws and nbio at $(SWEEP_CONNS) subscribers: docs/bench/sweep/*.json and the tables (~7 min)
 	$(MAKE) --no-print-directory bench-peers-build PEERS='$(filter-out wsd,$(SWEEP_SERVERS))'
 	for n in $(SWEEP_CONNS); do \
 		SERVERS='$(SWEEP_SERVERS)' CONNS=$$n RATES='$(SWEEP_RATES)' STEP=$(SWEEP_STEP) MAX_P99=$(SWEEP_MAX_P99) \
