@@ -121,7 +121,7 @@ BENCH_OUT     ?= docs/bench
 BENCH_LISTEN  ?= 127.0.0.1:18765
 PUBLISH       ?= ws
 
-.PHONY: wsbench bench-peers-build bench-peers bench-idle bench-echo bench-broadcast bench-broadcast-ws bench-cluster
+.PHONY: wsbench bench-peers-build bench-peers bench-idle bench-echo bench-broadcast bench-broadcast-ws bench-cluster bench-sweep
 
 wsbench: ## build bin/wsbench (the load generator)
 	$(GO) build -o bin/wsbench ./cmd/wsbench
@@ -181,3 +181,20 @@ bench-cluster: ## broadcast: 2 wsd on one nats-server, $(CLUSTER_CONNS) subscrib
 	$(GO) build -o bin/wsbench ./cmd/wsbench
 	CASE=$(CLUSTER_CASE) CONNS=$(CLUSTER_CONNS) RATE=$(CLUSTER_RATE) DURATION=$(DURATION) \
 		OUT=$(BENCH_OUT)/cluster-$(CLUSTER_CASE).json scripts/bench-cluster.sh
+
+# Broadcast rate sweep (docs/bench/broadcast-sweep.md): the highest offered
+# publish rate each server sustains with p99 <= SWEEP_MAX_P99 and nothing
+# lost, at SWEEP_CONNS subscribers (10k: one client process, 18k: two), 64 B.
+# Knobs: SWEEP_SERVERS, SWEEP_CONNS, SWEEP_RATES, SWEEP_STEP, SWEEP_MAX_P99.
+SWEEP_SERVERS ?= wsd gws nbio
+SWEEP_CONNS   ?= 10000 18000
+SWEEP_RATES   ?= 2:10:2,15:40:5,50
+SWEEP_STEP    ?= 5s
+SWEEP_MAX_P99 ?= 100ms
+
+bench-sweep: ## broadcast --rates sweep of wsd, gws and nbio at $(SWEEP_CONNS) subscribers: docs/bench/sweep/*.json and the tables (~7 min)
+	$(MAKE) --no-print-directory bench-peers-build PEERS='$(filter-out wsd,$(SWEEP_SERVERS))'
+	for n in $(SWEEP_CONNS); do \
+		SERVERS='$(SWEEP_SERVERS)' CONNS=$$n RATES='$(SWEEP_RATES)' STEP=$(SWEEP_STEP) MAX_P99=$(SWEEP_MAX_P99) \
+			OUT=$(BENCH_OUT)/sweep scripts/bench-sweep.sh; \
+	done

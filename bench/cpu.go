@@ -106,7 +106,7 @@ func (m *cpuMeter) begin() error {
 	for _, p := range m.procs {
 		v, err := procCPUTicks(p.PID)
 		if err != nil {
-			return fmt.Errorf("--cpu-pid %s (%d): %w", p.Label, p.PID, err)
+			return fmt.Errorf("CPU time of %s (pid %d): %w", p.Label, p.PID, err)
 		}
 		m.start = append(m.start, v)
 	}
@@ -135,10 +135,56 @@ func (m *cpuMeter) end() ([]ProcCPU, error) {
 // perDelivery fills each process's CPU µs per delivery from the run's
 // delivery rate: cores used / deliveries per second.
 func perDelivery(ps []ProcCPU, deliveriesPerSec float64) {
-	if deliveriesPerSec <= 0 {
-		return
-	}
 	for i := range ps {
-		ps[i].USPerDelivery = ps[i].Cores / deliveriesPerSec * 1e6
+		ps[i].USPerDelivery = usPer(ps[i].Cores, deliveriesPerSec)
+	}
+}
+
+// usPer is the CPU µs one unit of work (a delivery, an echoed message)
+// cost: the cores a process used over the measured window divided by the
+// units per second of that window. It divides rates, not counts, because
+// the coordinator's CPU window and the workers' counting window open and
+// close a few milliseconds apart; 0 when no work was done.
+func usPer(cores, unitsPerSec float64) float64 {
+	if unitsPerSec <= 0 || cores < 0 {
+		return 0
+	}
+	return cores / unitsPerSec * 1e6
+}
+
+// withServer is the processes a run meters: procs (--cpu-pid) and the
+// server (--server-pid) when it is not among them, with the server's
+// index in the list (-1 without a server).
+func withServer(procs []CPUProc, serverPID int) ([]CPUProc, int) {
+	if serverPID <= 0 {
+		return procs, -1
+	}
+	for i, p := range procs {
+		if p.PID == serverPID {
+			return procs, i
+		}
+	}
+	all := append(append(make([]CPUProc, 0, len(procs)+1), procs...), CPUProc{Label: "server (--server-pid)", PID: serverPID})
+	return all, len(procs)
+}
+
+// setServerCPU fills r's server CPU fields from srv, the --server-pid
+// process's CPU over the measured window: seconds and cores for every
+// scenario, µs per delivery for a broadcast and µs per echoed message for
+// echo (when any were made).
+func (r *Result) setServerCPU(srv ProcCPU) {
+	s, cores := srv.CPUSeconds, srv.Cores
+	r.ServerCPUSeconds, r.ServerCPUCores = &s, &cores
+	switch r.Scenario {
+	case ScenarioBroadcast:
+		if r.DeliveriesPerSec > 0 {
+			v := usPer(cores, r.DeliveriesPerSec)
+			r.ServerCPUUSPerDelivery = &v
+		}
+	case ScenarioEcho:
+		if r.MsgsPerSec > 0 {
+			v := usPer(cores, r.MsgsPerSec)
+			r.ServerCPUUSPerMsg = &v
+		}
 	}
 }

@@ -93,6 +93,14 @@ type Result struct {
 	ServerRSSBytesPerConn *float64 `json:"server_rss_bytes_per_conn"` // null when not sampled
 	// idle: the kernel's socket memory (sockstat, slabinfo) per connection.
 	Kernel *KernelResult `json:"kernel,omitempty"`
+	// --server-pid: the server's CPU time (user + system, /proc/PID/stat)
+	// over the measured window only (not the warm-up), in seconds and
+	// cores, and per unit of work: µs per delivery (broadcast) or per
+	// echoed message (echo). Absent without --server-pid or without work.
+	ServerCPUSeconds       *float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUCores         *float64 `json:"server_cpu_cores,omitempty"`
+	ServerCPUUSPerDelivery *float64 `json:"server_cpu_us_per_delivery,omitempty"`
+	ServerCPUUSPerMsg      *float64 `json:"server_cpu_us_per_msg,omitempty"`
 
 	// Broadcast over several URLs (--url A,B): each node's share.
 	Nodes []NodeResult `json:"nodes,omitempty"`

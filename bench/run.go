@@ -62,7 +62,8 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 			}
 		}
 	}
-	cpu := &cpuMeter{procs: cfg.CPUProcs}
+	metered, srvIdx := withServer(cfg.CPUProcs, cfg.ServerPID)
+	cpu := &cpuMeter{procs: metered}
 	if err := cpu.begin(); err != nil { // every PID is readable before any load
 		return nil, err
 	}
@@ -244,6 +245,10 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 	}
 	res.merge(results)
 	res.Timeline = tl.samples
+	if srvIdx >= 0 && srvIdx < len(res.ServerCPU) {
+		res.setServerCPU(res.ServerCPU[srvIdx])
+		res.ServerCPU = res.ServerCPU[:len(cfg.CPUProcs)] // --cpu-pid's list only
+	}
 	perDelivery(res.ServerCPU, res.DeliveriesPerSec)
 	if cfg.Scenario == ScenarioStorm {
 		part := newStormPart()

@@ -308,3 +308,60 @@ func TestBroadcastWSConfig(t *testing.T) {
 		t.Fatalf("%+v %v", cfg, err)
 	}
 }
+
+// --server-pid meters the server's CPU over the measured window: the run
+// reports it per delivery (broadcast) and per message (echo), and does not
+// list the server among --cpu-pid's processes.
+func TestServerPIDReportsCPUPerUnit(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	b := quickRun(t, Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 20, Pipeline: 4, ServerPID: os.Getpid()})
+	if b.ServerCPUCores == nil || b.ServerCPUUSPerDelivery == nil || b.ServerCPUUSPerMsg != nil || len(b.ServerCPU) != 0 {
+		t.Fatalf("broadcast: cores %v, µs/delivery %v, µs/msg %v, cpu list %+v", b.ServerCPUCores, b.ServerCPUUSPerDelivery, b.ServerCPUUSPerMsg, b.ServerCPU)
+	}
+	if want := usPer(*b.ServerCPUCores, b.DeliveriesPerSec); *b.ServerCPUUSPerDelivery != want {
+		t.Fatalf("µs per delivery %v, want %v", *b.ServerCPUUSPerDelivery, want)
+	}
+	e := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 10, ServerPID: os.Getpid()})
+	if e.ServerCPUUSPerMsg == nil || e.ServerCPUUSPerDelivery != nil || *e.ServerCPUUSPerMsg != usPer(*e.ServerCPUCores, e.MsgsPerSec) {
+		t.Fatalf("echo: µs/msg %v, µs/delivery %v", e.ServerCPUUSPerMsg, e.ServerCPUUSPerDelivery)
+	}
+}
+
+// A sweep runs each rate on fresh connections and judges it; an
+// unreachable p99 bound fails every step but the sweep goes on (the server
+// keeps up), and a step with deliveries lost stops it.
+func TestBroadcastSweep(t *testing.T) {
+	_, addr := startTiny(t, nil)
+	cfg := Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 20, Label: "tiny",
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, Timeout: time.Minute, ServerPID: os.Getpid()}
+	opt := RunOptions{Exe: workerExe()}
+	sr, err := RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, MaxP99: time.Minute, Pause: time.Millisecond}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Steps) != 2 || len(sr.Runs) != 2 || sr.MaxSustainedRate != 100 || sr.Runs[1].Rate != 100 {
+		t.Fatalf("steps %+v, max sustained %v", sr.Steps, sr.MaxSustainedRate)
+	}
+	for _, st := range sr.Steps {
+		if !st.Sustained || st.OfferedDeliveriesPerSec != st.Rate*20 || st.ServerCPUUSPerDelivery == nil {
+			t.Fatalf("step %+v", st)
+		}
+	}
+	sr, err = RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, MaxP99: time.Nanosecond, Pause: time.Millisecond}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Steps) != 2 || sr.Steps[0].Sustained || !strings.Contains(sr.Steps[0].Why, "p99") || sr.MaxSustainedRate != 0 || sr.MaxKeptUpRate != 100 {
+		t.Fatalf("steps %+v, max sustained %v, kept up %v", sr.Steps, sr.MaxSustainedRate, sr.MaxKeptUpRate)
+	}
+	// A server that drops deliveries does not keep up: the sweep stops at once.
+	_, lossy := startTiny(t, func(s *tinyServer) { s.dropNth = 7 })
+	cfg.URL = "ws://" + lossy + "/broadcast"
+	sr, err = RunSweep(context.Background(), cfg, Sweep{Rates: []float64{50, 100}, Pause: time.Millisecond}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Steps) != 1 || sr.Steps[0].KeptUp || !strings.Contains(sr.Steps[0].Why, "lost") || sr.MaxKeptUpRate != 0 {
+		t.Fatalf("steps %+v", sr.Steps)
+	}
+}

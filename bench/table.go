@@ -91,6 +91,16 @@ func WriteTable(w io.Writer, r *Result) {
 		row("server RSS", "%s before, %s with conns: %.0f B/conn", humanBytes(float64(r.ServerRSSBefore)), humanBytes(float64(r.ServerRSSAfter)), *r.ServerRSSBytesPerConn)
 	}
 	writeKernelRows(row, r.Kernel)
+	if r.ServerCPUSeconds != nil && r.ServerCPUCores != nil {
+		line := fmt.Sprintf("%.2f s (%.2f cores) over the window", *r.ServerCPUSeconds, *r.ServerCPUCores)
+		switch {
+		case r.ServerCPUUSPerDelivery != nil:
+			line += fmt.Sprintf(", %.3f µs per delivery", *r.ServerCPUUSPerDelivery)
+		case r.ServerCPUUSPerMsg != nil:
+			line += fmt.Sprintf(", %.3f µs per message", *r.ServerCPUUSPerMsg)
+		}
+		row("server cpu", "%s", line)
+	}
 	for _, p := range r.ServerCPU {
 		if p.USPerDelivery > 0 {
 			row("cpu "+p.Label, "%.2f s (%.2f cores), %.3f µs per delivery", p.CPUSeconds, p.Cores, p.USPerDelivery)

@@ -20,8 +20,12 @@ type loop struct {
 
 	mu        sync.Mutex
 	dirty     []*Conn
-	spare     []*Conn
 	scheduled bool
+
+	// pend is the dirty list being flushed, pend[head:] what is left of
+	// it. Loop goroutine only.
+	pend []*Conn
+	head int
 
 	iov     [][]byte // scratch for Writev
 	scratch []byte   // scratch for control frames
@@ -48,24 +52,53 @@ func (l *loop) markDirty(c *Conn) {
 	}
 }
 
-// Run flushes every dirty conn. It is the gnet.Runnable the loop executes.
+// flushChunk is how many dirty conns one Run flushes. gnet runs queued
+// tasks back to back without reading any socket in between, so a Run over
+// thousands of broadcast subscribers (≈ 12 µs a write on a 2-vCPU VM) would hold back the
+// loop's reads — the next publication among them — for a whole pass.
+const flushChunk = 256
+
+// Run flushes up to flushChunk dirty conns. It is the gnet.Runnable the
+// loop executes; while conns are left it stays scheduled and asks for
+// another Run from outside the task queue, so that the loop reads its
+// sockets first.
 func (l *loop) Run(context.Context) error {
-	l.mu.Lock()
-	batch := l.dirty
-	l.dirty = l.spare[:0]
-	l.scheduled = false
-	l.mu.Unlock()
-	for i, c := range batch {
+	if l.head == len(l.pend) {
+		l.mu.Lock()
+		l.pend, l.dirty, l.head = l.dirty, l.pend[:0], 0
+		l.mu.Unlock()
+	}
+	end := min(len(l.pend), l.head+flushChunk)
+	for i := l.head; i < end; i++ {
+		c := l.pend[i]
 		c.mu.Lock()
 		c.dirty = false
 		c.mu.Unlock()
 		l.flush(c)
-		batch[i] = nil
+		l.pend[i] = nil
 	}
+	l.head = end
 	l.mu.Lock()
-	l.spare = batch[:0]
+	more := l.head < len(l.pend) || len(l.dirty) > 0
+	l.scheduled = more
 	l.mu.Unlock()
+	if more {
+		go l.again()
+	}
 	return nil
+}
+
+// again schedules another Run. It runs on a goroutine of its own (one per
+// chunk, a few hundred a second at most): queued from inside Run, the next
+// Run would be taken in the same pass over gnet's task queue, before any
+// socket is read.
+func (l *loop) again() {
+	if err := l.gl.Execute(context.Background(), l); err != nil {
+		// The engine is stopping; nothing will be flushed any more.
+		l.mu.Lock()
+		l.scheduled = false
+		l.mu.Unlock()
+	}
 }
 
 // flush writes c's queued frames. On the loop.

@@ -213,6 +213,10 @@ func TestBroadcastWSFlags(t *testing.T) {
 		{[]string{"broadcast", "--mode", "ws", "--publish-url", "ws://192.0.2.1/ws", "--quiet"}, "--publish-url"},
 		{[]string{"broadcast", "--cpu-pid", "a=x", "--quiet"}, "want PID or label=PID"},
 		{[]string{"echo", "--publish-url", "ws://127.0.0.1:1/ws"}, "flag provided but not defined"},
+		{[]string{"broadcast", "--rates", "5,10", "--rate", "3", "--quiet"}, "--rates and --rate"},
+		{[]string{"broadcast", "--rates", "5,0", "--quiet"}, "not a positive number"},
+		{[]string{"broadcast", "--rates", "5", "--url", "ws://192.0.2.1/broadcast", "--quiet"}, "loopback"},
+		{[]string{"echo", "--rates", "5"}, "flag provided but not defined"},
 	} {
 		var so, se bytes.Buffer
 		if code := run(c.args, &so, &se); code == 0 || !strings.Contains(se.String(), c.want) {

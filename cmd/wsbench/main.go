@@ -8,6 +8,7 @@
 //	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8080/ws --channel bench --conns 10000 [--publish http --api-key KEY]
 //	wsbench broadcast --mode ws --url ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws --publish-url ws://127.0.0.1:8081/ws --conns 18000 --procs 2 --cpu-pid a=PID --cpu-pid b=PID
+//	wsbench broadcast --url ws://127.0.0.1:8080/broadcast --conns 10000 --rates 10:40:5 --max-p99 100ms --duration 5s --server-pid $(pidof wsd)
 //	wsbench storm --url ws://127.0.0.1:8080/ws --fallback ws://127.0.0.1:8081/ws --conns 2000 --kill-pid $(pidof wsd) --signal KILL
 //	wsbench suite --server wsd=bin/wsd --server gorilla=bin/peer-gorilla --out docs/bench
 //	wsbench report --html out.html results.json
@@ -56,14 +57,16 @@ Scenarios:
   broadcast  --conns subscribers; one publisher sends to the same URL (closed loop or --rate);
              --mode ws: wsd's /ws protocol, subscribe to --channel, publish over /ws or --publish http;
              --url A,B spreads the subscribers over the nodes of a cluster, --publish-url picks the
-             publisher's node; --cpu-pid reports each server process's CPU per delivery
+             publisher's node; --cpu-pid reports each server process's CPU per delivery;
+             --rates R1,R2,FROM:TO:STEP sweeps publish rates for the highest one sustained
+             with p99 ≤ --max-p99 and nothing lost
   storm      --conns clients on --url; when that node goes (--kill-pid, or kill it yourself) each
              reconnects to the next of --fallback, at once or as the server's hints say
              (--honor-hints); the reconnect curve, connect times, refused upgrades
 
 Other commands:
   suite      run the standard scenarios against several servers, write results.md/json/html
-  report     turn result JSON files into an HTML report (--html) or tables
+  report     turn result JSON files into an HTML report (--html) or tables; --sweep: sweeps side by side
   apipub     POST /api/publish over --conns keep-alive connections for --duration; publishes/s;
              --channels N spreads them over the N channels of a --channel pattern
 
@@ -137,12 +140,14 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	}
 	var fallback string
 	honor := true
+	var rates string
+	sweep := bench.Sweep{MaxP99: bench.DefaultSweepMaxP99, StopAfter: 1}
 	fs := flag.NewFlagSet("wsbench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.URL, "url", defaultURL, "target ws:// URL (broadcast --mode ws: default ws://127.0.0.1:8080/ws; broadcast: several, comma-separated, get the subscribers round robin)")
 	fs.StringVar(&c.Label, "label", "", "name of the server under test, for reports")
 	scenarioFlags(fs, &c, &sourceIPs)
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "sample this process's RSS (/proc/PID/status VmRSS)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's PID: sample its RSS (/proc/PID/status VmRSS) and its CPU time over the measured window (/proc/PID/stat user+system; echo and broadcast: µs per message or delivery)")
 	fs.StringVar(&c.PrometheusURL, "prometheus", "", "or scrape process_resident_memory_bytes from this URL")
 	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to `file` (- for stdout)")
 	fs.StringVar(&htmlPath, "html", "", "write a self-contained HTML report to `file`")
@@ -165,6 +170,10 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 			fs.StringVar(&c.APIKey, "api-key", "", "ws mode, --publish http: wsd's --api-key (or $WSBENCH_API_KEY)")
 			fs.StringVar(&c.APIURL, "api-url", "", "ws mode, --publish http: the publish endpoint (default http://HOST:PORT/api/publish of --publish-url)")
 			fs.StringVar(&c.PublishURL, "publish-url", "", "where the publisher connects (--publish http: whose /api/publish it posts to); default the first --url")
+			fs.StringVar(&rates, "rates", "", "sweep: run the broadcast at each of these publishes/s in turn (list and FROM:TO:STEP ranges, e.g. 5,10:30:5), each a whole run of --duration on fresh connections, "+
+				"and report the highest rate sustained (nothing lost, no errors, p99 ≤ --max-p99, every lower rate sustained too); --json gets the sweep")
+			fs.DurationVar(&sweep.MaxP99, "max-p99", bench.DefaultSweepMaxP99, "with --rates: the p99 publish→receive latency a sustained step stays within")
+			fs.IntVar(&sweep.StopAfter, "stop-after", 1, "with --rates: stop after this many steps in a row not kept up with (something lost; steps over --max-p99 alone go on)")
 		}
 	case bench.ScenarioStorm:
 		fs.StringVar(&fallback, "fallback", "", "comma-separated ws:// URLs a client moves on to, in turn, when its node closes or cannot be reached (default: --url again)")
@@ -243,6 +252,9 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	if !quiet {
 		opt.Progress, opt.TTY = stderr, isTTY(os.Stderr)
 	}
+	if rates != "" {
+		return runSweep(ctx, c, rates, sweep, opt, jsonPath, htmlPath, stdout, stderr)
+	}
 	res, err := bench.Run(ctx, c, opt)
 	if err != nil {
 		return err
@@ -269,13 +281,27 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wsbench report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var htmlPath, title string
+	var sweeps bool
 	fs.StringVar(&htmlPath, "html", "", "write a self-contained HTML report to `file`")
 	fs.StringVar(&title, "title", "wsbench report", "report title")
+	fs.BoolVar(&sweeps, "sweep", false, "the files are broadcast --rates sweeps (one per server): print them side by side as one Markdown table")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return errors.New("report: give one or more result JSON files")
+	}
+	if sweeps {
+		var srs []*bench.SweepResult
+		for _, p := range fs.Args() {
+			sr, err := bench.ReadSweep(p)
+			if err != nil {
+				return err
+			}
+			srs = append(srs, sr)
+		}
+		bench.WriteSweepCompare(stdout, srs)
+		return nil
 	}
 	var all []*bench.Result
 	for _, p := range fs.Args() {
@@ -356,4 +382,43 @@ func splitURLs(c *bench.Config) error {
 	}
 	c.URL, c.Nodes = us[0], us[1:]
 	return nil
+}
+
+// runSweep runs broadcast --rates: each rate a whole run, then the sweep's
+// table (stdout, or stderr when the JSON goes to stdout), its JSON and an
+// HTML report of every step's run.
+func runSweep(ctx context.Context, c bench.Config, rates string, sw bench.Sweep, opt bench.RunOptions, jsonPath, htmlPath string, stdout, stderr io.Writer) error {
+	if c.Rate != 0 {
+		return errors.New("--rates and --rate: give one")
+	}
+	var err error
+	if sw.Rates, err = bench.ParseRates(rates); err != nil {
+		return err
+	}
+	sw.Progress = stderr
+	opt.TTY = false // one line per step, not a live line that the step lines would cut
+	sr, err := bench.RunSweep(ctx, c, sw, opt)
+	if err != nil {
+		return err
+	}
+	tableOut := stdout
+	if jsonPath == "-" {
+		tableOut = stderr
+	}
+	bench.WriteSweepTable(tableOut, sr)
+	if jsonPath != "" {
+		if err := bench.WriteJSON(jsonPath, sr); err != nil {
+			return err
+		}
+	}
+	if htmlPath != "" {
+		title := "wsbench broadcast sweep"
+		if c.Label != "" {
+			title += " — " + c.Label
+		}
+		if err := bench.WriteHTMLFile(htmlPath, bench.Report{Title: title, Machine: bench.DescribeMachine(), Results: sr.Runs}); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
