@@ -172,9 +172,27 @@ func TestKill9ClientsReconnectWithHonestReset(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		publish(i)
 	}
+	// An accepted publish is queued, not yet written: wait until every
+	// client has all three, or the kill may catch one in flight (a loss the
+	// reset below reports, but not the one this test is about).
+	deadline := time.Now().Add(clusterWait)
+	for i, s := range subs {
+		for {
+			s.mu.Lock()
+			have := len(s.offsets)
+			s.mu.Unlock()
+			if have >= 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d got %d of 3 publications before the kill", i, have)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a callback log, bounded
+		}
+	}
 	n.kill()
 	n.start()
-	deadline := time.Now().Add(clusterWait)
+	deadline = time.Now().Add(clusterWait)
 	for _, s := range subs {
 		for {
 			s.mu.Lock()
