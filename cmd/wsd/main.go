@@ -47,6 +47,7 @@ type config struct {
 	maxPendingHS     int
 	messageTimeout   time.Duration
 	deflate          bool
+	closeTimeout     time.Duration
 	idleTimeout      time.Duration
 	pingInterval     time.Duration
 	ssePing          time.Duration
@@ -120,6 +121,7 @@ Flags:
 	fs.DurationVar(&c.messageTimeout, "message-timeout", time.Minute, "longest time from a frame's or fragmented message's first byte to its end; past it: close 1008")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate (without context takeover)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close connections silent this long (0 = never)")
+	fs.DurationVar(&c.closeTimeout, "close-timeout", 5*time.Second, "after wsd's close frame, how long a peer has to read what was queued before it and answer; then the TCP connection is cut")
 	fs.DurationVar(&c.pingInterval, "ping-interval", 0, "ping connections silent this long (0 = never)")
 	fs.DurationVar(&c.ssePing, "sse-ping", 15*time.Second, "write a keep-alive comment on /sse streams silent this long, so proxies keep them (0 = never)")
 	fs.DurationVar(&c.handshakeTimeout, "handshake-timeout", 10*time.Second, "time from accept to a complete upgrade request")
@@ -184,6 +186,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := c.checkBroker(); err != nil {
 		return nil, err
+	}
+	if c.closeTimeout <= 0 {
+		return nil, &configError{fmt.Sprintf("close-timeout must be positive, got %v", c.closeTimeout)}
 	}
 	if c.apiKey == exampleAPIKey {
 		return nil, &configError{fmt.Sprintf("api_key is the example value %q: set a secret of your own (openssl rand -hex 32), or leave it unset to turn the API off", exampleAPIKey)}
@@ -280,6 +285,7 @@ func run(args []string, stderr io.Writer, ready chan<- *server.Server[wsproto.Se
 		MaxMessageBytes:  c.maxMessage,
 		Compression:      c.deflate,
 		IdleTimeout:      c.idleTimeout,
+		CloseTimeout:     c.closeTimeout,
 		PingInterval:     c.pingInterval,
 		HandshakeTimeout: c.handshakeTimeout,
 

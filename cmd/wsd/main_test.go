@@ -61,6 +61,7 @@ func TestBadConfigNamesKey(t *testing.T) {
 		"[namespaces.chat]\nhistory_size = -1":   "namespaces.chat",
 		"[namespaces.chat]\npublish = \"maybe\"": "namespaces.chat.publish",
 		`listen = `:                              "wsd.toml",
+		`close_timeout = "0s"`:                   "close-timeout must be positive",
 	}
 	for body, want := range cases {
 		var stderr bytes.Buffer
