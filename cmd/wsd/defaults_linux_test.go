@@ -2,58 +2,15 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"net"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/wsdhq/wsd/internal/wstest"
-	"github.com/wsdhq/wsd/server"
-	"github.com/wsdhq/wsd/wsproto"
 )
-
-// startRun runs the daemon in-process on a free loopback port with args
-// and stops it with SIGTERM when the test ends.
-func startRun(t *testing.T, args ...string) (string, *server.Server[wsproto.Session]) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ready := make(chan *server.Server[wsproto.Session], 1)
-	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() {
-		done <- run(append([]string{"--listen", addr, "--loops", "1", "--return-memory=false"}, args...), &stderr, ready)
-	}()
-	var srv *server.Server[wsproto.Session]
-	select {
-	case srv = <-ready:
-	case code := <-done:
-		t.Fatalf("exited %d: %s", code, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready")
-	}
-	t.Cleanup(func() {
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d", code)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("did not stop on SIGTERM")
-		}
-	})
-	return addr, srv
-}
 
 // Without a flag, every accepted socket's kernel send buffer is capped
 // (the kernel reports twice the value), and the receive buffer is left to

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,4 +126,42 @@ func TestRunServesAndStopsOnSignal(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("did not stop on SIGTERM")
 	}
+}
+
+// startRun runs the daemon in-process on a free loopback port with args
+// and stops it with SIGTERM when the test ends.
+func startRun(t *testing.T, args ...string) (string, *server.Server[wsproto.Session]) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ready := make(chan *server.Server[wsproto.Session], 1)
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- run(append([]string{"--listen", addr, "--loops", "1", "--return-memory=false"}, args...), &stderr, ready)
+	}()
+	var srv *server.Server[wsproto.Session]
+	select {
+	case srv = <-ready:
+	case code := <-done:
+		t.Fatalf("exited %d: %s", code, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	t.Cleanup(func() {
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d", code)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("did not stop on SIGTERM")
+		}
+	})
+	return addr, srv
 }

@@ -9,16 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wsdhq/wsd/client"
-	"github.com/wsdhq/wsd/server"
 	"github.com/wsdhq/wsd/wsproto"
 )
 
@@ -59,26 +56,7 @@ func TestProxiesAndMetrics(t *testing.T) {
 		}
 	}))
 	defer backend.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ready := make(chan *server.Server[wsproto.Session], 1)
-	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() {
-		done <- run([]string{"--listen", addr, "--loops", "1", "--return-memory=false",
-			"--rpc-proxy-url", backend.URL + "/rpc", "--publish-proxy-url", backend.URL + "/publish"}, &stderr, ready)
-	}()
-	select {
-	case <-ready:
-	case code := <-done:
-		t.Fatalf("exited %d: %s", code, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready")
-	}
+	addr, _ := startRun(t, "--rpc-proxy-url", backend.URL+"/rpc", "--publish-proxy-url", backend.URL+"/publish")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, "ws://"+addr+"/ws", client.Options{})
@@ -105,15 +83,6 @@ func TestProxiesAndMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
-	}
-	syscall.Kill(os.Getpid(), syscall.SIGTERM)
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d", code)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("did not stop on SIGTERM")
 	}
 }
 
