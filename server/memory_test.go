@@ -136,6 +136,38 @@ func trickleMessage(c *wstest.Client, total int, chunk []byte, every time.Durati
 	}()
 }
 
+// attack is a set of offenders (see offender) trickling their messages.
+type attack struct {
+	codes    []atomic.Uint32 // the close code each got, 0: none yet
+	trickled atomic.Int64    // trickles ended (sent it all, or refused)
+	clients  sync.WaitGroup
+}
+
+// startAttack dials n offenders and has each trickle perOffender bytes,
+// chunk bytes every period. Their conns close when the test ends.
+func startAttack(t *testing.T, addr string, n, perOffender, chunk int, every time.Duration) *attack {
+	a := &attack{codes: make([]atomic.Uint32, n)}
+	offenders := make([]*wstest.Client, 0, n)
+	t.Cleanup(func() {
+		for _, c := range offenders {
+			c.Conn.Close()
+		}
+		a.clients.Wait()
+	})
+	for i := range n {
+		c, err := offender(addr)
+		if err != nil {
+			t.Fatalf("offender %d: %v", i, err)
+		}
+		offenders = append(offenders, c)
+	}
+	buf := make([]byte, chunk)
+	for i, c := range offenders {
+		trickleMessage(c, perOffender, buf, every, &a.codes[i], &a.clients, &a.trickled)
+	}
+	return a
+}
+
 func rssBytes() int64 {
 	b, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
@@ -176,27 +208,7 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 	quiet := p99(echoers)
 
 	rss0 := rssBytes()
-	codes := make([]atomic.Uint32, nOff)
-	var clients sync.WaitGroup
-	var trickled atomic.Int64
-	offenders := make([]*wstest.Client, 0, nOff)
-	defer func() {
-		for _, c := range offenders {
-			c.Conn.Close()
-		}
-		clients.Wait()
-	}()
-	chunk := make([]byte, at.chunk)
-	for i := range nOff {
-		c, err := offender(addr)
-		if err != nil {
-			t.Fatalf("offender %d: %v", i, err)
-		}
-		offenders = append(offenders, c)
-	}
-	for i, c := range offenders {
-		trickleMessage(c, perOff, chunk, at.every, &codes[i], &clients, &trickled)
-	}
+	a := startAttack(t, addr, nOff, perOff, at.chunk, at.every)
 	// The echoers run through the whole attack: until every offender's
 	// trickle ended (sent it all, or was closed).
 	stop := make(chan struct{})
@@ -205,7 +217,7 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 	waitFor(t, 60*time.Second, "the offenders to be shed", func() bool {
 		return srv.Stats().Closes["memory_shed"] > 0
 	})
-	waitFor(t, 60*time.Second, "the trickles to end", func() bool { return trickled.Load() == int64(nOff) })
+	waitFor(t, 60*time.Second, "the trickles to end", func() bool { return a.trickled.Load() == int64(nOff) })
 	close(stop)
 	<-attack
 	st := srv.Stats()
@@ -219,8 +231,8 @@ func TestMemoryBudgetShedsInboundOffenders(t *testing.T) {
 		t.Errorf("accounted memory peaked at %d bytes, over the %d budget", st.Memory.Peak, budget)
 	}
 	var got1009, other int
-	for i := range codes {
-		switch uint16(codes[i].Load()) {
+	for i := range a.codes {
+		switch uint16(a.codes[i].Load()) {
 		case 0:
 		case codec.CloseTooBig:
 			got1009++
@@ -333,28 +345,8 @@ func TestMemoryBudgetShedsManySmallHolders(t *testing.T) {
 	srv := New[struct{}](Options{MaxMemory: budget})
 	srv.Handle("/echo", echo[struct{}]())
 	addr := start(t, srv)
-	codes := make([]atomic.Uint32, nOff)
-	var clients sync.WaitGroup
-	var trickled atomic.Int64
-	offenders := make([]*wstest.Client, 0, nOff)
-	defer func() {
-		for _, c := range offenders {
-			c.Conn.Close()
-		}
-		clients.Wait()
-	}()
-	for i := range nOff {
-		c, err := offender(addr)
-		if err != nil {
-			t.Fatalf("offender %d: %v", i, err)
-		}
-		offenders = append(offenders, c)
-	}
-	chunk := make([]byte, 4<<10)
-	for i, c := range offenders {
-		trickleMessage(c, perOff, chunk, 2*time.Millisecond, &codes[i], &clients, &trickled)
-	}
-	waitFor(t, 60*time.Second, "the trickles to end", func() bool { return trickled.Load() == nOff })
+	a := startAttack(t, addr, nOff, perOff, 4<<10, 2*time.Millisecond)
+	waitFor(t, 60*time.Second, "the trickles to end", func() bool { return a.trickled.Load() == nOff })
 	// The last writes may still be in the sockets: the server has read
 	// them all when inbound plus what it shed covers what was sent.
 	waitFor(t, 20*time.Second, "the server to shed the largest holders", func() bool {
@@ -363,8 +355,8 @@ func TestMemoryBudgetShedsManySmallHolders(t *testing.T) {
 	if st := srv.Stats(); st.Memory.Peak > budget {
 		t.Errorf("accounted memory peaked at %d bytes, over the %d budget", st.Memory.Peak, budget)
 	}
-	for i := range codes {
-		if c := uint16(codes[i].Load()); c != 0 && c != codec.CloseTooBig {
+	for i := range a.codes {
+		if c := uint16(a.codes[i].Load()); c != 0 && c != codec.CloseTooBig {
 			t.Errorf("offender %d closed with %d, want 1009 or still open", i, c)
 		}
 	}
