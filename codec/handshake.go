@@ -291,15 +291,53 @@ func checkPartial(p []byte) error {
 		_, err := parseRequestLine(p[:e])
 		return err
 	}
-	// Only the method can be judged before the line ends.
-	for i, c := range p {
-		if c == ' ' {
-			if i == 0 {
+	return checkLinePrefix(p)
+}
+
+// checkLinePrefix judges the part of a request line that has arrived: each
+// of method, request-target and version as far as it goes, by the rules
+// parseRequestLine applies to the whole line. Random bytes fail within a
+// few bytes, so garbage is refused at once rather than at the handshake
+// timeout.
+func checkLinePrefix(p []byte) error {
+	method, rest, more := bytes.Cut(p, []byte{' '})
+	if more && len(method) == 0 {
+		return errRequestLine
+	}
+	for _, c := range method {
+		if !isTchar(c) {
+			return errRequestLine
+		}
+	}
+	if !more {
+		return nil
+	}
+	target, v, more := bytes.Cut(rest, []byte{' '})
+	if more && len(target) == 0 {
+		return errRequestLine
+	}
+	if len(target) > 0 && target[0] != '/' && !isAlpha(target[0]) {
+		return errRequestLine
+	}
+	for _, c := range target {
+		if c < ' ' || c == 0x7f || c == '#' {
+			return errRequestLine
+		}
+	}
+	if !more {
+		return nil
+	}
+	const version = "HTTP/0.0"
+	for i, c := range v {
+		switch {
+		case i == len(version) && c == '\r' && i == len(v)-1: // CRLF's CR, LF to come
+		case i >= len(version):
+			return errRequestLine
+		case version[i] == '0':
+			if !isDigit(c) {
 				return errRequestLine
 			}
-			break
-		}
-		if !isTchar(c) {
+		case c != version[i]:
 			return errRequestLine
 		}
 	}

@@ -605,3 +605,28 @@ func BenchmarkHandshake(b *testing.B) {
 		buf = AppendAccept(buf[:0], req, a)
 	}
 }
+
+// A request line is judged as it arrives, part by part, so bytes that are
+// not HTTP are refused without waiting for a CRLF that random bytes may
+// never send; a prefix of a valid line is never refused.
+func TestReadRequestJudgesLinePrefix(t *testing.T) {
+	var u Upgrader
+	for _, in := range []string{
+		"GET /a\x01", "GET \xff", "GET a\x00", "GET /#", "GET /a\x7f", "A  ", "GET / X", "GET / HTTP/a",
+		"GET / HTTP/1.1x", "GET / HTTP/1.1\rx", "GET / HTTP/1.1 ", "G\x00",
+	} {
+		if _, _, err := u.ReadRequest([]byte(in)); err == ErrNeedMore {
+			t.Errorf("%q: ErrNeedMore, want 400 at once", in)
+		} else {
+			wantHTTPError(t, err, 400)
+		}
+	}
+	for _, in := range []string{
+		"G", "GET", "GET ", "GET /", "GET /a\x80b", "GET http://h/x", "GET / ", "GET / H", "GET / HTTP/1.",
+		"GET / HTTP/1.1", "GET / HTTP/1.1\r",
+	} {
+		if _, _, err := u.ReadRequest([]byte(in)); err != ErrNeedMore {
+			t.Errorf("%q: %v, want ErrNeedMore", in, err)
+		}
+	}
+}
