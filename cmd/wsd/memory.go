@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -17,7 +18,7 @@ import (
 func returnMemory(ctx context.Context, accepted func() uint64) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	m := newMemoryReturner(accepted, debug.FreeOSMemory)
+	m := newMemoryReturner(accepted, freeAll)
 	for {
 		select {
 		case <-ctx.Done():
@@ -26,6 +27,15 @@ func returnMemory(ctx context.Context, accepted func() uint64) {
 			m.tick()
 		}
 	}
+}
+
+// freeAll returns the heap's free memory to the OS after two collections:
+// a sync.Pool (wsd's buffers, gnet's) keeps what it held through one GC as
+// its victim cache, so FreeOSMemory's own GC alone leaves a storm's pooled
+// buffers resident (a churn soak ended at 68 MiB against a 29 MiB baseline).
+func freeAll() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 const (
