@@ -170,8 +170,10 @@ func withServer(procs []CPUProc, serverPID int) ([]CPUProc, int) {
 
 // setServerCPU fills r's server CPU fields from srv, the --server-pid
 // process's CPU over the measured window: seconds and cores for every
-// scenario, µs per delivery for a broadcast and µs per echoed message for
-// echo (when any were made).
+// scenario, µs per delivery for a broadcast, µs per echoed message for
+// echo and µs per upgrade for connect (when any were made). A connect
+// run's window is its connect phase: accepting and upgrading is all the
+// server did in it.
 func (r *Result) setServerCPU(srv ProcCPU) {
 	s, cores := srv.CPUSeconds, srv.Cores
 	r.ServerCPUSeconds, r.ServerCPUCores = &s, &cores
@@ -185,6 +187,11 @@ func (r *Result) setServerCPU(srv ProcCPU) {
 		if r.MsgsPerSec > 0 {
 			v := usPer(cores, r.MsgsPerSec)
 			r.ServerCPUUSPerMsg = &v
+		}
+	case ScenarioConnect:
+		if r.ConnsUp > 0 {
+			v := srv.CPUSeconds * 1e6 / float64(r.ConnsUp)
+			r.ServerCPUUSPerUpgrade = &v
 		}
 	}
 }

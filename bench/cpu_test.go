@@ -81,6 +81,11 @@ func TestSetServerCPU(t *testing.T) {
 	if e.ServerCPUUSPerMsg == nil || *e.ServerCPUUSPerMsg != 20 || e.ServerCPUUSPerDelivery != nil {
 		t.Fatalf("echo: %+v", e)
 	}
+	c := &Result{Scenario: ScenarioConnect, ConnsUp: 10_000}
+	c.setServerCPU(ProcCPU{CPUSeconds: 0.45, Cores: 0.9})
+	if c.ServerCPUUSPerUpgrade == nil || math.Abs(*c.ServerCPUUSPerUpgrade-45) > 1e-9 || c.ServerCPUUSPerMsg != nil || c.ServerCPUUSPerDelivery != nil {
+		t.Fatalf("connect: %+v", c)
+	}
 	// Nothing delivered: seconds and cores, no per-unit figure.
 	z := &Result{Scenario: ScenarioBroadcast}
 	z.setServerCPU(srv)

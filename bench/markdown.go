@@ -24,6 +24,20 @@ func headlineOf(r *Result) (name string, v float64, ok bool, higherBetter bool) 
 	}
 }
 
+// cpuPerUnit returns the server's CPU per unit of work (delivery, echoed
+// message or upgrade) when the run metered it (--server-pid).
+func cpuPerUnit(r *Result) (name string, v float64, ok bool) {
+	switch {
+	case r.ServerCPUUSPerDelivery != nil:
+		return "server CPU µs/delivery", *r.ServerCPUUSPerDelivery, true
+	case r.ServerCPUUSPerMsg != nil:
+		return "server CPU µs/msg", *r.ServerCPUUSPerMsg, true
+	case r.ServerCPUUSPerUpgrade != nil:
+		return "server CPU µs/upgrade", *r.ServerCPUUSPerUpgrade, true
+	}
+	return "", 0, false
+}
+
 func fmtNum(v float64) string {
 	switch {
 	case v >= 100:
@@ -32,6 +46,30 @@ func fmtNum(v float64) string {
 		return fmt.Sprintf("%.1f", v)
 	default:
 		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// writeCPURow adds the step's server CPU per unit to the headline table
+// when any server's run metered it.
+func writeCPURow(w io.Writer, s SuiteStep, rs map[string]*Result, names []string) {
+	var metric string
+	cells := make([]string, 0, len(names))
+	for _, n := range names {
+		r := rs[n]
+		if r == nil {
+			cells = append(cells, missing(s, n))
+			continue
+		}
+		name, v, ok := cpuPerUnit(r)
+		if !ok {
+			cells = append(cells, "–")
+			continue
+		}
+		metric = name
+		cells = append(cells, fmtNum(v))
+	}
+	if metric != "" {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", s.Name, metric, strings.Join(cells, " | "))
 	}
 }
 
@@ -108,6 +146,7 @@ func WriteSuiteMarkdown(w io.Writer, sr *SuiteResult) {
 			}
 			fmt.Fprintf(w, "| %s | %s | %s |\n", s.Name, what, strings.Join(cells, " | "))
 		}
+		writeCPURow(w, s, rs, names)
 	}
 	fmt.Fprintln(w)
 
@@ -153,6 +192,9 @@ func WriteSuiteMarkdown(w io.Writer, sr *SuiteResult) {
 			row(metric, func(r *Result) (float64, bool) { _, v, ok, _ := headlineOf(r); return v, ok })
 			if s.Config.Scenario != ScenarioIdle {
 				row("p99", func(r *Result) (float64, bool) { return r.LatencyMs.P99, r.LatencyMs.Count > 0 })
+			}
+			if cpu, _, ok := cpuPerUnit(base); ok {
+				row(cpu, func(r *Result) (float64, bool) { _, v, ok := cpuPerUnit(r); return v, ok })
 			}
 		}
 		fmt.Fprintln(w)

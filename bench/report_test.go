@@ -85,6 +85,8 @@ func TestSuiteMarkdownRatios(t *testing.T) {
 	a, b := fakeResult("wsd", ScenarioEcho, 60_000, 0), fakeResult("gorilla", ScenarioEcho, 40_000, 0)
 	c, d := fakeResult("wsd", ScenarioIdle, 0, 300), fakeResult("gorilla", ScenarioIdle, 0, 1200)
 	c.Step, d.Step = "idle-1k", "idle-1k"
+	ca, cb := 12.5, 25.0
+	a.ServerCPUUSPerMsg, b.ServerCPUUSPerMsg = &ca, &cb
 	sr.Results = []*Result{a, b, c, d}
 	sr.Failures = []string{"broadcast-10k/gorilla: boom"}
 	var w bytes.Buffer
@@ -92,6 +94,7 @@ func TestSuiteMarkdownRatios(t *testing.T) {
 	out := w.String()
 	for _, want := range []string{"| CPUs (nproc) | 2 |", "Test CPU", "24.0 GiB", "Linux 6", "go1.26",
 		"| echo-1k | msgs/s | 1.50× |", "| idle-1k | server RSS B/conn | 0.25× |", "| echo-1k | msgs/s | 60000 | 40000 |",
+		"| echo-1k | server CPU µs/msg | 12.5 | 25.0 |", "| echo-1k | server CPU µs/msg | 0.50× |",
 		"boom", "wsbench echo --url"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q", want)

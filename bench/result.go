@@ -101,6 +101,7 @@ type Result struct {
 	ServerCPUCores         *float64 `json:"server_cpu_cores,omitempty"`
 	ServerCPUUSPerDelivery *float64 `json:"server_cpu_us_per_delivery,omitempty"`
 	ServerCPUUSPerMsg      *float64 `json:"server_cpu_us_per_msg,omitempty"`
+	ServerCPUUSPerUpgrade  *float64 `json:"server_cpu_us_per_upgrade,omitempty"`
 
 	// Broadcast over several URLs (--url A,B): each node's share.
 	Nodes []NodeResult `json:"nodes,omitempty"`

@@ -182,6 +182,9 @@ func Run(ctx context.Context, cfg Config, opt RunOptions) (*Result, error) {
 			return fail(err)
 		}
 	case ScenarioConnect:
+		if res.ServerCPU, err = cpu.end(); err != nil { // the connect phase
+			return fail(err)
+		}
 		tl.setPhase("measure")
 		measureFrom = tl.now()
 		send("measure")

@@ -310,8 +310,8 @@ func TestBroadcastWSConfig(t *testing.T) {
 }
 
 // --server-pid meters the server's CPU over the measured window: the run
-// reports it per delivery (broadcast) and per message (echo), and does not
-// list the server among --cpu-pid's processes.
+// reports it per delivery (broadcast), per message (echo) and per upgrade
+// (connect), and does not list the server among --cpu-pid's processes.
 func TestServerPIDReportsCPUPerUnit(t *testing.T) {
 	_, addr := startTiny(t, nil)
 	b := quickRun(t, Config{Scenario: ScenarioBroadcast, URL: "ws://" + addr + "/broadcast", Conns: 20, Pipeline: 4, ServerPID: os.Getpid()})
@@ -324,6 +324,12 @@ func TestServerPIDReportsCPUPerUnit(t *testing.T) {
 	e := quickRun(t, Config{Scenario: ScenarioEcho, URL: "ws://" + addr + "/echo", Conns: 10, ServerPID: os.Getpid()})
 	if e.ServerCPUUSPerMsg == nil || e.ServerCPUUSPerDelivery != nil || *e.ServerCPUUSPerMsg != usPer(*e.ServerCPUCores, e.MsgsPerSec) {
 		t.Fatalf("echo: µs/msg %v, µs/delivery %v", e.ServerCPUUSPerMsg, e.ServerCPUUSPerDelivery)
+	}
+	// connect: the window is the connect phase itself.
+	c := quickRun(t, Config{Scenario: ScenarioConnect, URL: "ws://" + addr + "/echo", Conns: 50, ServerPID: os.Getpid()})
+	if c.ServerCPUSeconds == nil || c.ServerCPUUSPerUpgrade == nil || c.ConnsUp != 50 ||
+		*c.ServerCPUUSPerUpgrade != *c.ServerCPUSeconds*1e6/float64(c.ConnsUp) {
+		t.Fatalf("connect: cpu %v, µs/upgrade %v, up %d", c.ServerCPUSeconds, c.ServerCPUUSPerUpgrade, c.ConnsUp)
 	}
 }
 

@@ -98,6 +98,8 @@ func WriteTable(w io.Writer, r *Result) {
 			line += fmt.Sprintf(", %.3f µs per delivery", *r.ServerCPUUSPerDelivery)
 		case r.ServerCPUUSPerMsg != nil:
 			line += fmt.Sprintf(", %.3f µs per message", *r.ServerCPUUSPerMsg)
+		case r.ServerCPUUSPerUpgrade != nil:
+			line = fmt.Sprintf("%.2f s (%.2f cores) while connecting, %.1f µs per upgrade", *r.ServerCPUSeconds, *r.ServerCPUCores, *r.ServerCPUUSPerUpgrade)
 		}
 		row("server cpu", "%s", line)
 	}
