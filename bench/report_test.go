@@ -254,3 +254,38 @@ func TestHTMLRendersInChromium(t *testing.T) {
 		}
 	}
 }
+
+// Regenerating results.md keeps what was written by hand below the
+// marker, and replaces everything above it.
+func TestSuiteFilesKeepHandWrittenPart(t *testing.T) {
+	dir := t.TempDir()
+	old := "# stale generated table\n\n| idle | 999 |\n\n" + keptMarker + "\n## Kernel memory per connection\n\nmeasured by hand\n"
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sr := &SuiteResult{Started: time.Now(), Servers: []SuiteServer{{Name: "wsd", Cmd: []string{"bin/wsd"}}},
+		Steps: []SuiteStep{{Name: "echo-1k", Config: Config{Scenario: ScenarioEcho, Conns: 1000}}}}
+	sr.Results = []*Result{fakeResult("wsd", ScenarioEcho, 60_000, 0)}
+	for range 2 { // and again: the part is kept once, not doubled
+		if err := WriteSuiteFiles(dir, sr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(b)
+	if strings.Contains(out, "stale generated") || !strings.Contains(out, "| echo-1k | msgs/s | 60000 |") ||
+		strings.Count(out, keptMarker) != 1 || !strings.HasSuffix(out, keptMarker+"\n## Kernel memory per connection\n\nmeasured by hand\n") {
+		t.Fatalf("results.md:\n%s", out)
+	}
+	// A fresh directory gets the generated part only.
+	fresh := t.TempDir()
+	if err := WriteSuiteFiles(fresh, sr); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fresh, "results.md")); bytes.Contains(b, []byte(keptMarker)) {
+		t.Error("a fresh results.md has the marker")
+	}
+}

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -270,7 +272,13 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// WriteSuiteFiles writes results.md, results.json and results.html to dir.
+// keptMarker starts the part of results.md written by hand (measurements
+// a suite does not make: kernel memory, budgets, sweeps). WriteSuiteFiles
+// carries it over, so that a new run does not erase it.
+const keptMarker = "<!-- written by hand below: make bench-peers keeps it -->"
+
+// WriteSuiteFiles writes results.md, results.json and results.html to dir;
+// results.md keeps its hand-written part (keptMarker and what follows).
 func WriteSuiteFiles(dir string, sr *SuiteResult) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -289,11 +297,22 @@ func WriteSuiteFiles(dir string, sr *SuiteResult) error {
 	if err := WriteJSON(dir+"/results.json", sr); err != nil {
 		return err
 	}
+	var kept []byte
+	if old, err := os.ReadFile(dir + "/results.md"); err == nil {
+		if i := bytes.Index(old, []byte(keptMarker)); i >= 0 {
+			kept = old[i:]
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	f, err := os.Create(dir + "/results.md")
 	if err != nil {
 		return err
 	}
 	WriteSuiteMarkdown(f, sr)
+	if len(kept) > 0 {
+		_, _ = fmt.Fprintf(f, "\n%s", kept)
+	}
 	if err := f.Close(); err != nil {
 		return err
 	}
