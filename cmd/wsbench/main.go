@@ -147,7 +147,7 @@ func runScenario(name string, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.URL, "url", defaultURL, "target ws:// URL (broadcast --mode ws: default ws://127.0.0.1:8080/ws; broadcast: several, comma-separated, get the subscribers round robin)")
 	fs.StringVar(&c.Label, "label", "", "name of the server under test, for reports")
 	scenarioFlags(fs, &c, &sourceIPs)
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's PID: sample its RSS (/proc/PID/status VmRSS) and its CPU time over the measured window (/proc/PID/stat user+system; echo and broadcast: µs per message or delivery)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's PID: sample its RSS (/proc/PID/status VmRSS) and its CPU time over the measured window (/proc/PID/stat user+system; echo and broadcast: µs per message or delivery; connect: µs per upgrade over the connect phase)")
 	fs.StringVar(&c.PrometheusURL, "prometheus", "", "or scrape process_resident_memory_bytes from this URL")
 	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to `file` (- for stdout)")
 	fs.StringVar(&htmlPath, "html", "", "write a self-contained HTML report to `file`")
