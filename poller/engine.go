@@ -22,8 +22,9 @@ import (
 type Handler interface {
 	// Upgrade is called once the request passed the RFC 6455 checks and the
 	// negotiation (a says what was agreed; the handler may clear a.Protocol
-	// or set it to another offered one). It returns the connection's Session,
-	// or an HTTP answer that refuses the upgrade (404, 401, ...).
+	// or set it to another offered one; a is valid only during the call). It
+	// returns the connection's Session, or an HTTP answer that refuses the
+	// upgrade (404, 401, ...).
 	Upgrade(c *Conn, req *codec.Request, a *codec.Accept) (Session, *codec.HTTPError)
 }
 

@@ -27,8 +27,9 @@ type loop struct {
 	pend []*Conn
 	head int
 
-	iov     [][]byte // scratch for Writev
-	scratch []byte   // scratch for control frames
+	iov     [][]byte     // scratch for Writev
+	scratch []byte       // scratch for control frames
+	accept  codec.Accept // the negotiation of the handshake in progress (Upgrade gets a pointer to it)
 
 	outBytes  int64 // this loop's outbound bytes as last sampled (memory budget)
 	shedAfter int64 // engine nanotime before which shed does not scan again

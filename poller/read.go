@@ -99,10 +99,12 @@ func (e *Engine) handshake(c *Conn) {
 	if err == nil && c.adm&admViaProxy != 0 && !e.admitForwarded(c) {
 		return
 	}
-	var herr *codec.HTTPError
-	var acc codec.Accept
+	// The negotiation lives in the loop, not here: Upgrade takes a pointer
+	// to it, and a local would be allocated for every upgrade.
+	acc := &c.loop.accept
+	*acc = codec.Accept{}
 	if err == nil {
-		acc, err = e.cfg.Upgrader.Negotiate(req)
+		*acc, err = e.cfg.Upgrader.Negotiate(req)
 	}
 	if err == nil && e.mem.pressure() {
 		// Before any per-conn state: a conn admitted now would only add
@@ -119,6 +121,7 @@ func (e *Engine) handshake(c *Conn) {
 		}
 	}
 	var s Session
+	var herr *codec.HTTPError
 	if err == nil {
 		if acc.Deflate && e.cfg.Flate == nil {
 			acc.Deflate = false
@@ -129,12 +132,12 @@ func (e *Engine) handshake(c *Conn) {
 		if acc.Deflate {
 			c.flate = e.cfg.Flate.NewContext(acc.Params)
 		}
-		s, herr = e.h.Upgrade(c, req, &acc)
+		s, herr = e.h.Upgrade(c, req, acc)
 		if herr == nil && s == nil {
 			herr = &codec.HTTPError{Status: 404, Reason: "not found"}
 		}
-	} else if !errors.As(err, &herr) {
-		herr = &codec.HTTPError{Status: 400, Reason: err.Error()}
+	} else {
+		herr = httpErrorOf(err)
 	}
 	if herr != nil {
 		e.refuse(c, herr)
@@ -142,11 +145,22 @@ func (e *Engine) handshake(c *Conn) {
 	}
 	_, _ = gc.Discard(n)
 	c.session = s
-	c.loop.scratch = codec.AppendAccept(c.loop.scratch[:0], req, acc)
+	c.loop.scratch = codec.AppendAccept(c.loop.scratch[:0], req, *acc)
 	_, _ = gc.Write(c.loop.scratch)
 	c.state = stateOpen
 	e.leaveHandshake(c)
 	e.stats.Upgraded.Add(1)
+}
+
+// httpErrorOf is the answer to a request the handshake refused: the
+// codec's own *HTTPError, else 400 with the error's text. (A function of
+// its own so that errors.As's target escapes only on this path.)
+func httpErrorOf(err error) *codec.HTTPError {
+	var herr *codec.HTTPError
+	if !errors.As(err, &herr) {
+		herr = &codec.HTTPError{Status: 400, Reason: err.Error()}
+	}
+	return herr
 }
 
 // readFrames parses every complete frame in the inbound buffer, in place,
