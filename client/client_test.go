@@ -1028,3 +1028,43 @@ func TestUnauthorizedWithTokenFunc(t *testing.T) {
 		}
 	})
 }
+
+// A call whose context is already canceled fails with the context's error
+// and sends nothing: on a fast link the reply used to win the race against
+// ctx.Done() at random, and the server saw the request either way.
+func TestCanceledContextSendsNothing(t *testing.T) {
+	s := newFakeServer(t)
+	c := dial(t, s, Options{})
+	if _, err := c.Presence(ctxT(t), "chat"); err != nil { // connected, and the link is warm
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 50 {
+		if _, err := c.Presence(ctx, "chat"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("call %d: %v, want context.Canceled", i, err)
+		}
+	}
+	if _, err := c.Subscribe(ctx, "never"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("subscribe: %v, want context.Canceled", err)
+	}
+	if _, err := c.Presence(ctxT(t), "chat"); err != nil { // after every earlier request on the link
+		t.Fatal(err)
+	}
+	s.with(func() {
+		n := 0
+		for _, r := range s.requests {
+			if strings.Contains(r, `"op":"presence"`) {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("the server got %d presence requests, want 2 (none with the canceled context)", n)
+		}
+		for _, r := range s.requests {
+			if strings.Contains(r, `"never"`) {
+				t.Errorf("the server got %s", r)
+			}
+		}
+	})
+}

@@ -78,15 +78,18 @@
 // # Requests and connection loss
 //
 // Subscribe, Unsubscribe, Publish and Presence send a request with a fresh
-// id and wait for the reply with that id, or for ctx. A request made while
-// the client is disconnected waits for the next connection (bounded by its
-// ctx) unless Options.FailFast is set, in which case it fails at once with
-// ErrNotConnected. A Publish, Presence, History or PresenceStats sent on a
-// connection that drops
-// before its reply fails with ErrConnectionLost: the publication may or may
-// not have happened, and is not re-sent automatically (it is not
-// idempotent). A Subscribe in flight when the connection drops keeps waiting
-// and is re-sent on the next connection.
+// id and wait for the reply with that id, or for ctx; a ctx that has
+// already ended fails the call with its error and sends nothing. A request
+// made while the client is disconnected waits for the next connection
+// (bounded by its ctx) unless Options.FailFast is set, in which case it
+// fails at once with ErrNotConnected (a Publish waits too, counted against
+// Options.MaxQueuedPublishes). A Publish whose connection drops before its
+// reply is sent again on the next connection with the same idempotency key,
+// so it is made exactly once (for up to 100 s after its first send, within
+// the server's 2-minute deduplication window). A Presence, History or
+// PresenceStats sent on a connection that drops before its reply fails with
+// ErrConnectionLost. A Subscribe in flight when the connection drops keeps
+// waiting and is re-sent on the next connection.
 //
 // # Goroutines and callbacks
 //

@@ -386,6 +386,9 @@ func (c *Client) SubscribeSince(ctx context.Context, channel string, since Posit
 }
 
 func (c *Client) subscribe(ctx context.Context, channel string, o SubscribeOptions) (SubscribeResult, error) {
+	if err := ctx.Err(); err != nil { // as in do: nothing is sent
+		return SubscribeResult{}, err
+	}
 	since := o.Since
 	token, err := c.channelToken(ctx, channel)
 	if err != nil {
@@ -549,10 +552,14 @@ func (c *Client) request(ctx context.Context, op, channel string, data json.RawM
 	return c.do(ctx, request{Op: op, Channel: channel, Data: data})
 }
 
-// do sends r with a fresh id and waits for its reply.
+// do sends r with a fresh id and waits for its reply. A context that
+// already ended sends nothing: once sent, the reply and ctx.Done() race.
 func (c *Client) do(ctx context.Context, r request) (json.RawMessage, error) {
 	op, channel := r.Op, r.Channel
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		cn, err := c.waitConn(ctx)
 		if err != nil {
 			return nil, err

@@ -54,6 +54,9 @@ func (c *Client) refreshToken(cn *conn) {
 // requestOn sends r on cn and waits for its reply. It does nothing when cn
 // is no longer the current connection: a new one had a fresh token.
 func (c *Client) requestOn(ctx context.Context, cn *conn, r request) error {
+	if err := ctx.Err(); err != nil { // as in do: nothing is sent
+		return err
+	}
 	c.mu.Lock()
 	if c.closing || c.cur != cn {
 		c.mu.Unlock()
