@@ -331,6 +331,11 @@ func TestServerPIDReportsCPUPerUnit(t *testing.T) {
 		*c.ServerCPUUSPerUpgrade != *c.ServerCPUSeconds*1e6/float64(c.ConnsUp) {
 		t.Fatalf("connect: cpu %v, µs/upgrade %v, up %d", c.ServerCPUSeconds, c.ServerCPUUSPerUpgrade, c.ConnsUp)
 	}
+	var tb strings.Builder
+	WriteTable(&tb, c)
+	if !strings.Contains(tb.String(), "while connecting") || !strings.Contains(tb.String(), "µs per upgrade") {
+		t.Errorf("connect table lacks the CPU per upgrade:\n%s", tb.String())
+	}
 }
 
 // A sweep runs each rate on fresh connections and judges it; an

@@ -92,14 +92,18 @@ func WriteTable(w io.Writer, r *Result) {
 	}
 	writeKernelRows(row, r.Kernel)
 	if r.ServerCPUSeconds != nil && r.ServerCPUCores != nil {
-		line := fmt.Sprintf("%.2f s (%.2f cores) over the window", *r.ServerCPUSeconds, *r.ServerCPUCores)
+		window := "over the window"
+		if r.Scenario == ScenarioConnect {
+			window = "while connecting"
+		}
+		line := fmt.Sprintf("%.2f s (%.2f cores) %s", *r.ServerCPUSeconds, *r.ServerCPUCores, window)
 		switch {
 		case r.ServerCPUUSPerDelivery != nil:
 			line += fmt.Sprintf(", %.3f µs per delivery", *r.ServerCPUUSPerDelivery)
 		case r.ServerCPUUSPerMsg != nil:
 			line += fmt.Sprintf(", %.3f µs per message", *r.ServerCPUUSPerMsg)
 		case r.ServerCPUUSPerUpgrade != nil:
-			line = fmt.Sprintf("%.2f s (%.2f cores) while connecting, %.1f µs per upgrade", *r.ServerCPUSeconds, *r.ServerCPUCores, *r.ServerCPUUSPerUpgrade)
+			line += fmt.Sprintf(", %.1f µs per upgrade", *r.ServerCPUUSPerUpgrade)
 		}
 		row("server cpu", "%s", line)
 	}

@@ -14,17 +14,13 @@ import (
 // request; what the handshake writes back is dropped.
 type requestConn struct {
 	gnet.Conn
-	in  []byte
-	out int
+	in []byte
 }
 
-func (c *requestConn) Peek(int) ([]byte, error)                    { return c.in, nil }
-func (c *requestConn) Discard(n int) (int, error)                  { c.in = c.in[n:]; return n, nil }
-func (c *requestConn) Write(b []byte) (int, error)                 { c.out += len(b); return len(b), nil }
-func (c *requestConn) InboundBuffered() int                        { return len(c.in) }
-func (c *requestConn) OutboundBuffered() int                       { return 0 }
-func (c *requestConn) Writev(bs [][]byte) (int, error)             { return 0, nil }
-func (c *requestConn) AsyncWrite([]byte, gnet.AsyncCallback) error { return nil }
+func (c *requestConn) Peek(int) ([]byte, error)    { return c.in, nil }
+func (c *requestConn) Discard(n int) (int, error)  { c.in = c.in[n:]; return n, nil }
+func (c *requestConn) Write(b []byte) (int, error) { return len(b), nil }
+func (c *requestConn) InboundBuffered() int        { return len(c.in) }
 
 // An upgrade costs the request's parse (the head, the Request, its
 // headers) and nothing of the handshake's own: every short-lived object

@@ -102,7 +102,6 @@ func (e *Engine) handshake(c *Conn) {
 	// The negotiation lives in the loop, not here: Upgrade takes a pointer
 	// to it, and a local would be allocated for every upgrade.
 	acc := &c.loop.accept
-	*acc = codec.Accept{}
 	if err == nil {
 		*acc, err = e.cfg.Upgrader.Negotiate(req)
 	}
