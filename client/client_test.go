@@ -209,13 +209,7 @@ func TestSubscribePublishPresence(t *testing.T) {
 		if len(s.tokens) != 1 || s.tokens[0] != "tok en" || s.tokenInURL {
 			t.Errorf("tokens seen by the server: %q (in the URL: %v)", s.tokens, s.tokenInURL)
 		}
-		subscribes := 0
-		for _, r := range s.requests {
-			if strings.Contains(r, `"op":"subscribe"`) {
-				subscribes++
-			}
-		}
-		if subscribes != 1 {
+		if subscribes := len(s.requestsWith(`"op":"subscribe"`)); subscribes != 1 {
 			t.Errorf("%d subscribe requests, want 1", subscribes)
 		}
 	})
@@ -1052,19 +1046,11 @@ func TestCanceledContextSendsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.with(func() {
-		n := 0
-		for _, r := range s.requests {
-			if strings.Contains(r, `"op":"presence"`) {
-				n++
-			}
-		}
-		if n != 2 {
+		if n := len(s.requestsWith(`"op":"presence"`)); n != 2 {
 			t.Errorf("the server got %d presence requests, want 2 (none with the canceled context)", n)
 		}
-		for _, r := range s.requests {
-			if strings.Contains(r, `"never"`) {
-				t.Errorf("the server got %s", r)
-			}
+		if rs := s.requestsWith(`"never"`); len(rs) > 0 {
+			t.Errorf("the server got %q", rs)
 		}
 	})
 }

@@ -137,6 +137,18 @@ func startFakeServer(t testing.TB, ln net.Listener) *fakeServer {
 	return s
 }
 
+// requestsWith returns the requests received that contain sub. Call it
+// under s.mu (inside s.with).
+func (s *fakeServer) requestsWith(sub string) []string {
+	var out []string
+	for _, r := range s.requests {
+		if strings.Contains(r, sub) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 func (s *fakeServer) url() string { return "ws://" + s.ln.Addr().String() + "/ws" }
 
 func (s *fakeServer) accept() {
